@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# Installs the Debian packages vttt builds and tests with. The CUDA toolkit
+# (nvcc, cuBLAS) comes with the machine's image; where nvcc is missing the
+# CUDA backend is simply not built.
+set -euo pipefail
+SUDO=""
+if [ "$(id -u)" != 0 ]; then SUDO=sudo; fi
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update
+$SUDO apt-get install -y --no-install-recommends \
+    build-essential cmake pkg-config \
+    libopenblas-dev check libcjson-dev

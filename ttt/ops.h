@@ -1,0 +1,107 @@
+/*
+ * ttt/ops.h — internal: the CPU reference ops, each a forward/backward pair.
+ *
+ * Every op is a flat function over row-major fp32 arrays with explicit
+ * dimensions (llm.c style). Backward functions ACCUMULATE (+=) into every
+ * gradient they write, activations and parameters alike, and any gradient
+ * pointer may be NULL when it is not wanted. N counts rows (B*T).
+ */
+#ifndef VTTT_OPS_H
+#define VTTT_OPS_H
+
+#include <math.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* C (M,N) = alpha * op(A) op(B) + beta * C, row-major; op(A) is (M,K).
+ * ta/tb != 0 transpose A/B. Uses OpenBLAS. */
+void ttt_sgemm(int ta, int tb, int M, int N, int K, float alpha, const float *A, int lda,
+               const float *B, int ldb, float beta, float *C, int ldc);
+
+/* out (N,OC) = inp (N,C) . w(OC,C)^T + bias(OC); bias may be NULL. */
+void ttt_linear_forward(float *out, const float *inp, const float *w, const float *bias, int N, int C, int OC);
+void ttt_linear_backward(float *dinp, float *dw, float *dbias, const float *dout, const float *inp,
+                         const float *w, int N, int C, int OC);
+
+/* RMSNorm: out = inp / sqrt(mean(inp^2) + eps) * w. rstd (N) saved for backward. */
+void ttt_rmsnorm_forward(float *out, float *rstd, const float *inp, const float *w, int N, int C, float eps);
+void ttt_rmsnorm_backward(float *dinp, float *dw, const float *dout, const float *inp, const float *w,
+                          const float *rstd, int N, int C);
+
+/* LayerNorm: out = (inp - mean) * rstd * w + b; mean, rstd (N) may be NULL in forward. */
+void ttt_layernorm_forward(float *out, float *mean, float *rstd, const float *inp, const float *w,
+                           const float *b, int N, int C, float eps);
+void ttt_layernorm_backward(float *dinp, float *dw, float *db, const float *dout, const float *inp,
+                            const float *w, const float *mean, const float *rstd, int N, int C);
+
+/* GELU, tanh form: 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))). */
+void ttt_gelu_forward(float *out, const float *inp, size_t n);
+void ttt_gelu_backward(float *dinp, const float *dout, const float *inp, size_t n);
+
+/* SiLU x*sigmoid(x); SwiGLU out = silu(gate) * up. */
+void ttt_silu_forward(float *out, const float *inp, size_t n);
+void ttt_silu_backward(float *dinp, const float *dout, const float *inp, size_t n);
+void ttt_swiglu_forward(float *out, const float *gate, const float *up, size_t n);
+void ttt_swiglu_backward(float *dgate, float *dup, const float *dout, const float *gate, const float *up, size_t n);
+
+/* Sigmoid; the backward takes the forward's output. */
+void ttt_sigmoid_forward(float *out, const float *inp, size_t n);
+void ttt_sigmoid_backward(float *dinp, const float *dout, const float *out, size_t n);
+
+/* Rotary embedding on (B, T, H, f) rows of width H*f, rotating interleaved
+ * pairs (x[2i], x[2i+1]) by angle p * theta^(-2i/f), where position
+ * p = (pos0 + t) mod pos_mod (pos_mod <= 0: no modulus). out may equal inp. */
+void ttt_rotary_forward(float *out, const float *inp, int B, int T, int H, int f, int64_t pos0, int pos_mod, float theta);
+void ttt_rotary_backward(float *dinp, const float *dout, int B, int T, int H, int f, int64_t pos0, int pos_mod, float theta);
+
+/* Depthwise causal conv1d over time, kernel K, per channel c of C:
+ * out[b,t,c] = bias[c] + sum_k w[c,k] * x[b, t-(K-1)+k, c], where x before
+ * t=0 is taken from state (B, K-1, C) (the previous K-1 inputs, oldest
+ * first), or zeros when state is NULL. w is (C, K) (torch Conv1d (C,1,K)). */
+void ttt_conv1d_forward(float *out, const float *inp, const float *w, const float *bias, const float *state,
+                        int B, int T, int C, int K);
+/* Gradients for inp, w, bias (state is a constant). */
+void ttt_conv1d_backward(float *dinp, float *dw, float *dbias, const float *dout, const float *inp,
+                         const float *w, const float *state, int B, int T, int C, int K);
+/* Shifts the last K-1 inputs of inp (B,T,C) into state (B,K-1,C). */
+void ttt_conv1d_state_update(float *state, const float *inp, int B, int T, int C, int K);
+
+/* Embedding lookup: out (N,C) = table[ids]. Returns VTTT_EINVAL for an id
+ * outside [0, V). */
+int ttt_embedding_forward(float *out, const int32_t *ids, const float *table, int N, int V, int C);
+void ttt_embedding_backward(float *dtable, const float *dout, const int32_t *ids, int N, int C);
+
+/* Softmax cross-entropy per row: losses (N) = -log softmax(logits)[target].
+ * Rows with target < 0 are ignored (loss 0). Returns VTTT_EINVAL for a
+ * target >= V. Backward: dlogits += dloss[n] * (softmax - onehot). */
+int ttt_xent_forward(float *losses, const float *logits, const int32_t *targets, int N, int V);
+void ttt_xent_backward(float *dlogits, const float *dloss, const float *logits, const int32_t *targets, int N, int V);
+
+/* Scalar GELU (tanh form) and its first and second derivatives, shared by
+ * the op above and the TTT inner loop. */
+#ifdef __CUDACC__
+#define TTT_HOSTDEV __host__ __device__ /* nvcc also compiles these for the GPU */
+#else
+#define TTT_HOSTDEV
+#endif
+#define TTT_GELU_K0 0.7978845608028654f /* sqrt(2/pi) */
+#define TTT_GELU_K1 0.044715f
+static inline TTT_HOSTDEV float ttt_gelu(float x) {
+    return 0.5f * x * (1.0f + tanhf(TTT_GELU_K0 * (x + TTT_GELU_K1 * x * x * x)));
+}
+static inline TTT_HOSTDEV float ttt_gelu_d1(float x) {
+    float u = TTT_GELU_K0 * (x + TTT_GELU_K1 * x * x * x);
+    float th = tanhf(u);
+    float du = TTT_GELU_K0 * (1.0f + 3.0f * TTT_GELU_K1 * x * x);
+    return 0.5f * (1.0f + th) + 0.5f * x * (1.0f - th * th) * du;
+}
+static inline TTT_HOSTDEV float ttt_gelu_d2(float x) {
+    float u = TTT_GELU_K0 * (x + TTT_GELU_K1 * x * x * x);
+    float th = tanhf(u);
+    float sech2 = 1.0f - th * th;
+    float du = TTT_GELU_K0 * (1.0f + 3.0f * TTT_GELU_K1 * x * x);
+    float d2u = TTT_GELU_K0 * 6.0f * TTT_GELU_K1 * x;
+    return sech2 * du + 0.5f * x * (-2.0f * th * sech2 * du * du + sech2 * d2u);
+}
+
+#endif
