@@ -295,16 +295,17 @@ START_TEST(test_decode_token_by_token) {
 }
 END_TEST
 
-/* Decode after a long prefill with many threads and few heads takes the
- * split-over-keys path of the kernel; it must agree as well. */
+/* Short chunks after a long prefill, with many threads and few heads, take
+ * the kernel's split-over-keys paths (both the few-query path, chunks < 8,
+ * and the tiled one, the 16-token chunk); they must agree as well. */
 START_TEST(test_decode_long_cache_split) {
-    int B = 1, T = 1005, D = 32, H = 2;
+    int B = 1, T = 1021, D = 32, H = 2;
     int nth = omp_get_max_threads();
     omp_set_num_threads(8);
     vttt_layer *l = make_layer(D, H, 0.3f, 51);
     float *x = rand_buf((size_t)B * T * D, 1.0f, 52);
-    const int chunks[] = {1000, 1, 1, 2, 1};
-    double e = chunked_vs_forward(l, x, B, T, D, chunks, 5);
+    const int chunks[] = {1000, 1, 2, 16, 1, 1};
+    double e = chunked_vs_forward(l, x, B, T, D, chunks, 6);
     omp_set_num_threads(nth);
     ck_assert_msg(e <= 1e-5, "decode over a 1000-token cache: rel err %g vs forward", e);
     free(x);

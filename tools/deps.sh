@@ -9,4 +9,4 @@ export DEBIAN_FRONTEND=noninteractive
 $SUDO apt-get update
 $SUDO apt-get install -y --no-install-recommends \
     build-essential cmake pkg-config \
-    libopenblas-dev check libcjson-dev
+    libopenblas-dev libopenblas-openmp-dev check libcjson-dev

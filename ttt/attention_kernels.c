@@ -1,9 +1,11 @@
 /*
- * Causal softmax attention on the CPU, FlashAttention style: queries and
- * keys are cut into tiles, scores of one (query tile, key tile) pair are
- * formed with a small GEMM, and an online softmax folds them into the
- * output, so memory stays O(T) at any sequence length. The backward pass
- * recomputes the tiles from the saved logsumexp (FlashAttention-2).
+ * Causal softmax attention forward on the CPU, FlashAttention style:
+ * queries and keys are cut into tiles, the scores of one (query tile, key
+ * tile) pair are formed with a small GEMM, and an online softmax folds them
+ * into the output, so memory stays O(T) at any sequence length. A few
+ * queries against a long KV cache (decode) take a second path that streams
+ * the cache row by row for all heads at once, split over key ranges
+ * between threads (flash-decoding) and merged at the end.
  *
  * Tile GEMMs go to OpenBLAS from inside OpenMP threads, so OpenBLAS is held
  * at one thread for the duration of each parallel section.
@@ -24,29 +26,24 @@
 #include "ops.h"
 #include "ttt.h"
 
-enum { BR = 64, BC = 64 }; /* query rows, key columns of a tile */
+enum { BR = ATTN_BR, BC = ATTN_BC };
 
-/* expf for the arguments softmax needs (x <= 0, small x > 0 tolerated):
- * Cephes' range reduction and polynomial, about 1 ulp, with no branches so
- * the loops that call it vectorise. Results below ~1e-38 flush to ~1e-38. */
-static inline float attn_exp(float x) {
-    x = x < -87.0f ? -87.0f : x;
-    x = x > 88.0f ? 88.0f : x;
-    float n = (x * 1.44269504088896341f + 12582912.0f) - 12582912.0f; /* round to nearest */
-    float r = x - n * 0.693359375f;
-    r = r + n * 2.12194440e-4f;
-    float p = 1.9875691500e-4f;
-    p = p * r + 1.3981999507e-3f;
-    p = p * r + 8.3334519073e-3f;
-    p = p * r + 4.1665795894e-2f;
-    p = p * r + 1.6666665459e-1f;
-    p = p * r + 5.0000001201e-1f;
-    p = p * r * r + r + 1.0f;
-    int32_t e = ((int32_t)n + 127) << 23;
-    float sc;
-    memcpy(&sc, &e, sizeof sc);
-    return p * sc;
+/* Below this many query rows (decode, short prefill) products are plain
+ * loops: BLAS would spend more time packing the key tile than multiplying,
+ * and the work is bound by reading the KV cache anyway. */
+enum { SMALL_ROWS = 8 };
+
+int attn_blas_serial_begin(void) {
+    int n = openblas_get_num_threads();
+    if (n > 1) openblas_set_num_threads(1);
+    return n;
 }
+
+void attn_blas_serial_end(int n) {
+    if (n > 1) openblas_set_num_threads(n);
+}
+
+static int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
 
 /* Sum of s[0..n) in eight lanes, so it vectorises without -ffast-math. */
 static float row_sum(const float *s, int n) {
@@ -60,77 +57,7 @@ static float row_sum(const float *s, int n) {
     return sum;
 }
 
-/* Holds OpenBLAS at one thread while OpenMP threads call it; returns the
- * count to restore. */
-static int blas_serial_begin(void) {
-    int n = openblas_get_num_threads();
-    if (n > 1) openblas_set_num_threads(1);
-    return n;
-}
-
-static void blas_serial_end(int n) {
-    if (n > 1) openblas_set_num_threads(n);
-}
-
-static int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
-
-/* Keys of tile [j0, j0+nc) visible to the query at position p. */
-static int visible_cols(int64_t p, int64_t j0, int nc) {
-    int64_t nv = p - j0 + 1;
-    return nv < 0 ? 0 : nv > nc ? nc : (int)nv;
-}
-
-/* ---- forward ------------------------------------------------------------ */
-
-typedef struct {
-    const float *q, *k, *v; /* q (B,Tq,D); k, v (B,kv_rows,D) */
-    int B, Tq, H, f, D;
-    int64_t kv_rows, q_off;
-    float scale;
-} fwd_args;
-
-/* Online-softmax state of one query tile: acc (BR, f) the unnormalised
- * output, m (BR) the running max, l (BR) the running sum. */
-typedef struct {
-    float *acc, *m, *l;
-} softmax_state;
-
-static softmax_state state_at(float *mem, int f) {
-    softmax_state st = {mem, mem + (size_t)BR * f, mem + (size_t)BR * f + BR};
-    return st;
-}
-
-static void state_reset(softmax_state st, int f) {
-    memset(st.acc, 0, (size_t)BR * f * sizeof(float));
-    for (int r = 0; r < BR; r++) {
-        st.m[r] = -INFINITY;
-        st.l[r] = 0.0f;
-    }
-}
-
-/* Turns the scores s[0..nv) of one row into exp(s - new max), zeroes
- * s[nv..nc) (masked keys), and rescales the row's running sum and
- * accumulator (f) to the new max. */
-static void online_softmax_row(float *s, int nv, int nc, float *m, float *l, float *acc, int f) {
-    float mx = *m;
-    for (int c = 0; c < nv; c++) mx = s[c] > mx ? s[c] : mx;
-    for (int c = 0; c < nv; c++) s[c] = attn_exp(s[c] - mx);
-    for (int c = nv; c < nc; c++) s[c] = 0.0f;
-    if (mx != *m) {
-        float alpha = isinf(*m) ? 0.0f : attn_exp(*m - mx);
-        *l *= alpha;
-        for (int d = 0; d < f; d++) acc[d] *= alpha;
-        *m = mx;
-    }
-    *l += row_sum(s, nv);
-}
-
-/* Below this many query rows (decode, short prefill) a tile's products are
- * plain loops: BLAS would spend more time packing the key tile than
- * multiplying, and the work is bound by reading the KV cache anyway. */
-enum { SMALL_ROWS = 8 };
-
-/* dot of a and b (n) in eight lanes, so it vectorises. */
+/* Dot product of a and b (n) in eight lanes. */
 static float dot8(const float *a, const float *b, int n) {
     float part[8] = {0};
     int d = 0;
@@ -142,7 +69,83 @@ static float dot8(const float *a, const float *b, int n) {
     return sum;
 }
 
-/* S (nr, BC) = scale * Q (nr, f; row stride D) . K (nc, f; row stride D)^T. */
+static void axpy(float *y, float a, const float *x, int n) {
+    for (int d = 0; d < n; d++) y[d] += a * x[d];
+}
+
+typedef struct {
+    const float *q, *k, *v; /* q (B,Tq,D); k, v (B,kv_rows,D) */
+    int B, Tq, H, f, D;
+    int64_t kv_rows, q_off;
+    float scale;
+} fwd_args;
+
+/* Online-softmax state of one query row, f + 2 floats: the unnormalised
+ * output acc (f), then the running max m and the running sum l. */
+static void rows_reset(float *st, size_t rows, int f) {
+    for (size_t r = 0; r < rows; r++) {
+        float *rs = st + r * (f + 2);
+        memset(rs, 0, (size_t)f * sizeof(float));
+        rs[f] = -INFINITY;
+        rs[f + 1] = 0.0f;
+    }
+}
+
+/* Turns the scores s[0..nv) of one row into exp(s - new max), zeroes
+ * s[nv..nc) (masked keys), and rescales the row state rs to the new max. */
+static void online_softmax_row(float *s, int nv, int nc, float *rs, int f) {
+    float m = rs[f], mx = m;
+    for (int c = 0; c < nv; c++) mx = s[c] > mx ? s[c] : mx;
+    for (int c = 0; c < nv; c++) s[c] = attn_exp(s[c] - mx);
+    for (int c = nv; c < nc; c++) s[c] = 0.0f;
+    if (mx != m) {
+        float alpha = isinf(m) ? 0.0f : attn_exp(m - mx);
+        for (int d = 0; d < f + 2; d++) rs[d] *= alpha; /* acc and l */
+        rs[f] = mx;
+    }
+    rs[f + 1] += row_sum(s, nv);
+}
+
+/* Merges row states of nsplit key ranges, split s at base + s*stride, into
+ * the first. */
+static void merge_rows(float *base, size_t rows, size_t stride, int nsplit, int f) {
+    for (int s = 1; s < nsplit; s++)
+        for (size_t r = 0; r < rows; r++) {
+            float *dst = base + r * (f + 2);
+            const float *src = base + s * stride + r * (f + 2);
+            if (isinf(src[f])) continue;
+            float mx = src[f] > dst[f] ? src[f] : dst[f];
+            float wd = isinf(dst[f]) ? 0.0f : attn_exp(dst[f] - mx), ws = attn_exp(src[f] - mx);
+            for (int d = 0; d < f; d++) dst[d] = dst[d] * wd + src[d] * ws;
+            dst[f + 1] = dst[f + 1] * wd + src[f + 1] * ws;
+            dst[f] = mx;
+        }
+}
+
+/* Output row (f) and logsumexp (may be NULL) of a finished row state. */
+static void finish_row(const float *rs, float *orow, float *lse, int f) {
+    float inv = 1.0f / rs[f + 1];
+    for (int d = 0; d < f; d++) orow[d] = rs[d] * inv;
+    if (lse) *lse = rs[f] + logf(rs[f + 1]);
+}
+
+/* How many key ranges to split a pass of `tasks` tasks into: 1 when there
+ * are enough tasks for the threads, more (each >= 4 key tiles) for a few
+ * queries over a long cache. */
+static int split_count(long tasks, int64_t keys, int nth) {
+    if (nth <= 1 || tasks >= 2L * nth) return 1;
+    long want = (2L * nth + tasks - 1) / tasks;
+    int64_t most = keys / (4 * BC);
+    return (int)(want < most ? want : most > 1 ? most : 1);
+}
+
+/* Start of key range s of nsplit over keys [0, nk), in whole tiles. */
+static int64_t split_at(int s, int nsplit, int64_t nk) {
+    int64_t chunk = ((nk + BC - 1) / BC + nsplit - 1) / nsplit * BC;
+    return min64(s * chunk, nk);
+}
+
+/* S (nr, BC) = scale Q (nr, f; row stride D) K (nc, f; row stride D)^T. */
 static void tile_scores(float *S, const float *Q, const float *K, int nr, int nc, int f, int D, float scale) {
     if (nr >= SMALL_ROWS) {
         ttt_sgemm(0, 1, nr, nc, f, scale, Q, D, K, D, 0.0f, S, BC);
@@ -152,89 +155,41 @@ static void tile_scores(float *S, const float *Q, const float *K, int nr, int nc
         for (int c = 0; c < nc; c++) S[(size_t)r * BC + c] = scale * dot8(Q + (size_t)r * D, K + (size_t)c * D, f);
 }
 
-/* acc (nr, f) += P (nr, BC) . V (nc, f; row stride D). */
+/* acc (nr, f; row stride f+2) += P (nr, BC) V (nc, f; row stride D). */
 static void tile_pv(float *acc, const float *P, const float *V, int nr, int nc, int f, int D) {
     if (nr >= SMALL_ROWS) {
-        ttt_sgemm(0, 0, nr, f, nc, 1.0f, P, BC, V, D, 1.0f, acc, f);
+        ttt_sgemm(0, 0, nr, f, nc, 1.0f, P, BC, V, D, 1.0f, acc, f + 2);
         return;
     }
-    for (int r = 0; r < nr; r++) {
-        float *o = acc + (size_t)r * f;
-        for (int c = 0; c < nc; c++) {
-            float p = P[(size_t)r * BC + c];
-            const float *v = V + (size_t)c * D;
-            for (int d = 0; d < f; d++) o[d] += p * v[d];
-        }
-    }
+    for (int r = 0; r < nr; r++)
+        for (int c = 0; c < nc; c++) axpy(acc + (size_t)r * (f + 2), P[(size_t)r * BC + c], V + (size_t)c * D, f);
 }
 
-/* Folds keys [kbeg, kend) into the state of query rows i0 .. i0+nr of head
- * h of batch b. S: (BR, BC) scratch. */
-static void fwd_tile(const fwd_args *a, int b, int h, int i0, int nr, int64_t kbeg, int64_t kend,
-                     softmax_state st, float *S) {
+/* Folds keys [kbeg, kend) into the row states st (BR, f+2) of query rows
+ * i0 .. i0+nr of head h of batch b. S: (BR, BC) scratch. */
+static void fwd_tile(const fwd_args *a, int b, int h, int i0, int nr, int64_t kbeg, int64_t kend, float *st,
+                     float *S) {
     const int D = a->D, f = a->f;
     const float *Q = a->q + ((size_t)b * a->Tq + i0) * D + (size_t)h * f;
     const float *K = a->k + (size_t)b * a->kv_rows * D + (size_t)h * f;
     const float *V = a->v + (size_t)b * a->kv_rows * D + (size_t)h * f;
-    int64_t p0 = a->q_off + i0;
     for (int64_t j0 = kbeg; j0 < kend; j0 += BC) {
         int nc = (int)min64(BC, kend - j0);
         tile_scores(S, Q, K + (size_t)j0 * D, nr, nc, f, D, a->scale);
         for (int r = 0; r < nr; r++)
-            online_softmax_row(S + (size_t)r * BC, visible_cols(p0 + r, j0, nc), nc, &st.m[r], &st.l[r],
-                               st.acc + (size_t)r * f, f);
-        tile_pv(st.acc, S, V + (size_t)j0 * D, nr, nc, f, D);
+            online_softmax_row(S + (size_t)r * BC, attn_visible(a->q_off + i0 + r, j0, nc), nc,
+                               st + (size_t)r * (f + 2), f);
+        tile_pv(st, S, V + (size_t)j0 * D, nr, nc, f, D);
     }
 }
 
-/* Writes the normalised output rows (and their logsumexp) of a finished
- * query tile. */
-static void fwd_finish(const fwd_args *a, softmax_state st, float *o, float *lse, int b, int h, int i0, int nr) {
-    const int D = a->D, f = a->f;
-    for (int r = 0; r < nr; r++) {
-        float inv = 1.0f / st.l[r];
-        float *orow = o + ((size_t)b * a->Tq + i0 + r) * D + (size_t)h * f;
-        for (int d = 0; d < f; d++) orow[d] = st.acc[(size_t)r * f + d] * inv;
-        if (lse) lse[((size_t)b * a->H + h) * a->Tq + i0 + r] = st.m[r] + logf(st.l[r]);
-    }
-}
-
-/* Merges the nsplit partial states of one query tile (split-K over keys)
- * into the first of them. */
-static void merge_splits(float *parts, int nsplit, int f) {
-    softmax_state dst = state_at(parts, f);
-    size_t stride = (size_t)BR * (f + 2);
-    for (int s = 1; s < nsplit; s++) {
-        softmax_state src = state_at(parts + s * stride, f);
-        for (int r = 0; r < BR; r++) {
-            if (isinf(src.m[r])) continue;
-            float mx = src.m[r] > dst.m[r] ? src.m[r] : dst.m[r];
-            float wd = isinf(dst.m[r]) ? 0.0f : attn_exp(dst.m[r] - mx), ws = attn_exp(src.m[r] - mx);
-            for (int d = 0; d < f; d++)
-                dst.acc[(size_t)r * f + d] = dst.acc[(size_t)r * f + d] * wd + src.acc[(size_t)r * f + d] * ws;
-            dst.l[r] = dst.l[r] * wd + src.l[r] * ws;
-            dst.m[r] = mx;
-        }
-    }
-}
-
-/* How many key ranges each query tile is split into: 1 when there are
- * enough (batch, head, query tile) tasks for the threads, more for short
- * query blocks over a long cache (decode), each range >= 4 key tiles. */
-static int choose_split(long tasks, int64_t keys, int nth) {
-    if (nth <= 1 || tasks >= 2L * nth) return 1;
-    long want = (2L * nth + tasks - 1) / tasks;
-    int64_t most = keys / (4 * BC);
-    return (int)(want < most ? want : most > 1 ? most : 1);
-}
-
-int ttt_flash_forward(float *o, float *lse, const float *q, const float *k, const float *v, int B, int Tq,
-                      int64_t kv_rows, int64_t q_off, int H, int f) {
-    fwd_args a = {q, k, v, B, Tq, H, f, H * f, kv_rows, q_off, 1.0f / sqrtf((float)f)};
-    int nqt = (Tq + BR - 1) / BR, nth = omp_get_max_threads();
+/* Many queries: one task per (query tile, batch, head, key range), longest
+ * first; tiles are products of OpenBLAS. */
+static int forward_tiles(const fwd_args *a, float *o, float *lse, int nth) {
+    const int B = a->B, H = a->H, Tq = a->Tq, f = a->f, nqt = (Tq + BR - 1) / BR;
     long tiles = (long)B * H * nqt;
-    int nsplit = choose_split(tiles, q_off + Tq, nth);
-    size_t st_size = (size_t)BR * (f + 2), per_thread = (size_t)BR * BC + st_size;
+    int nsplit = split_count(tiles, a->q_off + Tq, nth);
+    size_t st_size = (size_t)BR * (f + 2), per_thread = (size_t)BR * BC + (nsplit == 1 ? st_size : 0);
     float *scratch = malloc((size_t)nth * per_thread * sizeof(float));
     float *parts = nsplit > 1 ? malloc((size_t)tiles * nsplit * st_size * sizeof(float)) : NULL;
     if (!scratch || (nsplit > 1 && !parts)) {
@@ -242,30 +197,91 @@ int ttt_flash_forward(float *o, float *lse, const float *q, const float *k, cons
         free(parts);
         return VTTT_ENOMEM;
     }
-    int nb = blas_serial_begin();
-    /* Longest tasks (last query tiles) first. */
+    int nb = attn_blas_serial_begin();
 #pragma omp parallel for schedule(dynamic, 1) num_threads(nth)
     for (long t = 0; t < tiles * nsplit; t++) {
         float *S = scratch + (size_t)omp_get_thread_num() * per_thread;
         long tile = t / nsplit;
-        int s = (int)(t % nsplit), qt = nqt - 1 - (int)(tile / ((long)B * H));
-        int bh = (int)(tile % ((long)B * H)), b = bh / H, h = bh % H;
+        int s = (int)(t % nsplit), qt = nqt - 1 - (int)(tile / ((long)B * H)), bh = (int)(tile % ((long)B * H));
         int i0 = qt * BR, nr = Tq - i0 < BR ? Tq - i0 : BR;
-        int64_t nk = q_off + i0 + nr, chunk = ((nk + BC - 1) / BC + nsplit - 1) / nsplit * BC;
-        softmax_state st = state_at(nsplit > 1 ? parts + (size_t)t * st_size : S + (size_t)BR * BC, f);
-        state_reset(st, f);
-        fwd_tile(&a, b, h, i0, nr, min64(s * chunk, nk), min64((s + 1) * chunk, nk), st, S);
-        if (nsplit == 1) fwd_finish(&a, st, o, lse, b, h, i0, nr);
+        int64_t nk = a->q_off + i0 + nr;
+        float *st = nsplit > 1 ? parts + (size_t)t * st_size : S + (size_t)BR * BC;
+        rows_reset(st, BR, f);
+        fwd_tile(a, bh / H, bh % H, i0, nr, split_at(s, nsplit, nk), split_at(s + 1, nsplit, nk), st, S);
+        if (nsplit > 1) continue;
+        for (int r = 0; r < nr; r++)
+            finish_row(st + (size_t)r * (f + 2), o + ((size_t)(bh / H) * Tq + i0 + r) * a->D + (size_t)(bh % H) * f,
+                       lse ? lse + (size_t)bh * Tq + i0 + r : NULL, f);
     }
-    blas_serial_end(nb);
-    if (nsplit > 1) {
-#pragma omp parallel for schedule(static)
-        for (long tile = 0; tile < tiles; tile++) {
-            float *p = parts + (size_t)tile * nsplit * st_size;
-            int qt = nqt - 1 - (int)(tile / ((long)B * H)), bh = (int)(tile % ((long)B * H));
-            int i0 = qt * BR, nr = Tq - i0 < BR ? Tq - i0 : BR;
-            merge_splits(p, nsplit, f);
-            fwd_finish(&a, state_at(p, f), o, lse, bh / H, bh % H, i0, nr);
+    attn_blas_serial_end(nb);
+#pragma omp parallel for schedule(static) if (nsplit > 1)
+    for (long tile = 0; tile < (nsplit > 1 ? tiles : 0); tile++) {
+        float *p = parts + (size_t)tile * nsplit * st_size;
+        int qt = nqt - 1 - (int)(tile / ((long)B * H)), bh = (int)(tile % ((long)B * H));
+        int i0 = qt * BR, nr = Tq - i0 < BR ? Tq - i0 : BR;
+        merge_rows(p, BR, st_size, nsplit, f);
+        for (int r = 0; r < nr; r++)
+            finish_row(p + (size_t)r * (f + 2), o + ((size_t)(bh / H) * Tq + i0 + r) * a->D + (size_t)(bh % H) * f,
+                       lse ? lse + (size_t)bh * Tq + i0 + r : NULL, f);
+    }
+    free(parts);
+    free(scratch);
+    return VTTT_OK;
+}
+
+/* Folds keys [kbeg, kend) into the row states st (H, Tq, f+2) of all Tq
+ * (< SMALL_ROWS) queries of batch b, every head at once, walking key and
+ * value rows whole so the KV cache streams from memory in order.
+ * S: (H*Tq, BC) scratch. */
+static void fwd_few(const fwd_args *a, int b, int64_t kbeg, int64_t kend, float *st, float *S) {
+    const int D = a->D, f = a->f, nq = a->Tq, rows = a->H * a->Tq;
+    const float *Q = a->q + (size_t)b * nq * D;
+    const float *K = a->k + (size_t)b * a->kv_rows * D, *V = a->v + (size_t)b * a->kv_rows * D;
+    for (int64_t j0 = kbeg; j0 < kend; j0 += BC) {
+        int nc = (int)min64(BC, kend - j0);
+        for (int c = 0; c < nc; c++) {
+            const float *kr = K + (size_t)(j0 + c) * D;
+            for (int x = 0; x < rows; x++) /* x = h*nq + r */
+                S[(size_t)x * BC + c] = a->scale * dot8(Q + (size_t)(x % nq) * D + (x / nq) * f, kr + (x / nq) * f, f);
+        }
+        for (int x = 0; x < rows; x++)
+            online_softmax_row(S + (size_t)x * BC, attn_visible(a->q_off + x % nq, j0, nc), nc,
+                               st + (size_t)x * (f + 2), f);
+        for (int c = 0; c < nc; c++) {
+            const float *vr = V + (size_t)(j0 + c) * D;
+            for (int x = 0; x < rows; x++) axpy(st + (size_t)x * (f + 2), S[(size_t)x * BC + c], vr + (x / nq) * f, f);
+        }
+    }
+}
+
+/* Few queries (decode): one task per (batch, key range). */
+static int forward_few(const fwd_args *a, float *o, float *lse, int nth) {
+    const int B = a->B, H = a->H, Tq = a->Tq, f = a->f;
+    int64_t nk = a->q_off + Tq;
+    int nsplit = split_count(B, nk, nth);
+    size_t rows = (size_t)H * Tq, st_size = rows * (f + 2);
+    float *parts = malloc((size_t)B * nsplit * st_size * sizeof(float));
+    float *scratch = malloc((size_t)nth * rows * BC * sizeof(float));
+    if (!parts || !scratch) {
+        free(parts);
+        free(scratch);
+        return VTTT_ENOMEM;
+    }
+#pragma omp parallel for schedule(dynamic, 1) num_threads(nth)
+    for (long t = 0; t < (long)B * nsplit; t++) {
+        int b = (int)(t / nsplit), s = (int)(t % nsplit);
+        float *st = parts + (size_t)t * st_size;
+        rows_reset(st, rows, f);
+        fwd_few(a, b, split_at(s, nsplit, nk), split_at(s + 1, nsplit, nk), st,
+                scratch + (size_t)omp_get_thread_num() * rows * BC);
+    }
+    for (int b = 0; b < B; b++) {
+        float *p = parts + (size_t)b * nsplit * st_size;
+        merge_rows(p, rows, st_size, nsplit, f);
+        for (size_t x = 0; x < rows; x++) {
+            int h = (int)(x / Tq), r = (int)(x % Tq);
+            finish_row(p + x * (f + 2), o + ((size_t)b * Tq + r) * a->D + (size_t)h * f,
+                       lse ? lse + ((size_t)b * H + h) * Tq + r : NULL, f);
         }
     }
     free(parts);
@@ -273,114 +289,9 @@ int ttt_flash_forward(float *o, float *lse, const float *q, const float *k, cons
     return VTTT_OK;
 }
 
-/* ---- backward ----------------------------------------------------------- */
-
-typedef struct {
-    const float *q, *k, *v, *dout; /* (B,T,D) */
-    const float *lse, *delta;      /* (B,H,T) */
-    int T, H, f, D;
-    float scale;
-} bwd_args;
-
-/* Recomputes one (query tile, key tile) pair of head h of batch b:
- * P (nr, BC) the attention probabilities, zero where key > query, and
- * dS (nr, BC) = P * (dO V^T - delta), the gradient of the scaled scores. */
-static void bwd_tile(const bwd_args *a, int b, int h, int i0, int nr, int j0, int nc, float *P, float *dS) {
-    const int D = a->D, f = a->f;
-    size_t base = (size_t)b * a->T * D + (size_t)h * f;
-    const float *lse = a->lse + ((size_t)b * a->H + h) * a->T + i0;
-    const float *delta = a->delta + ((size_t)b * a->H + h) * a->T + i0;
-    ttt_sgemm(0, 1, nr, nc, f, a->scale, a->q + base + (size_t)i0 * D, D, a->k + base + (size_t)j0 * D, D, 0.0f, P,
-              BC);
-    ttt_sgemm(0, 1, nr, nc, f, 1.0f, a->dout + base + (size_t)i0 * D, D, a->v + base + (size_t)j0 * D, D, 0.0f,
-              dS, BC);
-    for (int r = 0; r < nr; r++) {
-        float *p = P + (size_t)r * BC, *ds = dS + (size_t)r * BC;
-        int nv = visible_cols(i0 + r, j0, nc);
-        for (int c = 0; c < nv; c++) {
-            p[c] = attn_exp(p[c] - lse[r]);
-            ds[c] = p[c] * (ds[c] - delta[r]);
-        }
-        for (int c = nv; c < nc; c++) p[c] = ds[c] = 0.0f;
-    }
-}
-
-/* dq rows of one query tile += sum over visible key tiles of dS K scale. */
-static void bwd_dq_tile(const bwd_args *a, float *dq, int b, int h, int i0, int nr, float *P, float *dS) {
-    size_t base = (size_t)b * a->T * a->D + (size_t)h * a->f;
-    for (int j0 = 0; j0 < i0 + nr; j0 += BC) {
-        int nc = i0 + nr - j0 < BC ? i0 + nr - j0 : BC;
-        bwd_tile(a, b, h, i0, nr, j0, nc, P, dS);
-        ttt_sgemm(0, 0, nr, a->f, nc, a->scale, dS, BC, a->k + base + (size_t)j0 * a->D, a->D, 1.0f,
-                  dq + base + (size_t)i0 * a->D, a->D);
-    }
-}
-
-/* dk, dv rows of one key tile += sums over the query tiles that see it:
- * dV += P^T dO, dK += dS^T Q scale. */
-static void bwd_dkv_tile(const bwd_args *a, float *dk, float *dv, int b, int h, int j0, int nc, float *P,
-                         float *dS) {
-    const int D = a->D, f = a->f;
-    size_t base = (size_t)b * a->T * D + (size_t)h * f;
-    for (int i0 = j0 / BR * BR; i0 < a->T; i0 += BR) {
-        int nr = a->T - i0 < BR ? a->T - i0 : BR;
-        bwd_tile(a, b, h, i0, nr, j0, nc, P, dS);
-        ttt_sgemm(1, 0, nc, f, nr, 1.0f, P, BC, a->dout + base + (size_t)i0 * D, D, 1.0f, dv + base + (size_t)j0 * D,
-                  D);
-        ttt_sgemm(1, 0, nc, f, nr, a->scale, dS, BC, a->q + base + (size_t)i0 * D, D, 1.0f,
-                  dk + base + (size_t)j0 * D, D);
-    }
-}
-
-/* delta (B,H,T) = rowsum(dO * O) per head. */
-static void bwd_delta(float *delta, const float *dout, const float *o, int B, int T, int H, int f) {
-    long rows = (long)B * T;
-#pragma omp parallel for schedule(static)
-    for (long n = 0; n < rows; n++) {
-        int b = (int)(n / T), t = (int)(n % T);
-        for (int h = 0; h < H; h++) {
-            const float *x = dout + (size_t)n * H * f + (size_t)h * f, *y = o + (size_t)n * H * f + (size_t)h * f;
-            double s = 0.0;
-            for (int d = 0; d < f; d++) s += (double)x[d] * y[d];
-            delta[((size_t)b * H + h) * T + t] = (float)s;
-        }
-    }
-}
-
-/* Two passes so that every task owns the rows it writes: one over query
- * tiles for dq, one over key tiles for dk and dv (each recomputes P). */
-int ttt_flash_backward(float *dq, float *dk, float *dv, const float *dout, const float *q, const float *k,
-                       const float *v, const float *o, const float *lse, int B, int T, int H, int f) {
-    int nth = omp_get_max_threads(), nt = (T + BR - 1) / BR, nkt = (T + BC - 1) / BC;
-    size_t per_thread = 2 * (size_t)BR * BC;
-    float *scratch = malloc((size_t)nth * per_thread * sizeof(float));
-    float *delta = malloc((size_t)B * H * T * sizeof(float));
-    if (!scratch || !delta) {
-        free(scratch);
-        free(delta);
-        return VTTT_ENOMEM;
-    }
-    bwd_delta(delta, dout, o, B, T, H, f);
-    bwd_args a = {q, k, v, dout, lse, delta, T, H, f, H * f, 1.0f / sqrtf((float)f)};
-    long bh = (long)B * H;
-    int nb = blas_serial_begin();
-#pragma omp parallel num_threads(nth)
-    {
-        float *P = scratch + (size_t)omp_get_thread_num() * per_thread, *dS = P + (size_t)BR * BC;
-        /* Longest tasks first: late query tiles, early key tiles. */
-#pragma omp for schedule(dynamic, 1)
-        for (long t = 0; t < bh * nt; t++) {
-            int qt = nt - 1 - (int)(t / bh), i0 = qt * BR;
-            bwd_dq_tile(&a, dq, (int)(t % bh) / H, (int)(t % bh) % H, i0, T - i0 < BR ? T - i0 : BR, P, dS);
-        }
-#pragma omp for schedule(dynamic, 1)
-        for (long t = 0; t < bh * nkt; t++) {
-            int j0 = (int)(t / bh) * BC;
-            bwd_dkv_tile(&a, dk, dv, (int)(t % bh) / H, (int)(t % bh) % H, j0, T - j0 < BC ? T - j0 : BC, P, dS);
-        }
-    }
-    blas_serial_end(nb);
-    free(delta);
-    free(scratch);
-    return VTTT_OK;
+int ttt_flash_forward(float *o, float *lse, const float *q, const float *k, const float *v, int B, int Tq,
+                      int64_t kv_rows, int64_t q_off, int H, int f) {
+    fwd_args a = {q, k, v, B, Tq, H, f, H * f, kv_rows, q_off, 1.0f / sqrtf((float)f)};
+    int nth = omp_get_max_threads();
+    return Tq < SMALL_ROWS ? forward_few(&a, o, lse, nth) : forward_tiles(&a, o, lse, nth);
 }

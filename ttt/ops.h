@@ -77,31 +77,51 @@ void ttt_embedding_backward(float *dtable, const float *dout, const int32_t *ids
 int ttt_xent_forward(float *losses, const float *logits, const int32_t *targets, int N, int V);
 void ttt_xent_backward(float *dlogits, const float *dloss, const float *logits, const int32_t *targets, int N, int V);
 
-/* Scalar GELU (tanh form) and its first and second derivatives, shared by
- * the op above and the TTT inner loop. */
 #ifdef __CUDACC__
-#define TTT_HOSTDEV __host__ __device__ /* nvcc also compiles these for the GPU */
+#define TTT_HOSTDEV __host__ __device__ /* nvcc also compiles the scalar helpers below for the GPU */
 #else
 #define TTT_HOSTDEV
 #endif
+
+/* exp(x) for the activations: Cephes' polynomial after range reduction
+ * (relative error ~2e-7), written so that loops over it vectorise (no
+ * libm call, no branches). x is clamped to [-87, 88]. */
+static inline TTT_HOSTDEV float ttt_expf(float x) {
+    x = fminf(fmaxf(x, -87.0f), 88.0f);
+    float n = (x * 1.44269504088896341f + 12582912.0f) - 12582912.0f; /* round to nearest */
+    float r = x - n * 0.693359375f + n * 2.12194440e-4f;
+    float p = 1.9875691500e-4f;
+    p = p * r + 1.3981999507e-3f;
+    p = p * r + 8.3334519073e-3f;
+    p = p * r + 4.1665795894e-2f;
+    p = p * r + 1.6666665459e-1f;
+    p = p * r + 5.0000001201e-1f;
+    float e = p * r * r + r + 1.0f;
+    union { uint32_t u; float f; } sc;
+    sc.u = (uint32_t)((int32_t)n + 127) << 23;
+    return e * sc.f;
+}
+
+/* GELU, tanh form, and its first and second derivatives, shared by the op
+ * above and the TTT inner loop. 0.5 (1 + tanh(u)) = sigmoid(2u), with
+ * u = sqrt(2/pi) (x + 0.044715 x^3), so no tanh is needed. */
 #define TTT_GELU_K0 0.7978845608028654f /* sqrt(2/pi) */
 #define TTT_GELU_K1 0.044715f
-static inline TTT_HOSTDEV float ttt_gelu(float x) {
-    return 0.5f * x * (1.0f + tanhf(TTT_GELU_K0 * (x + TTT_GELU_K1 * x * x * x)));
-}
-static inline TTT_HOSTDEV float ttt_gelu_d1(float x) {
+static inline TTT_HOSTDEV float ttt_gelu_sig(float x) { /* sigmoid(2u) */
     float u = TTT_GELU_K0 * (x + TTT_GELU_K1 * x * x * x);
-    float th = tanhf(u);
+    return 1.0f / (1.0f + ttt_expf(-2.0f * u));
+}
+static inline TTT_HOSTDEV float ttt_gelu(float x) { return x * ttt_gelu_sig(x); }
+static inline TTT_HOSTDEV float ttt_gelu_d1(float x) {
+    float s = ttt_gelu_sig(x);
     float du = TTT_GELU_K0 * (1.0f + 3.0f * TTT_GELU_K1 * x * x);
-    return 0.5f * (1.0f + th) + 0.5f * x * (1.0f - th * th) * du;
+    return s + 2.0f * x * du * s * (1.0f - s);
 }
 static inline TTT_HOSTDEV float ttt_gelu_d2(float x) {
-    float u = TTT_GELU_K0 * (x + TTT_GELU_K1 * x * x * x);
-    float th = tanhf(u);
-    float sech2 = 1.0f - th * th;
+    float s = ttt_gelu_sig(x);
     float du = TTT_GELU_K0 * (1.0f + 3.0f * TTT_GELU_K1 * x * x);
     float d2u = TTT_GELU_K0 * 6.0f * TTT_GELU_K1 * x;
-    return sech2 * du + 0.5f * x * (-2.0f * th * sech2 * du * du + sech2 * d2u);
+    return s * (1.0f - s) * (4.0f * du + 4.0f * x * (1.0f - 2.0f * s) * du * du + 2.0f * x * d2u);
 }
 
 #endif

@@ -104,6 +104,12 @@ void ttt_lnl2_grad_row(const float *z, const float *t, const float *w, const flo
     }
 }
 
+/* gelu over n floats, serially: the inner loop already runs one head per
+ * thread, so the OpenMP-parallel op would only add fork/join overhead. */
+static void gelu_serial(float *out, const float *in, size_t n) {
+    for (size_t i = 0; i < n; i++) out[i] = ttt_gelu(in[i]);
+}
+
 /* E (n,n): E[i][j] = s_i lr_j for j <= i, else 0. */
 static void eta_matrix(float *E, const float *s, const float *lr, int n) {
     for (int i = 0; i < n; i++)
@@ -143,7 +149,7 @@ void ttt_dual_keys(const ttt_dims *d, ttt_scratch *ws, const ttt_mb *mb, const f
     const float *Zout = ws->Zall;
     if (d->mlp) {
         const float *W2 = ttt_W2(d, (float *)W), *b2 = ttt_b2(d, (float *)W);
-        ttt_gelu_forward(ws->X2, ws->Zall, (size_t)n * h1);
+        gelu_serial(ws->X2, ws->Zall, (size_t)n * h1);
         for (int i = 0; i < n; i++) memcpy(ws->Z2 + (size_t)i * f, b2, f * sizeof(float));
         ttt_sgemm(0, 0, n, f, h1, 1.0f, ws->X2, h1, W2, f, 1.0f, ws->Z2, f);
         Zout = ws->Z2;
@@ -176,7 +182,7 @@ void ttt_dual_queries(const ttt_dims *d, ttt_scratch *ws, const ttt_mb *mb, cons
         return;
     }
     const float *W2 = ttt_W2(d, (float *)W), *b2 = ttt_b2(d, (float *)W);
-    ttt_gelu_forward(ws->X2b, Zb1, (size_t)n * h1);
+    gelu_serial(ws->X2b, Zb1, (size_t)n * h1);
     for (int i = 0; i < n; i++) memcpy(ws->Zf + (size_t)i * f, b2, f * sizeof(float));
     ttt_sgemm(0, 0, n, f, h1, 1.0f, ws->X2b, h1, W2, f, 1.0f, ws->Zf, f);
     dual_scores(ws->P2, ws->E, ws->X2b, ws->X2, n, h1);
@@ -222,7 +228,7 @@ void ttt_token_grad(const ttt_dims *d, ttt_scratch *ws, const float *W, const fl
     for (int c = 0; c < f; c++) tgt[c] = v[c] - k[c];
     if (d->mlp) {
         const float *W2 = ttt_W2(d, (float *)W), *b2 = ttt_b2(d, (float *)W);
-        ttt_gelu_forward(x2, z1, h1);
+        gelu_serial(x2, z1, h1);
         memcpy(z2, b2, f * sizeof(float));
         ttt_sgemm(0, 0, 1, f, h1, 1.0f, x2, h1, W2, f, 1.0f, z2, f);
         ttt_lnl2_grad_row(z2, tgt, ln_w, ln_b, f, g2);
@@ -251,7 +257,7 @@ void ttt_token_apply(const ttt_dims *d, ttt_scratch *ws, const float *W, const f
     const float *z = z1;
     if (d->mlp) {
         const float *W2 = ttt_W2(d, (float *)W), *b2 = ttt_b2(d, (float *)W);
-        ttt_gelu_forward(x2, z1, h1);
+        gelu_serial(x2, z1, h1);
         memcpy(z2, b2, f * sizeof(float));
         ttt_sgemm(0, 0, 1, f, h1, 1.0f, x2, h1, W2, f, 1.0f, z2, f);
         z = z2;

@@ -26,7 +26,7 @@ static int code_of_cuda(cudaError_t e) {
     case cudaErrorDevicesUnavailable: return VTTT_ENODEV;
     case cudaErrorNoKernelImageForDevice:
     case cudaErrorNotSupported: return VTTT_ENOTSUP;
-    default: return VTTT_EIO; /* a device-side fault: the context may be unusable */
+    default: return VTTT_EIO; /* e.g. a fault in a kernel: the context may be unusable */
     }
 }
 

@@ -114,7 +114,8 @@ static __device__ void block_lse(const float *z, int V, float *m_out, float *ls_
     *ls_out = logf(a.s);
 }
 
-/* One block per row: losses[n] = m + ls - z[target], 0 for target < 0. */
+/* One block per row: losses[n] = (m - z[target]) + ls (max first: keeps
+ * precision at large logits), 0 for target < 0. */
 __global__ void xent_forward_kernel(float *losses, const float *logits, const int32_t *targets, int V) {
     int n = blockIdx.x, y = targets[n];
     if (y < 0) {
@@ -124,7 +125,7 @@ __global__ void xent_forward_kernel(float *losses, const float *logits, const in
     const float *z = logits + (size_t)n * V;
     float m, ls;
     block_lse(z, V, &m, &ls);
-    if (threadIdx.x == 0) losses[n] = m + ls - z[y];
+    if (threadIdx.x == 0) losses[n] = (m - z[y]) + ls;
 }
 
 /* One block per row: dz += g * (softmax(z) - onehot(y)), g = dloss[n] or 1;
@@ -137,9 +138,8 @@ __global__ void xent_backward_kernel(float *dlogits, const float *dloss, const f
     float *dz = dlogits + (size_t)n * V;
     float g = dloss ? dloss[n] : 1.0f, m, ls;
     block_lse(z, V, &m, &ls);
-    float shift = m + ls;
     for (int v = threadIdx.x; v < V; v += blockDim.x) {
-        float d = dz[v] + g * expf(z[v] - shift);
+        float d = dz[v] + g * expf((z[v] - m) - ls);
         dz[v] = v == y ? d - g : d;
     }
 }
