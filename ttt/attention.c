@@ -52,14 +52,35 @@ static int cache_prepare(struct vttt_layer *l, int B, int T, int train) {
     return err;
 }
 
+/* Rows below which a projection is split over OpenMP threads by output
+ * columns with OpenBLAS held serial: for decode-sized products OpenBLAS's
+ * own threads would otherwise fight the OpenMP threads of the attention
+ * kernel for the cores at every token (measured 3x slower decode). */
+enum { FEW_ROWS = 64, COL_BLOCK = 64 };
+
+/* out (N, D) = inp (N, D) . w (D, D)^T. */
+static void attn_linear(float *out, const float *inp, const float *w, int N, int D) {
+    if (N >= FEW_ROWS) {
+        ttt_linear_forward(out, inp, w, NULL, N, D, D);
+        return;
+    }
+    int nb = attn_blas_serial_begin(), nblk = (D + COL_BLOCK - 1) / COL_BLOCK;
+#pragma omp parallel for schedule(static)
+    for (int j = 0; j < nblk; j++) {
+        int j0 = j * COL_BLOCK, nc = D - j0 < COL_BLOCK ? D - j0 : COL_BLOCK;
+        ttt_sgemm(0, 1, N, nc, D, 1.0f, inp, D, w + (size_t)j0 * D, D, 0.0f, out + j0, D);
+    }
+    attn_blas_serial_end(nb);
+}
+
 /* q, k, v (B, T, D) from x (B, T, D); q and k rotated for positions
  * pos0 .. pos0+T-1. */
 static void attn_project(const struct vttt_layer *l, float *q, float *k, float *v, const float *x, int B, int T,
                          int64_t pos0) {
     int N = B * T, D = l->D;
-    ttt_linear_forward(q, x, l->p.wq, NULL, N, D, D);
-    ttt_linear_forward(k, x, l->p.wk, NULL, N, D, D);
-    ttt_linear_forward(v, x, l->p.wv, NULL, N, D, D);
+    attn_linear(q, x, l->p.wq, N, D);
+    attn_linear(k, x, l->p.wk, N, D);
+    attn_linear(v, x, l->p.wv, N, D);
     ttt_rotary_forward(q, q, B, T, l->H, l->f, pos0, 0, l->cfg.rope_theta);
     ttt_rotary_forward(k, k, B, T, l->H, l->f, pos0, 0, l->cfg.rope_theta);
 }
@@ -78,7 +99,7 @@ int ttt_attn_forward(struct vttt_layer *l, float *y, const float *x, int B, int 
         vttt_log(&l->log, VTTT_LOG_ERROR, "attention forward: out of memory for scratch");
         return err;
     }
-    ttt_linear_forward(y, o, l->p.wo, NULL, B * T, l->D, l->D);
+    attn_linear(y, o, l->p.wo, B * T, l->D);
     if (train) memcpy(c->x, x, n * sizeof(float));
     c->B = B;
     c->T = T;
@@ -167,7 +188,7 @@ int ttt_attn_prefill(struct vttt_layer *l, struct vttt_state *s, float *y, const
         free(buf);
         return err;
     }
-    ttt_linear_forward(y, o, l->p.wo, NULL, B * T, D, D);
+    attn_linear(y, o, l->p.wo, B * T, D);
     free(buf);
     s->pos += T;
     return VTTT_OK;

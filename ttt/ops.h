@@ -12,6 +12,7 @@
 #include <math.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 /* C (M,N) = alpha * op(A) op(B) + beta * C, row-major; op(A) is (M,K).
  * ta/tb != 0 transpose A/B. Uses OpenBLAS. */
@@ -87,7 +88,8 @@ void ttt_xent_backward(float *dlogits, const float *dloss, const float *logits, 
  * (relative error ~2e-7), written so that loops over it vectorise (no
  * libm call, no branches). x is clamped to [-87, 88]. */
 static inline TTT_HOSTDEV float ttt_expf(float x) {
-    x = fminf(fmaxf(x, -87.0f), 88.0f);
+    x = x < -87.0f ? -87.0f : x; /* with -fno-trapping-math these become vector min/max */
+    x = x > 88.0f ? 88.0f : x;
     float n = (x * 1.44269504088896341f + 12582912.0f) - 12582912.0f; /* round to nearest */
     float r = x - n * 0.693359375f + n * 2.12194440e-4f;
     float p = 1.9875691500e-4f;
@@ -97,9 +99,10 @@ static inline TTT_HOSTDEV float ttt_expf(float x) {
     p = p * r + 1.6666665459e-1f;
     p = p * r + 5.0000001201e-1f;
     float e = p * r * r + r + 1.0f;
-    union { uint32_t u; float f; } sc;
-    sc.u = (uint32_t)((int32_t)n + 127) << 23;
-    return e * sc.f;
+    int32_t bits = ((int32_t)n + 127) * 8388608; /* 2^n as float bits */
+    float sc;
+    memcpy(&sc, &bits, sizeof sc);
+    return e * sc;
 }
 
 /* GELU, tanh form, and its first and second derivatives, shared by the op
