@@ -216,6 +216,25 @@ START_TEST(test_ckpt_groups) {
 }
 END_TEST
 
+/* A prefill longer than the internal chunk (2048 tokens) with B > 1, where
+ * each chunk is gathered from strided sequences, equals the unchunked
+ * training forward. */
+START_TEST(test_long_prefill_chunks) {
+    layer_case c = {VTTT_LAYER_TTT_MLP, 16, 2, 16, 1, 1};
+    vttt_layer *l = make_layer(&c, 11);
+    int B = 2, T = 4100;
+    size_t n = (size_t)B * T * c.D;
+    tu_rng r;
+    tu_seed(&r, 12);
+    float *x = randn(&r, n, 1.0f), *y1 = malloc(n * 4), *y2 = malloc(n * 4);
+    ck_assert_int_eq(vttt_layer_forward(l, y1, x, B, T, VTTT_FORM_DUAL, 0), VTTT_OK);
+    ck_assert_int_eq(vttt_layer_forward(l, y2, x, B, T, VTTT_FORM_DUAL, 1), VTTT_OK);
+    ck_assert_msg(tu_rel_err(y1, y2, n) <= FORM_TOL, "chunked prefill differs: %.2e", tu_rel_err(y1, y2, n));
+    free(x), free(y1), free(y2);
+    vttt_layer_free(&l);
+}
+END_TEST
+
 START_TEST(test_decode_memory_constant) {
     vttt_layer *l = make_layer(&cases[1], 3);
     vttt_state *st = NULL;
@@ -275,6 +294,7 @@ int main(void) {
     tcase_add_test(tc, test_forms_agree);
     tcase_add_test(tc, test_grad_fd);
     tcase_add_test(tc, test_ckpt_groups);
+    tcase_add_test(tc, test_long_prefill_chunks);
     tcase_add_test(tc, test_decode_memory_constant);
     tcase_add_test(tc, test_bad_input);
     suite_add_tcase(s, tc);

@@ -126,6 +126,30 @@ done:
     return err;
 }
 
+/* Linear time: each TTT layer's prefill rate at its longest context against
+ * its shortest; and the first context where TTT-MLP prefill beats
+ * attention. */
+static void print_summary(const char *const *names, const int *ctx, int nctx, double prefill[][32]) {
+    if (nctx < 1) return;
+    for (int k = 0; k < 2 && nctx > 1; k++)
+        if (prefill[k][0] > 0 && prefill[k][nctx - 1] > 0)
+            printf("%s prefill tokens/s at T=%d is %.1f%% of T=%d\n", names[k], ctx[nctx - 1],
+                   100 * prefill[k][nctx - 1] / prefill[k][0], ctx[0]);
+    if (prefill[1][0] <= 0 || prefill[2][0] <= 0) return;
+    for (int ci = 0; ci < nctx; ci++) {
+        if (prefill[1][ci] > prefill[2][ci]) {
+            printf("TTT-MLP prefill is faster than attention from T=%d on (%.0f vs %.0f tokens/s)", ctx[ci],
+                   prefill[1][ci], prefill[2][ci]);
+            if (ci > 0)
+                printf("; at T=%d attention was faster (%.0f vs %.0f)", ctx[ci - 1], prefill[2][ci - 1],
+                       prefill[1][ci - 1]);
+            printf("\n");
+            return;
+        }
+    }
+    printf("TTT-MLP prefill was slower than attention at every measured context\n");
+}
+
 static void usage(void) {
     fprintf(stderr, "usage: vttt bench ttt [--contexts 1024,2048,...] [--kinds ttt_linear,ttt_mlp,attention]\n"
                     "                      [--no-train] [--quick]\n");
@@ -155,13 +179,15 @@ int cli_bench(int argc, char **argv) {
     printf("%-10s %7s | %10s %7s %6s %8s | %10s %8s | %10s %7s %6s %8s\n", "layer", "T", "prefill/s", "GFLOP/s",
            "%sgemm", "peakMiB", "decode/s", "d.MiB", "train/s", "GFLOP/s", "%sgemm", "peakMiB");
     const char *names[] = {"ttt_linear", "ttt_mlp", "attention"};
+    enum { MAX_CTX = 32 };
+    int ctx[MAX_CTX], nctx = 0;
+    double prefill[3][MAX_CTX] = {{0}};
+    for (char *tok = strtok(contexts, ","); tok && nctx < MAX_CTX; tok = strtok(NULL, ","))
+        if (atoi(tok) > 0) ctx[nctx++] = atoi(tok);
     for (int k = 0; k < 3; k++) {
         if (!strstr(kinds, names[k])) continue;
-        char buf[256];
-        snprintf(buf, sizeof buf, "%s", contexts);
-        for (char *tok = strtok(buf, ","); tok; tok = strtok(NULL, ",")) {
-            int T = atoi(tok);
-            if (T <= 0) continue;
+        for (int ci = 0; ci < nctx; ci++) {
+            int T = ctx[ci];
             bench_row r = {0};
             int err = bench_one((vttt_layer_kind)k, T, train, &r);
             if (err) {
@@ -172,7 +198,9 @@ int cli_bench(int argc, char **argv) {
                    r.prefill_tps, r.prefill_gflops, 100 * r.prefill_gflops / peak, r.prefill_mib, r.decode_tps,
                    r.decode_mib_growth, r.train_tps, r.train_gflops, 100 * r.train_gflops / peak, r.train_mib);
             fflush(stdout);
+            prefill[k][ci] = r.prefill_tps;
         }
     }
+    print_summary(names, ctx, nctx, prefill);
     return 0;
 }

@@ -7,7 +7,7 @@
 static const cli_command commands[] = {
     {"help", "list the subcommands", cli_help},
     {"example", "run the built-in example: a TTT-MLP layer over a synthetic sequence, three ways", cli_example},
-    {"bench", "benchmarks: `vttt bench ttt [--quick] [--threads N]`", cli_bench},
+    {"bench", "benchmarks: `vttt bench ttt [--contexts LIST] [--kinds LIST] [--no-train] [--quick]`", cli_bench},
     {"version", "print the version", cli_version},
 };
 

@@ -4,7 +4,8 @@
  * positions; causal softmax attention per head (scale 1/sqrt(f)); heads
  * concatenated; y = (.) Wo^T. Training keeps the activations in an
  * attn_cache; generation appends post-rotary k, v to the state's KV cache.
- * The attention itself is the tiled kernel of attention_kernels.c.
+ * The attention itself is the tiled kernel of attention_kernels.c
+ * (forward) and attention_backward.c.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -54,8 +55,8 @@ static int cache_prepare(struct vttt_layer *l, int B, int T, int train) {
 
 /* Rows below which a projection is split over OpenMP threads by output
  * columns with OpenBLAS held serial: for decode-sized products OpenBLAS's
- * own threads would otherwise fight the OpenMP threads of the attention
- * kernel for the cores at every token (measured 3x slower decode). */
+ * own (pthreads) workers would otherwise contend with the OpenMP threads of
+ * the attention kernel for the cores at every token. */
 enum { FEW_ROWS = 64, COL_BLOCK = 64 };
 
 /* out (N, D) = inp (N, D) . w (D, D)^T. */

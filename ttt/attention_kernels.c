@@ -183,12 +183,35 @@ static void fwd_tile(const fwd_args *a, int b, int h, int i0, int nr, int64_t kb
     }
 }
 
-/* Many queries: one task per (query tile, batch, head, key range), longest
- * first; tiles are products of OpenBLAS. */
+/* Query tile `tile` of the tiled pass, numbered so that the longest (last)
+ * query tiles come first: batch*H + head bh, first row i0, rows nr. */
+typedef struct {
+    int bh, i0, nr;
+} tile_pos;
+
+static tile_pos tile_at(const fwd_args *a, long tile) {
+    long bhs = (long)a->B * a->H;
+    int nqt = (a->Tq + BR - 1) / BR, i0 = (nqt - 1 - (int)(tile / bhs)) * BR;
+    tile_pos p = {(int)(tile % bhs), i0, a->Tq - i0 < BR ? a->Tq - i0 : BR};
+    return p;
+}
+
+/* Writes the output rows and logsumexp (lse may be NULL) of a finished
+ * query tile from its row states st (BR, f+2). */
+static void finish_tile(const fwd_args *a, const float *st, float *o, float *lse, tile_pos p) {
+    int b = p.bh / a->H, h = p.bh % a->H, f = a->f;
+    for (int r = 0; r < p.nr; r++)
+        finish_row(st + (size_t)r * (f + 2), o + ((size_t)b * a->Tq + p.i0 + r) * a->D + (size_t)h * f,
+                   lse ? lse + (size_t)p.bh * a->Tq + p.i0 + r : NULL, f);
+}
+
+/* Many queries: one task per (query tile, batch, head, key range); the
+ * tiles are products of OpenBLAS. Key ranges (nsplit > 1) only when there
+ * are too few query tiles for the threads; their states merge at the end. */
 static int forward_tiles(const fwd_args *a, float *o, float *lse, int nth) {
-    const int B = a->B, H = a->H, Tq = a->Tq, f = a->f, nqt = (Tq + BR - 1) / BR;
-    long tiles = (long)B * H * nqt;
-    int nsplit = split_count(tiles, a->q_off + Tq, nth);
+    const int f = a->f;
+    long tiles = (long)a->B * a->H * ((a->Tq + BR - 1) / BR);
+    int nsplit = split_count(tiles, a->q_off + a->Tq, nth);
     size_t st_size = (size_t)BR * (f + 2), per_thread = (size_t)BR * BC + (nsplit == 1 ? st_size : 0);
     float *scratch = malloc((size_t)nth * per_thread * sizeof(float));
     float *parts = nsplit > 1 ? malloc((size_t)tiles * nsplit * st_size * sizeof(float)) : NULL;
@@ -201,28 +224,23 @@ static int forward_tiles(const fwd_args *a, float *o, float *lse, int nth) {
 #pragma omp parallel for schedule(dynamic, 1) num_threads(nth)
     for (long t = 0; t < tiles * nsplit; t++) {
         float *S = scratch + (size_t)omp_get_thread_num() * per_thread;
-        long tile = t / nsplit;
-        int s = (int)(t % nsplit), qt = nqt - 1 - (int)(tile / ((long)B * H)), bh = (int)(tile % ((long)B * H));
-        int i0 = qt * BR, nr = Tq - i0 < BR ? Tq - i0 : BR;
-        int64_t nk = a->q_off + i0 + nr;
+        tile_pos p = tile_at(a, t / nsplit);
+        int s = (int)(t % nsplit);
+        int64_t nk = a->q_off + p.i0 + p.nr;
         float *st = nsplit > 1 ? parts + (size_t)t * st_size : S + (size_t)BR * BC;
         rows_reset(st, BR, f);
-        fwd_tile(a, bh / H, bh % H, i0, nr, split_at(s, nsplit, nk), split_at(s + 1, nsplit, nk), st, S);
-        if (nsplit > 1) continue;
-        for (int r = 0; r < nr; r++)
-            finish_row(st + (size_t)r * (f + 2), o + ((size_t)(bh / H) * Tq + i0 + r) * a->D + (size_t)(bh % H) * f,
-                       lse ? lse + (size_t)bh * Tq + i0 + r : NULL, f);
+        fwd_tile(a, p.bh / a->H, p.bh % a->H, p.i0, p.nr, split_at(s, nsplit, nk), split_at(s + 1, nsplit, nk), st,
+                 S);
+        if (nsplit == 1) finish_tile(a, st, o, lse, p);
     }
     attn_blas_serial_end(nb);
-#pragma omp parallel for schedule(static) if (nsplit > 1)
-    for (long tile = 0; tile < (nsplit > 1 ? tiles : 0); tile++) {
-        float *p = parts + (size_t)tile * nsplit * st_size;
-        int qt = nqt - 1 - (int)(tile / ((long)B * H)), bh = (int)(tile % ((long)B * H));
-        int i0 = qt * BR, nr = Tq - i0 < BR ? Tq - i0 : BR;
-        merge_rows(p, BR, st_size, nsplit, f);
-        for (int r = 0; r < nr; r++)
-            finish_row(p + (size_t)r * (f + 2), o + ((size_t)(bh / H) * Tq + i0 + r) * a->D + (size_t)(bh % H) * f,
-                       lse ? lse + (size_t)bh * Tq + i0 + r : NULL, f);
+    if (nsplit > 1) {
+#pragma omp parallel for schedule(static) num_threads(nth)
+        for (long tile = 0; tile < tiles; tile++) {
+            float *st = parts + (size_t)tile * nsplit * st_size;
+            merge_rows(st, BR, st_size, nsplit, f);
+            finish_tile(a, st, o, lse, tile_at(a, tile));
+        }
     }
     free(parts);
     free(scratch);
