@@ -40,13 +40,13 @@ static int config_check(const vttt_layer_config *c, const vttt_logger *lg) {
                  c->width, c->num_heads);
         return VTTT_EINVAL;
     }
-    if (is_ttt(c) && (c->mini_batch <= 0 || c->mini_batch > 1024 || !(c->base_lr >= 0.0f) ||
+    if (is_ttt(c) && (c->mini_batch <= 0 || c->mini_batch > 1024 || c->width / c->num_heads > 1024 || !(c->base_lr >= 0.0f) ||
                       (c->kind == VTTT_LAYER_TTT_MLP && c->mlp_mult <= 0) ||
                       (c->share_qk && (c->conv_kernel <= 0 || c->conv_kernel > 64)) || c->ckpt_group < 0)) {
         vttt_log(lg, VTTT_LOG_ERROR,
-                 "layer config: bad TTT settings (mini_batch %d, base_lr %g, mlp_mult %d, conv_kernel %d, "
-                 "ckpt_group %d)",
-                 c->mini_batch, c->base_lr, c->mlp_mult, c->conv_kernel, c->ckpt_group);
+                 "layer config: bad TTT settings (mini_batch %d (1..1024), head dim %d (<= 1024), base_lr %g, "
+                 "mlp_mult %d, conv_kernel %d, ckpt_group %d)",
+                 c->mini_batch, c->width / c->num_heads, c->base_lr, c->mlp_mult, c->conv_kernel, c->ckpt_group);
         return VTTT_EINVAL;
     }
     if (!(c->rope_theta > 0.0f)) {

@@ -15,49 +15,41 @@ void ttt_lnl2_grad_row_backward(const float *z, const float *t, const float *w, 
                                 const float *dG, float *dz, float *dt, float *dw, float *db) {
     /* G = r (gx - mean(gx) - xh mean(gx xh)), gx = w (w xh + b - t),
      * xh = (z - mu) r, r = 1/sigma. */
-    float mu = 0, var = 0;
-    for (int i = 0; i < f; i++) mu += z[i];
-    mu /= (float)f;
-    for (int i = 0; i < f; i++) var += (z[i] - mu) * (z[i] - mu);
-    var /= (float)f;
-    float r = 1.0f / sqrtf(var + TTT_LN_EPS);
+    float xh[1024], r;
+    ttt_ln_row(z, w, b, f, NULL, xh, &r);
     float mg = 0, mgx = 0, mdg = 0, mdgx = 0, sgd = 0;
     for (int i = 0; i < f; i++) {
-        float xh = (z[i] - mu) * r, gx = w[i] * (w[i] * xh + b[i] - t[i]);
+        float gx = w[i] * (w[i] * xh[i] + b[i] - t[i]);
         mg += gx;
-        mgx += gx * xh;
+        mgx += gx * xh[i];
         mdg += dG[i];
-        mdgx += dG[i] * xh;
+        mdgx += dG[i] * xh[i];
     }
     mg /= (float)f, mgx /= (float)f, mdg /= (float)f, mdgx /= (float)f;
     float dxh_tot[1024];
     for (int i = 0; i < f; i++) {
-        float xh = (z[i] - mu) * r, gx = w[i] * (w[i] * xh + b[i] - t[i]);
-        float G = r * (gx - mg - xh * mgx);
+        float gx = w[i] * (w[i] * xh[i] + b[i] - t[i]);
+        float G = r * (gx - mg - xh[i] * mgx);
         sgd += G * dG[i];
-        float dgx = r * (dG[i] - mdg - xh * mdgx);      /* through gx, mean(gx), mean(gx xh) */
+        float dgx = r * (dG[i] - mdg - xh[i] * mdgx);   /* through gx, mean(gx), mean(gx xh) */
         float dxh = -r * mgx * dG[i] - r * gx * mdgx;   /* xh's explicit appearances in G */
-        float res = w[i] * xh + b[i] - t[i];
+        float res = w[i] * xh[i] + b[i] - t[i];
         float dres = dgx * w[i];
-        if (dw) dw[i] += dgx * res + dres * xh;
+        if (dw) dw[i] += dgx * res + dres * xh[i];
         if (db) db[i] += dres;
         if (dt) dt[i] -= dres;
         dxh_tot[i] = dxh + dres * w[i];
     }
-    /* xh = (z - mu) r, and G's leading factor r: dr = -sum(G dG)/r ... */
+    /* back through xh = (z - mu) r */
     float m1 = 0, m2 = 0;
     for (int i = 0; i < f; i++) {
-        float xh = (z[i] - mu) * r;
         m1 += dxh_tot[i];
-        m2 += dxh_tot[i] * xh;
+        m2 += dxh_tot[i] * xh[i];
     }
     m1 /= (float)f, m2 /= (float)f;
     /* d sigma = -sum(G dG) / sigma  (G = r * (...)); d sigma / dz = xh / f */
     float dsig = -sgd * r;
-    for (int i = 0; i < f; i++) {
-        float xh = (z[i] - mu) * r;
-        dz[i] += r * (dxh_tot[i] - m1 - xh * m2) + dsig * xh / (float)f;
-    }
+    for (int i = 0; i < f; i++) dz[i] += r * (dxh_tot[i] - m1 - xh[i] * m2) + dsig * xh[i] / (float)f;
 }
 
 /* Row-wise backward of out = q + LN(Zf): dZf = LN'(dout); accumulates the
