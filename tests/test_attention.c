@@ -186,7 +186,9 @@ START_TEST(test_gradients_fd) {
 END_TEST
 
 /* Several tiles (T=150 > 2*64): directional derivatives of L along random
- * directions u of x and of every weight against <grad, u>. */
+ * directions u of x and of every weight against <grad, u>. Seen: relative
+ * deviations 1e-5 .. 1.5e-3 (fp32 noise of L over eps = 1e-3); a wrong
+ * gradient is off by O(1), so the bound is 1e-2. */
 START_TEST(test_gradients_directional_multi_tile) {
     int B = 1, T = 150, D = 32, H = 2;
     size_t n = (size_t)B * T * D, nw = (size_t)D * D;
@@ -211,7 +213,7 @@ START_TEST(test_gradients_directional_multi_tile) {
         double lm = loss_of(l, x, R, y, B, T, D);
         memcpy(val, keep, m * sizeof(float));
         double num = (lp - lm) / (2 * eps);
-        ck_assert_msg(fabs(num - an) <= 5e-3 * fabs(an) + 1e-3, "%s: directional %g vs analytic %g",
+        ck_assert_msg(fabs(num - an) <= 1e-2 * fabs(an) + 1e-3, "%s: directional %g vs analytic %g",
                       t < 0 ? "x" : p[t].name, num, an);
         free(u), free(keep);
     }

@@ -7,9 +7,6 @@
  */
 /* The softmax loops vectorise only when float compares may be if-converted;
  * nothing here relies on floating-point exception flags. */
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC optimize("no-trapping-math")
-#endif
 
 #include <math.h>
 #include <omp.h>
@@ -45,7 +42,7 @@ static void bwd_tile(const bwd_args *a, int b, int h, int i0, int nr, int j0, in
         float *p = P + (size_t)r * BC, *ds = dS + (size_t)r * BC;
         int nv = attn_visible(i0 + r, j0, nc);
         for (int c = 0; c < nv; c++) {
-            p[c] = attn_exp(p[c] - lse[r]);
+            p[c] = ttt_expf(p[c] - lse[r]);
             ds[c] = p[c] * (ds[c] - delta[r]);
         }
         for (int c = nv; c < nc; c++) p[c] = ds[c] = 0.0f;

@@ -15,29 +15,6 @@
 /* Tile of the kernels: query rows x key columns. */
 enum { ATTN_BR = 64, ATTN_BC = 64 };
 
-/* expf for the arguments softmax needs (x <= 0, small x > 0 tolerated):
- * Cephes' range reduction and polynomial, about 1 ulp, branch-free so the
- * loops that call it vectorise (the kernel files are compiled without
- * trapping math for that). Results below ~1e-38 flush to ~1e-38. */
-static inline float attn_exp(float x) {
-    x = x < -87.0f ? -87.0f : x;
-    x = x > 88.0f ? 88.0f : x;
-    float n = (x * 1.44269504088896341f + 12582912.0f) - 12582912.0f; /* round to nearest */
-    float r = x - n * 0.693359375f;
-    r = r + n * 2.12194440e-4f;
-    float p = 1.9875691500e-4f;
-    p = p * r + 1.3981999507e-3f;
-    p = p * r + 8.3334519073e-3f;
-    p = p * r + 4.1665795894e-2f;
-    p = p * r + 1.6666665459e-1f;
-    p = p * r + 5.0000001201e-1f;
-    p = p * r * r + r + 1.0f;
-    int32_t e = ((int32_t)n + 127) << 23;
-    float sc;
-    memcpy(&sc, &e, sizeof sc);
-    return p * sc;
-}
-
 /* Keys of the tile [j0, j0+nc) that the query at position p may see. */
 static inline int attn_visible(int64_t p, int64_t j0, int nc) {
     int64_t nv = p - j0 + 1;

@@ -10,11 +10,6 @@
  * Tile GEMMs go to OpenBLAS from inside OpenMP threads, so OpenBLAS is held
  * at one thread for the duration of each parallel section.
  */
-/* The softmax loops below vectorise only when float compares may be
- * if-converted; nothing here relies on floating-point exception flags. */
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC optimize("no-trapping-math")
-#endif
 
 #include <cblas.h>
 #include <math.h>
@@ -96,10 +91,10 @@ static void rows_reset(float *st, size_t rows, int f) {
 static void online_softmax_row(float *s, int nv, int nc, float *rs, int f) {
     float m = rs[f], mx = m;
     for (int c = 0; c < nv; c++) mx = s[c] > mx ? s[c] : mx;
-    for (int c = 0; c < nv; c++) s[c] = attn_exp(s[c] - mx);
+    for (int c = 0; c < nv; c++) s[c] = ttt_expf(s[c] - mx);
     for (int c = nv; c < nc; c++) s[c] = 0.0f;
     if (mx != m) {
-        float alpha = isinf(m) ? 0.0f : attn_exp(m - mx);
+        float alpha = isinf(m) ? 0.0f : ttt_expf(m - mx);
         for (int d = 0; d < f + 2; d++) rs[d] *= alpha; /* acc and l */
         rs[f] = mx;
     }
@@ -115,7 +110,7 @@ static void merge_rows(float *base, size_t rows, size_t stride, int nsplit, int 
             const float *src = base + s * stride + r * (f + 2);
             if (isinf(src[f])) continue;
             float mx = src[f] > dst[f] ? src[f] : dst[f];
-            float wd = isinf(dst[f]) ? 0.0f : attn_exp(dst[f] - mx), ws = attn_exp(src[f] - mx);
+            float wd = isinf(dst[f]) ? 0.0f : ttt_expf(dst[f] - mx), ws = ttt_expf(src[f] - mx);
             for (int d = 0; d < f; d++) dst[d] = dst[d] * wd + src[d] * ws;
             dst[f + 1] = dst[f + 1] * wd + src[f + 1] * ws;
             dst[f] = mx;
