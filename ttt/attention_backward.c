@@ -5,8 +5,8 @@
  * dV += P^T dO, dP = dO V^T, dS = P (dP - rowsum(dO O)), dQ += dS K scale,
  * dK += dS^T Q scale.
  */
-/* The softmax loops vectorise only when float compares may be if-converted;
- * nothing here relies on floating-point exception flags. */
+/* The softmax loops vectorise only when float compares may be if-converted:
+ * the build passes -fno-trapping-math for that. */
 
 #include <math.h>
 #include <omp.h>
