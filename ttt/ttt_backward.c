@@ -98,14 +98,21 @@ int ttt_backward(vttt_layer *l, float *dx, const float *dy) {
     size_t ND = (size_t)B * T * D, NH = (size_t)B * T * H;
     size_t per_head = d.numel + l->b + 2 * l->f;
     size_t states = (size_t)c->group * d.numel;
-    float *mem = calloc(4 * ND + NH + (size_t)B * H * per_head + (size_t)c->nthreads * states, sizeof(float));
-    head_grads *hg = calloc((size_t)B * H, sizeof *hg);
-    if (!mem || !hg) {
-        free(mem);
-        free(hg);
-        vttt_log(&l->log, VTTT_LOG_ERROR, "TTT backward: out of memory (B=%d, T=%d)", B, T);
-        return VTTT_ENOMEM;
+    size_t zeroed = 4 * ND + NH + (size_t)B * H * per_head;
+    size_t need = zeroed + (size_t)c->nthreads * states;
+    if (need > c->bwd_cap) { /* kept across steps: no page faults per step */
+        free(c->bwd);
+        c->bwd_cap = 0;
+        if (!(c->bwd = malloc(need * sizeof(float)))) {
+            vttt_log(&l->log, VTTT_LOG_ERROR, "TTT backward: out of memory (B=%d, T=%d)", B, T);
+            return VTTT_ENOMEM;
+        }
+        c->bwd_cap = need;
     }
+    head_grads *hg = calloc((size_t)B * H, sizeof *hg);
+    if (!hg) return VTTT_ENOMEM;
+    float *mem = c->bwd;
+    memset(mem, 0, zeroed * sizeof(float));
     float *dZ = mem, *dXQ = dZ + ND, *dXK = dXQ + ND, *dXV = dXK + ND, *dlr = dXV + ND, *ph = dlr + NH;
     float *st = ph + (size_t)B * H * per_head;
     for (int bh = 0; bh < B * H; bh++) {
@@ -124,8 +131,8 @@ int ttt_backward(vttt_layer *l, float *dx, const float *dy) {
     }
     openblas_set_num_threads(blas_threads);
     reduce_heads(l, B, hg);
-    int err = ttt_outer_in_backward(l, dx, c->x, c->xqk, dXQ, dXK, dXV, dlr, c->lr, B, T);
-    free(mem);
+    /* c->tmp (2,B,T,D) is free again after ttt_outer_out_backward */
+    ttt_outer_in_backward(l, dx, c->x, c->xqk, dXQ, dXK, dXV, dlr, c->lr, c->tmp, B, T);
     free(hg);
-    return err;
+    return VTTT_OK;
 }

@@ -73,9 +73,9 @@ void ttt_token_scales(const struct vttt_layer *l, float *s, int n);
 int ttt_outer_in_forward(const struct vttt_layer *l, const float *x, int B, int T, int64_t pos0,
                          const float *conv_state, float *XQ, float *XK, float *XV, float *lr, float *xqk);
 /* Backward of the above (pos0 = 0, no conv state): dXQ, dXK are rotated
- * back in place; dlr is (B,T,H); lr is the forward's. */
-int ttt_outer_in_backward(struct vttt_layer *l, float *dx, const float *x, const float *xqk, float *dXQ,
-                           float *dXK, const float *dXV, const float *dlr, const float *lr, int B, int T);
+ * back in place; dlr is (B,T,H); lr is the forward's; tmp: (B,T,D) scratch. */
+void ttt_outer_in_backward(struct vttt_layer *l, float *dx, const float *x, const float *xqk, float *dXQ,
+                           float *dXK, const float *dXV, const float *dlr, const float *lr, float *tmp, int B, int T);
 
 /* Outer part after the inner loop: Z (B,T,D) -> post_norm -> gate -> o_proj.
  * Saves into the optional buffers (NULL: not kept): post-norm mean/rstd
@@ -103,6 +103,8 @@ struct ttt_cache {
     int n_groups;
     float *ckpt;        /* (B*H, n_groups, numel) inner states at group starts */
     size_t ckpt_cap;
+    float *bwd;         /* backward scratch, kept across steps */
+    size_t bwd_cap;
 };
 /* Makes sure c holds buffers for (B,T) (and training ones when train). */
 int ttt_cache_reserve(struct vttt_layer *l, int B, int T, int train);

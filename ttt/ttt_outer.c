@@ -35,42 +35,36 @@ int ttt_outer_in_forward(const vttt_layer *l, const float *x, int B, int T, int6
     return VTTT_OK;
 }
 
-int ttt_outer_in_backward(vttt_layer *l, float *dx, const float *x, const float *xqk, float *dXQ, float *dXK,
-                           const float *dXV, const float *dlr, const float *lr, int B, int T) {
+void ttt_outer_in_backward(vttt_layer *l, float *dx, const float *x, const float *xqk, float *dXQ, float *dXK,
+                           const float *dXV, const float *dlr, const float *lr, float *tmp, int B, int T) {
     const vttt_layer_params *p = &l->p;
     vttt_layer_params *g = &l->g;
     int D = l->D, H = l->H, N = B * T, K = l->cfg.conv_kernel;
     /* rotary_backward accumulates, so it cannot run in place: rotate each
      * gradient back into a zeroed copy */
-    float *rot = calloc((size_t)N * D, sizeof(float));
-    if (!rot) return VTTT_ENOMEM;
+    float *rot = tmp;
     float *grads[2] = {dXQ, dXK};
     for (int i = 0; i < 2; i++) {
         memset(rot, 0, (size_t)N * D * sizeof(float));
         ttt_rotary_backward(rot, grads[i], B, T, H, l->f, 0, l->b, l->cfg.rope_theta);
         memcpy(grads[i], rot, (size_t)N * D * sizeof(float));
     }
-    free(rot);
     ttt_linear_backward(dx, g->wv, NULL, dXV, x, p->wv, N, D, D);
     if (l->cfg.share_qk) {
-        float *dxqk = calloc((size_t)N * D, sizeof(float));
-        if (!dxqk) return VTTT_ENOMEM;
+        float *dxqk = tmp;
+        memset(dxqk, 0, (size_t)N * D * sizeof(float));
         ttt_conv1d_backward(dxqk, g->conv_q_w, g->conv_q_b, dXQ, xqk, p->conv_q_w, NULL, B, T, D, K);
         ttt_conv1d_backward(dxqk, g->conv_k_w, g->conv_k_b, dXK, xqk, p->conv_k_w, NULL, B, T, D, K);
         ttt_linear_backward(dx, g->wq, NULL, dxqk, x, p->wq, N, D, D);
-        free(dxqk);
     } else {
         ttt_linear_backward(dx, g->wq, NULL, dXQ, x, p->wq, N, D, D);
         ttt_linear_backward(dx, g->wk, NULL, dXK, x, p->wk, N, D, D);
     }
     /* lr = sig(a) * c  =>  da = dlr * lr * (1 - lr / c) */
     float c = l->cfg.base_lr / (float)l->f;
-    float *da = malloc((size_t)N * H * sizeof(float));
-    if (!da) return VTTT_ENOMEM;
+    float *da = tmp; /* (N,H) */
     for (size_t i = 0; i < (size_t)N * H; i++) da[i] = c > 0 ? dlr[i] * lr[i] * (1.0f - lr[i] / c) : 0.0f;
     ttt_linear_backward(dx, g->lr_w, g->lr_b, da, x, p->lr_w, N, D, H);
-    free(da);
-    return VTTT_OK;
 }
 
 void ttt_outer_out_forward(const vttt_layer *l, float *y, const float *x, const float *Z, int B, int T, float *mean,

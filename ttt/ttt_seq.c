@@ -34,6 +34,7 @@ void ttt_cache_free(struct ttt_cache **cp) {
     free(c->tok);
     free_buffers(c);
     free(c->ckpt);
+    free(c->bwd);
     free(c);
     *cp = NULL;
 }
