@@ -178,11 +178,12 @@ int cli_bench(int argc, char **argv) {
             return 2;
         }
     }
-    double peak = sgemm_rate();
-    printf("sgemm 2048^3 (OpenBLAS, %d threads): %.1f GFLOP/s measured\n", openblas_get_num_threads(), peak);
+    printf("sgemm: 2048^3 OpenBLAS sgemm on %d threads, measured again before every row (the machine may be "
+           "shared);\n%%sgemm is each row's GFLOP/s over that row's sgemm rate\n",
+           openblas_get_num_threads());
     printf("layer: D=768, H=12, head dim 64, mini-batch 16, B=1; GFLOP/s counts model FLOPs (train = 3x forward)\n");
-    printf("%-10s %7s | %10s %7s %6s %8s | %10s %8s | %10s %7s %6s %8s\n", "layer", "T", "prefill/s", "GFLOP/s",
-           "%sgemm", "peakMiB", "decode/s", "d.MiB", "train/s", "GFLOP/s", "%sgemm", "peakMiB");
+    printf("%-10s %7s %6s | %10s %7s %6s %8s | %10s %8s | %10s %7s %6s %8s\n", "layer", "T", "sgemm", "prefill/s",
+           "GFLOP/s", "%sgemm", "peakMiB", "decode/s", "d.MiB", "train/s", "GFLOP/s", "%sgemm", "peakMiB");
     const char *names[] = {"ttt_linear", "ttt_mlp", "attention"};
     enum { MAX_CTX = 32 };
     int ctx[MAX_CTX], nctx = 0;
@@ -194,13 +195,14 @@ int cli_bench(int argc, char **argv) {
         for (int ci = 0; ci < nctx; ci++) {
             int T = ctx[ci];
             bench_row r = {0};
+            double peak = sgemm_rate();
             int err = bench_one((vttt_layer_kind)k, T, train, &r);
             if (err) {
-                printf("%-10s %7d | failed: %s\n", names[k], T, vttt_strerror(err));
+                printf("%-10s %7d %6.0f | failed: %s\n", names[k], T, peak, vttt_strerror(err));
                 continue;
             }
-            printf("%-10s %7d | %10.0f %7.1f %5.1f%% %8.0f | %10.1f %8.2f | %10.0f %7.1f %5.1f%% %8.0f\n", names[k], T,
-                   r.prefill_tps, r.prefill_gflops, 100 * r.prefill_gflops / peak, r.prefill_mib, r.decode_tps,
+            printf("%-10s %7d %6.0f | %10.0f %7.1f %5.1f%% %8.0f | %10.1f %8.2f | %10.0f %7.1f %5.1f%% %8.0f\n",
+                   names[k], T, peak, r.prefill_tps, r.prefill_gflops, 100 * r.prefill_gflops / peak, r.prefill_mib, r.decode_tps,
                    r.decode_mib_growth, r.train_tps, r.train_gflops, 100 * r.train_gflops / peak, r.train_mib);
             fflush(stdout);
             prefill[k][ci] = r.prefill_tps;
