@@ -12,4 +12,11 @@ int cli_help(int argc, char **argv);
 int cli_version(int argc, char **argv);
 int cli_example(int argc, char **argv);
 int cli_bench(int argc, char **argv);
+int cli_bench_cuda(int argc, char **argv); /* `vttt bench cuda`, tools/bench_cuda.c */
+int cli_tokenizer(int argc, char **argv);   /* cli_tokenizer.c */
+int cli_textgen(int argc, char **argv);     /* cli_textgen.c */
+int cli_ingest_text(int argc, char **argv); /* cli_ingest_text.c: `vttt ingest text` */
+int cli_ingest(int argc, char **argv);       /* cli_ingest.c: `vttt ingest video|text` */
+int cli_ingest_video(int argc, char **argv); /* cli_ingest_video.c: `vttt ingest video` */
+int cli_frames(int argc, char **argv);       /* cli_frames.c: `vttt frames dump|info` */
 #endif

@@ -4,10 +4,22 @@
 
 #include "cli.h"
 
+/* `vttt bench cuda ...` is tools/bench_cuda.c; the other benches bench.c. */
+static int bench_dispatch(int argc, char **argv) {
+    if (argc >= 2 && !strcmp(argv[1], "cuda")) return cli_bench_cuda(argc - 1, argv + 1);
+    return cli_bench(argc, argv);
+}
+
 static const cli_command commands[] = {
     {"help", "list the subcommands", cli_help},
     {"example", "run the built-in example: a TTT-MLP layer over a synthetic sequence, three ways", cli_example},
-    {"bench", "benchmarks: `vttt bench ttt [--contexts LIST] [--kinds LIST] [--no-train] [--quick]`", cli_bench},
+    {"bench", "benchmarks: `vttt bench ttt [--contexts LIST] [--kinds LIST] [--no-train] [--quick]`; "
+              "`vttt bench cuda [--contexts LIST] [--kinds LIST] [--batch B] [--quick]` (fused GPU kernels)",
+     bench_dispatch},
+    {"tokenizer", "byte-level BPE: `vttt tokenizer train|encode|decode|info ...`", cli_tokenizer},
+    {"textgen", "generate English-like example text: `vttt textgen [--bytes N] [--seed S] [--out FILE]`", cli_textgen},
+    {"ingest", "ingestion jobs: `vttt ingest video --out DIR [--fps R] [--size S] [--jobs N] FILES...`, `vttt ingest text ...`", cli_ingest},
+    {"frames", "inspect frame shards: `vttt frames dump --shard F [--png DIR | --raw] [--start N --count M]`", cli_frames},
     {"version", "print the version", cli_version},
 };
 

@@ -1,0 +1,171 @@
+/* The fused CUDA TTT kernels (ttt/cuda/ttt_fused_*.cu) against the CPU
+ * reference, through the harness ttt_cuda_check_layer: random TTT-Linear
+ * and TTT-MLP layers (head dim 64 as in the 125m preset, and a small one;
+ * T a multiple of the mini-batch and not; B > 1; one and several
+ * checkpoint groups). Per layer it compares the training prefill's Z and
+ * checkpoints, the state after the last mini-batch, decode steps followed
+ * by a prefill that starts inside a mini-batch, and the backward: dXQ,
+ * dXK, dXV, dlr and the reduced gradients of the inner parameters.
+ *
+ * Tolerances (TTT_CUDA_TOL_* in ttt/cuda/ttt_cuda.h, where they are
+ * explained) are relative errors, max |GPU - CPU| / max |CPU| per tensor:
+ * 1e-4 for the forward outputs, states and the activations' gradients,
+ * 1e-3 for the inner parameters' gradients (long sums with cancellation).
+ *
+ * Without a GPU the program prints one SKIP line and exits 77, which ctest
+ * reports as skipped. Check runs without fork (a CUDA context does not
+ * survive fork); the backend is opened once in main. */
+#include <check.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cuda/ttt_cuda.h"
+#include "testutil.h"
+#include "ttt.h"
+
+#define TOL_FWD TTT_CUDA_TOL_FWD
+#define TOL_BWD TTT_CUDA_TOL_BWD
+#define TOL_PARAM TTT_CUDA_TOL_PARAM
+#define TOL_HARNESS TTT_CUDA_TOL_HARNESS
+#define SKIP_CODE 77
+
+static vttt_backend *g_gpu;
+static char g_last_msg[512]; /* the last logged message (the reason for ENODEV) */
+
+static void test_log(void *user, int level, const char *msg) {
+    (void)user;
+    snprintf(g_last_msg, sizeof g_last_msg, "%s", msg);
+    if (level <= VTTT_LOG_WARNING) fprintf(stderr, "vttt log: %s\n", msg);
+}
+
+typedef struct {
+    vttt_layer_kind kind;
+    int D, H, b;    /* width, heads (f = D/H), mini-batch */
+    int B, T;       /* sequences, tokens */
+    int group;      /* checkpoint group (0: the layer's default, about sqrt(T/b)) */
+    int n_decode;   /* tokens decoded one by one before the prefill of the rest */
+} ttt_case;
+
+static const ttt_case cases[] = {
+    {VTTT_LAYER_TTT_LINEAR, 128, 2, 16, 2, 80, 2, 21}, /* f=64, T multiple of 16, 3 groups */
+    {VTTT_LAYER_TTT_LINEAR, 128, 2, 16, 2, 75, 0, 16}, /* trailing partial mini-batch */
+    {VTTT_LAYER_TTT_MLP, 128, 2, 16, 2, 80, 0, 35},    /* f=64, h1=256 */
+    {VTTT_LAYER_TTT_MLP, 128, 2, 16, 3, 75, 2, 5},
+    {VTTT_LAYER_TTT_LINEAR, 32, 4, 16, 3, 37, 1, 18}, /* small f=8 */
+    {VTTT_LAYER_TTT_MLP, 32, 4, 16, 2, 40, 1, 40},    /* decode only */
+    {VTTT_LAYER_TTT_MLP, 16, 2, 8, 2, 21, 2, 0},      /* b=8, prefill only */
+};
+#define NCASES ((int)(sizeof cases / sizeof cases[0]))
+
+/* A layer with random parameters at a general point: nonzero biases and
+ * token offsets (one pushed below -1/i so the max(0, .) clamp is hit),
+ * non-unit norms, projections of unit gain, so that the inner steps move
+ * the state noticeably. */
+static vttt_layer *make_layer(const ttt_case *c, uint64_t seed) {
+    vttt_layer_config cfg = vttt_layer_default_config(c->kind, c->D, c->H);
+    cfg.mini_batch = c->b;
+    cfg.ckpt_group = c->group;
+    vttt_layer *l = NULL;
+    ck_assert_int_eq(vttt_layer_init(&l, &cfg, NULL), VTTT_OK);
+    tu_rng r;
+    tu_seed(&r, seed);
+    vttt_param_info info[32];
+    int n = vttt_layer_param_list(l, 0, info, 32);
+    for (int i = 0; i < n; i++) {
+        const char *nm = info[i].name;
+        float scale = strstr(nm, "proj") ? 1.0f / sqrtf((float)c->D) : 0.1f;
+        if (!strcmp(nm, "W1") || !strcmp(nm, "W2")) scale = 0.15f;
+        if (!strcmp(nm, "learnable_ttt_lr_bias")) scale = 0.5f;
+        tu_fill_normal(&r, info[i].data, (size_t)info[i].numel, scale);
+        if (strstr(nm, "norm_weight") || !strcmp(nm, "post_norm.weight"))
+            for (int64_t j = 0; j < info[i].numel; j++) info[i].data[j] += 1.0f;
+        if (!strcmp(nm, "learnable_token_idx")) info[i].data[c->b / 2] = -1.0f; /* s_i clamped to 0 */
+    }
+    return l;
+}
+
+#define EXPECT(what, val, tol)                                                                                        \
+    ck_assert_msg((val) <= (tol), "case %d (%s D=%d H=%d B=%d T=%d): %s relative error %.3g > %.3g", ci,              \
+                  c->kind == VTTT_LAYER_TTT_MLP ? "ttt_mlp" : "ttt_linear", c->D, c->H, c->B, c->T, what, (val), \
+                  (double)(tol))
+
+START_TEST(test_layers) {
+    int ci = _i;
+    const ttt_case *c = &cases[ci];
+    vttt_layer *l = make_layer(c, 100 + (uint64_t)ci);
+    size_t n = (size_t)c->B * c->T * c->D;
+    float *x = malloc(n * sizeof(float)), *dy = malloc(n * sizeof(float));
+    ck_assert(x && dy);
+    tu_rng r;
+    tu_seed(&r, 7 + (uint64_t)ci);
+    tu_fill_normal(&r, x, n, 1.0f);
+    tu_fill_normal(&r, dy, n, 1.0f);
+    ttt_cuda_check res;
+    int err = ttt_cuda_check_layer(l, g_gpu, x, dy, c->B, c->T, c->n_decode, &res);
+    ck_assert_msg(err == VTTT_OK, "case %d: ttt_cuda_check_layer: %s (%s)", ci, vttt_strerror(err), g_last_msg);
+    printf("case %d: Z %.2g ckpt %.2g state %.2g decode %.2g/%.2g | dXQ %.2g dXK %.2g dXV %.2g dlr %.2g "
+           "params %.2g (harness %.2g)\n",
+           ci, res.z, res.ckpt, res.state, res.decode, res.decode_state, res.dxq, res.dxk, res.dxv, res.dlr,
+           res.dparams, res.harness);
+    EXPECT("harness (CPU loop vs layer backward)", res.harness, TOL_HARNESS);
+    EXPECT("Z", res.z, TOL_FWD);
+    EXPECT("checkpoints", res.ckpt, TOL_FWD);
+    EXPECT("final state", res.state, TOL_FWD);
+    EXPECT("decode + prefill outputs", res.decode, TOL_FWD);
+    EXPECT("decode + prefill state", res.decode_state, TOL_FWD);
+    EXPECT("dXQ", res.dxq, TOL_BWD);
+    EXPECT("dXK", res.dxk, TOL_BWD);
+    EXPECT("dXV", res.dxv, TOL_BWD);
+    EXPECT("dlr", res.dlr, TOL_BWD);
+    EXPECT("inner parameter gradients", res.dparams, TOL_PARAM);
+    ck_assert(ttt_cuda_check_passed(&res));
+    free(x);
+    free(dy);
+    vttt_layer_free(&l);
+}
+END_TEST
+
+/* Bad arguments are error codes, not crashes. */
+START_TEST(test_bad_args) {
+    ttt_cuda_shape s = {1, 16, 1, 8, 8, 16, 0};
+    ttt_cuda_params p = {0};
+    ttt_cuda_io io = {0};
+    ck_assert_int_eq(ttt_cuda_prefill(g_gpu, &s, &p, &io, 0, NULL, NULL, NULL, 0, NULL, 0), VTTT_EINVAL);
+    ck_assert_int_eq(ttt_cuda_decode(g_gpu, &s, &p, &io, 0, NULL, NULL), VTTT_EINVAL);
+    ck_assert_int_eq(ttt_cuda_prefill(vttt_backend_cpu(), &s, &p, &io, 0, NULL, NULL, NULL, 0, NULL, 0),
+                     VTTT_EINVAL);
+}
+END_TEST
+
+static Suite *ttt_cuda_suite(void) {
+    Suite *s = suite_create("ttt_cuda");
+    TCase *tc = tcase_create("fused");
+    tcase_set_timeout(tc, 600);
+    tcase_add_loop_test(tc, test_layers, 0, NCASES);
+    tcase_add_test(tc, test_bad_args);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int main(void) {
+    vttt_logger lg = {test_log, NULL, VTTT_LOG_INFO};
+    int err = vttt_backend_cuda_open(&g_gpu, 0, &lg);
+    if (err == VTTT_ENODEV) {
+        printf("SKIP: no CUDA device (%s); fused TTT kernel tests not run\n",
+               g_last_msg[0] ? g_last_msg : vttt_strerror(err));
+        return SKIP_CODE;
+    }
+    if (err) {
+        fprintf(stderr, "vttt_backend_cuda_open: %s (%s)\n", vttt_strerror(err), g_last_msg);
+        return 1;
+    }
+    SRunner *sr = srunner_create(ttt_cuda_suite());
+    srunner_set_fork_status(sr, CK_NOFORK);
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    vttt_backend_cuda_close(&g_gpu);
+    return failed ? 1 : 0;
+}

@@ -1,0 +1,264 @@
+/* `vttt ingest text`: text files -> BPE token shards in llm.c's layout.
+ *
+ * Documents are the input files, further split at literal "<|endoftext|>"
+ * and trimmed (see vttt_text_next_document). Each document is written as
+ * <|endoftext|> followed by its tokens, as llm.c's data scripts do, so every
+ * shard starts at a document boundary token. Documents go to the validation
+ * split evenly spread: document d (counting from 0 over all inputs) is a
+ * validation document when floor((d+1)*F) > floor(d*F). Each split is cut
+ * into shards of --shard-tokens tokens: DIR/train_000000.bin, ...,
+ * DIR/val_000000.bin, ... (uint16 tokens when the vocabulary fits, else
+ * uint32), and DIR/meta.json records what was written. */
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cjson/cJSON.h>
+
+#include "cli.h"
+#include "ingest.h"
+
+typedef struct {
+    const char *dir, *name;   /* shards are dir/name_%06d.bin */
+    int64_t per_shard;        /* tokens per shard */
+    int token_size;
+    vttt_token_shard_writer *w;
+    int shards;               /* finished shards */
+    int64_t tokens, docs;
+    cJSON *list;              /* shard file names */
+} split_out;
+
+static void usage(void) {
+    fprintf(stderr,
+            "usage: vttt ingest text --tokenizer FILE --out DIR [--shard-tokens N (100000000)]\n"
+            "                        [--val-fraction F (0.05)] [--quiet] INPUT...\n"
+            "  encodes text files (\"-\": stdin) into token shards DIR/train_NNNNNN.bin and\n"
+            "  DIR/val_NNNNNN.bin (llm.c layout); each file, and each part of a file between\n"
+            "  \"<|endoftext|>\" markers, is a document, written after an <|endoftext|> token\n");
+}
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static void shard_path(const split_out *s, int index, char *out, size_t size) {
+    snprintf(out, size, "%s/%s_%06d.bin", s->dir, s->name, index);
+}
+
+static int close_shard(split_out *s) {
+    char path[4096];
+    shard_path(s, s->shards, path, sizeof path);
+    int err = vttt_token_shard_writer_close(&s->w);
+    if (!err) {
+        const char *base = strrchr(path, '/');
+        cJSON_AddItemToArray(s->list, cJSON_CreateString(base ? base + 1 : path));
+        s->shards++;
+    }
+    return err;
+}
+
+/* Appends ids to the split, opening and closing shards as they fill. */
+static int split_write(split_out *s, const int32_t *ids, size_t n) {
+    int err = 0;
+    while (!err && n > 0) {
+        if (!s->w) {
+            char path[4096];
+            shard_path(s, s->shards, path, sizeof path);
+            if ((err = vttt_token_shard_writer_open(&s->w, path, s->token_size, NULL))) break;
+        }
+        int64_t room = s->per_shard - vttt_token_shard_writer_count(s->w);
+        size_t k = (int64_t)n < room ? n : (size_t)room;
+        err = vttt_token_shard_writer_append(s->w, ids, k);
+        ids += k, n -= k, s->tokens += (int64_t)k;
+        if (!err && vttt_token_shard_writer_count(s->w) == s->per_shard) err = close_shard(s);
+    }
+    return err;
+}
+
+/* Removes shards of this split left by an earlier, longer run. */
+static void remove_stale(const split_out *s) {
+    char path[4096];
+    for (int i = s->shards; shard_path(s, i, path, sizeof path), access(path, F_OK) == 0; i++) {
+        if (unlink(path) == 0) fprintf(stderr, "removed %s, left by an earlier run\n", path);
+        else break;
+    }
+}
+
+typedef struct {
+    const vttt_bpe *bpe;
+    vttt_bpe_encoder *enc;
+    vttt_token_buf ids;
+    double val_fraction;
+    int64_t docs;             /* documents seen over all inputs */
+    uint64_t bytes, bytes_total;
+    double t0, last_report;
+    int quiet;
+} ingest_job;
+
+/* Encodes one document into its split: <|endoftext|>, then its tokens,
+ * streamed 1 MB at a time so a huge document needs little memory. */
+static int ingest_document(ingest_job *j, split_out *train, split_out *val, const uint8_t *doc, size_t len) {
+    int64_t d = j->docs++;
+    int to_val = floor((double)(d + 1) * j->val_fraction) > floor((double)d * j->val_fraction);
+    split_out *s = to_val ? val : train;
+    int32_t eot = vttt_bpe_eot(j->bpe);
+    int err = split_write(s, &eot, 1);
+    s->docs++;
+    for (size_t off = 0; !err && off < len;) {
+        size_t k = len - off < (1u << 20) ? len - off : (1u << 20);
+        j->ids.n = 0;
+        err = vttt_bpe_encoder_feed(j->enc, doc + off, k, &j->ids);
+        off += k;
+        if (!err && off == len) err = vttt_bpe_encoder_finish(j->enc, &j->ids);
+        if (!err) err = split_write(s, j->ids.ids, j->ids.n);
+    }
+    return err;
+}
+
+/* A progress line, redrawn about once a second on a terminal; the final
+ * one always. */
+static void report(ingest_job *j, const split_out *train, const split_out *val, int final) {
+    double t = now_s();
+    if (j->quiet || (!final && (!isatty(STDERR_FILENO) || t - j->last_report < 1.0))) return;
+    j->last_report = t;
+    double mb = (double)j->bytes / 1e6;
+    fprintf(stderr, "\r%.1f/%.1f MB, %lld documents, %lld train + %lld val tokens, %.1f MB/s%s", mb,
+            (double)j->bytes_total / 1e6, (long long)j->docs, (long long)train->tokens, (long long)val->tokens,
+            mb / (t - j->t0 + 1e-9), final ? "\n" : "");
+}
+
+static int ingest_file(ingest_job *j, split_out *train, split_out *val, const char *path) {
+    vttt_text_file f;
+    int err = vttt_text_file_open(&f, path, NULL);
+    if (err) return err;
+    size_t pos = 0, len, prev = 0;
+    const uint8_t *doc;
+    while (!err && vttt_text_next_document(f.data, f.n, &pos, &doc, &len)) {
+        err = ingest_document(j, train, val, doc, len);
+        j->bytes += pos - prev;
+        prev = pos;
+        report(j, train, val, 0);
+    }
+    j->bytes += f.n - prev;
+    vttt_text_file_close(&f);
+    return err;
+}
+
+/* DIR/meta.json: the tokenizer and what each split holds. */
+static int write_meta(const char *dir, const char *tok, const vttt_bpe *b, int token_size, split_out *splits[2]) {
+    cJSON *m = cJSON_CreateObject();
+    cJSON_AddStringToObject(m, "format", "llm.c token shards");
+    cJSON_AddStringToObject(m, "tokenizer", tok);
+    cJSON_AddNumberToObject(m, "vocab_size", vttt_bpe_vocab_size(b));
+    cJSON_AddNumberToObject(m, "eot", vttt_bpe_eot(b));
+    cJSON_AddNumberToObject(m, "token_bytes", token_size);
+    for (int i = 0; i < 2; i++) {
+        cJSON *s = cJSON_AddObjectToObject(m, splits[i]->name);
+        cJSON_AddNumberToObject(s, "documents", (double)splits[i]->docs);
+        cJSON_AddNumberToObject(s, "tokens", (double)splits[i]->tokens);
+        cJSON_AddItemToObject(s, "shards", splits[i]->list);
+        splits[i]->list = NULL;
+    }
+    char *text = cJSON_Print(m), path[4096];
+    cJSON_Delete(m);
+    if (!text) return VTTT_ENOMEM;
+    snprintf(path, sizeof path, "%s/meta.json", dir);
+    size_t n = strlen(text);
+    text[n] = '\n';   /* cJSON_Print's NUL becomes the final newline */
+    int err = vttt_file_write_atomic(path, text, n + 1, NULL);
+    free(text);
+    return err;
+}
+
+/* Creates dir and its missing parents. */
+static int make_dirs(const char *dir) {
+    char p[4096];
+    snprintf(p, sizeof p, "%s", dir);
+    for (char *s = p + 1;; s++) {
+        int end = *s == '\0';
+        if (*s == '/' || end) {
+            *s = '\0';
+            if (mkdir(p, 0777) != 0 && errno != EEXIST) {
+                fprintf(stderr, "vttt ingest text: cannot create %s: %s\n", p, strerror(errno));
+                return VTTT_EIO;
+            }
+            if (end) return VTTT_OK;
+            *s = '/';
+        }
+    }
+}
+
+static int run(ingest_job *j, const char *tok, const char *dir, int64_t per_shard, char **in, int n_in) {
+    int token_size = vttt_token_size_for_vocab(vttt_bpe_vocab_size(j->bpe));
+    split_out train = {dir, "train", per_shard, token_size, NULL, 0, 0, 0, cJSON_CreateArray()};
+    split_out val = {dir, "val", per_shard, token_size, NULL, 0, 0, 0, cJSON_CreateArray()};
+    int err = vttt_bpe_encoder_init(&j->enc, j->bpe);
+    for (int i = 0; !err && i < n_in; i++) {
+        struct stat sb;
+        if (stat(in[i], &sb) == 0 && S_ISREG(sb.st_mode)) j->bytes_total += (uint64_t)sb.st_size;
+    }
+    j->t0 = now_s();
+    for (int i = 0; !err && i < n_in; i++) err = ingest_file(j, &train, &val, in[i]);
+    split_out *splits[2] = {&train, &val};
+    for (int i = 0; i < 2; i++) {
+        if (splits[i]->w && !err) err = close_shard(splits[i]);
+        if (splits[i]->w) vttt_token_shard_writer_abort(&splits[i]->w);
+        if (!err) remove_stale(splits[i]);
+    }
+    report(j, &train, &val, 1);
+    if (!err) err = write_meta(dir, tok, j->bpe, token_size, splits);
+    if (!err && !j->quiet)
+        fprintf(stderr, "wrote %d train shard(s) (%lld tokens, %lld documents) and %d val shard(s) (%lld tokens, "
+                "%lld documents) of %d-byte tokens to %s in %.2f s\n", train.shards, (long long)train.tokens,
+                (long long)train.docs, val.shards, (long long)val.tokens, (long long)val.docs, token_size, dir,
+                now_s() - j->t0);
+    if (!err && val.tokens == 0 && j->val_fraction > 0)
+        fprintf(stderr, "warning: the validation split is empty: %lld document(s) at --val-fraction %g; give more "
+                "documents (files, or \"<|endoftext|>\" between documents) or a larger fraction\n",
+                (long long)j->docs, j->val_fraction);
+    cJSON_Delete(train.list);
+    cJSON_Delete(val.list);
+    vttt_bpe_encoder_free(&j->enc);
+    vttt_token_buf_free(&j->ids);
+    return err;
+}
+
+int cli_ingest_text(int argc, char **argv) {
+    const char *tok = NULL, *dir = NULL;
+    long long per_shard = 100000000;
+    ingest_job j = {.val_fraction = 0.05};
+    int n_in = 0;
+    char **in = argv;   /* inputs, gathered in place */
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--tokenizer") && i + 1 < argc) tok = argv[++i];
+        else if (!strcmp(argv[i], "--out") && i + 1 < argc) dir = argv[++i];
+        else if (!strcmp(argv[i], "--shard-tokens") && i + 1 < argc) per_shard = atoll(argv[++i]);
+        else if (!strcmp(argv[i], "--val-fraction") && i + 1 < argc) j.val_fraction = atof(argv[++i]);
+        else if (!strcmp(argv[i], "--quiet")) j.quiet = 1;
+        else if (argv[i][0] == '-' && argv[i][1]) return usage(), strcmp(argv[i], "--help") && strcmp(argv[i], "-h") ? 2 : 0;
+        else in[n_in++] = argv[i];
+    }
+    if (!tok || !dir || !n_in) return usage(), 2;
+    if (per_shard < 1 || per_shard > VTTT_SHARD_MAX_TOKENS || !(j.val_fraction >= 0 && j.val_fraction < 1)) {
+        fprintf(stderr, "vttt ingest text: --shard-tokens must be in 1..%d and --val-fraction in [0, 1)\n",
+                VTTT_SHARD_MAX_TOKENS);
+        return 2;
+    }
+    vttt_bpe *b;
+    if (vttt_bpe_load(&b, tok, NULL) || make_dirs(dir)) {
+        vttt_bpe_free(&b);
+        return 1;
+    }
+    j.bpe = b;
+    int err = run(&j, tok, dir, per_shard, in, n_in);
+    vttt_bpe_free(&b);
+    if (err) fprintf(stderr, "vttt ingest text: failed (%s)\n", vttt_strerror(err));
+    return err ? 1 : 0;
+}
