@@ -99,7 +99,6 @@ static int open_decoder(video_decoder *d, const AVCodec *codec, const vttt_video
     d->dec->pkt_timebase = st->time_base;
     d->dec->thread_count = p->threads > 0 ? p->threads : 0;
     d->dec->thread_type = FF_THREAD_FRAME | FF_THREAD_SLICE;
-    if (!p->lenient) d->dec->err_recognition |= AV_EF_CRCCHECK | AV_EF_BITSTREAM | AV_EF_BUFFER;
     if (p->hwaccel == VTTT_VIDEO_HWACCEL_CUDA) setup_hwaccel(d, codec);
     ret = avcodec_open2(d->dec, codec, NULL);
     if (ret < 0) return fail(d, map_averr(ret), "cannot open the video decoder", ret);

@@ -136,7 +136,9 @@ static int dev_setup(const vttt_backend *be, dev_set *d, const ttt_cuda_shape *s
     if (err) return err;
     dev_layout(d, s, group, d->mem);
     size_t ND = (size_t)s->B * s->T * s->H * s->f, NH = (size_t)s->B * s->T * s->H;
-    float *h = malloc(ND * sizeof(float));
+    size_t pn[7] = {(size_t)s->H * s->f * s->h1, (size_t)s->H * s->h1, (size_t)s->H * s->h1 * s->f,
+                    (size_t)s->H * s->f, (size_t)s->H * s->f, (size_t)s->H * s->f, (size_t)s->b};
+    float *h = malloc((ND > pn[0] ? ND : pn[0]) * sizeof(float)); /* staging, for the largest upload */
     if (!h) return VTTT_ENOMEM;
     float *dst[] = {d->XQ, d->XK, d->XV, d->dZ, d->lr};
     for (int i = 0; i < 5 && !err; i++) {
@@ -145,8 +147,6 @@ static int dev_setup(const vttt_backend *be, dev_set *d, const ttt_cuda_shape *s
         err = be->to_device(be->ctx, dst[i], h, n * sizeof(float));
         if (!err) err = be->sync(be->ctx);
     }
-    size_t pn[7] = {(size_t)s->H * s->f * s->h1, (size_t)s->H * s->h1, (size_t)s->H * s->h1 * s->f,
-                    (size_t)s->H * s->f, (size_t)s->H * s->f, (size_t)s->H * s->f, (size_t)s->b};
     float scale[7] = {0.02f, 0.0f, 0.02f, 0.0f, 0.0f, 0.0f, 0.0f}, offs[7] = {0, 0, 0, 0, 1, 0, 0};
     for (int i = 0; i < 7 && !err; i++) {
         if (!s->mlp && (i == 2 || i == 3)) continue;

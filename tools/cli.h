@@ -19,4 +19,5 @@ int cli_ingest_text(int argc, char **argv); /* cli_ingest_text.c: `vttt ingest t
 int cli_ingest(int argc, char **argv);       /* cli_ingest.c: `vttt ingest video|text` */
 int cli_ingest_video(int argc, char **argv); /* cli_ingest_video.c: `vttt ingest video` */
 int cli_frames(int argc, char **argv);       /* cli_frames.c: `vttt frames dump|info` */
+int cli_lm(int argc, char **argv);           /* cli_lm.c: `vttt lm score|loss-by-position|sample` */
 #endif

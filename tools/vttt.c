@@ -20,6 +20,7 @@ static const cli_command commands[] = {
     {"textgen", "generate English-like example text: `vttt textgen [--bytes N] [--seed S] [--out FILE]`", cli_textgen},
     {"ingest", "ingestion jobs: `vttt ingest video --out DIR [--fps R] [--size S] [--jobs N] FILES...`, `vttt ingest text ...`", cli_ingest},
     {"frames", "inspect frame shards: `vttt frames dump --shard F [--png DIR | --raw] [--start N --count M]`", cli_frames},
+    {"lm", "use a language model: `vttt lm score|loss-by-position|sample --model DIR ...`", cli_lm},
     {"version", "print the version", cli_version},
 };
 

@@ -47,7 +47,10 @@ int ttt_layer_forward_carry(vttt_layer *l, vttt_state *s, float *y, const float 
     struct ttt_cache *c = l->tc;
     memcpy(c->x, x, ND * sizeof(float));
     ttt_outer_in_forward(l, x, B, T, s->pos, s->conv_state, c->XQ, c->XK, c->XV, c->lr, c->xqk);
-    if (l->cfg.share_qk) ttt_conv1d_state_update(s->conv_state, c->xqk, B, T, l->D, l->cfg.conv_kernel);
+    if (l->cfg.share_qk) {
+        memcpy(c->conv0, s->conv_state, (size_t)B * (l->cfg.conv_kernel - 1) * l->D * sizeof(float));
+        ttt_conv1d_state_update(s->conv_state, c->xqk, B, T, l->D, l->cfg.conv_kernel);
+    }
     carry_heads(l, s, T);
     ttt_outer_out_forward(l, y, x, c->Z, B, T, c->mean, c->rstd, c->normed, c->gpre, c->tmp);
     c->train = 1;

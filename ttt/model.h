@@ -182,9 +182,8 @@ int vttt_model_decode(vttt_model *m, vttt_model_state *s, const int32_t *tokens,
  * aligned); on failure s is unspecified (reset it). vttt_model_backward
  * then truncates the gradient at the window edge: the carried state is a
  * constant, and the learned initial state gets gradient only from windows
- * at position 0. Known gap: with share_qk, the conv_q/conv_k weight
- * gradient misses the terms of the conv_kernel-1 inputs carried from the
- * previous window. Attention layers have no constant-size state: their
+ * at position 0 (the carried conv inputs still feed the conv weights'
+ * gradient). Attention layers have no constant-size state: their
  * windows are independent. */
 int vttt_model_forward_carry(vttt_model *m, vttt_model_state *s, const int32_t *tokens, const int32_t *targets,
                              int T, float *loss, float *logits);

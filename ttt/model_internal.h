@@ -134,6 +134,8 @@ int model_targets(vttt_model *m, int32_t *out, const int32_t *tokens, const int3
  * of inv_count * sum(losses). */
 void model_head_rows(vttt_model *m, const float *hf, int n, const int32_t *targets, float *losses, float *logits,
                      float *dhf, float inv_count);
+/* Logs "path: <fmt with detail>" as an error and returns err. */
+int model_io_fail(const vttt_logger *lg, const char *path, int err, const char *fmt, const char *detail);
 /* Sum of losses (N) / count, in double; 0 when count is 0. */
 float model_mean_loss(const float *losses, size_t N, int64_t count);
 /* vttt_model_forward with train = 0: a fresh state prefilled chunk by

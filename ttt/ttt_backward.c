@@ -132,7 +132,7 @@ int ttt_backward(vttt_layer *l, float *dx, const float *dy) {
     openblas_set_num_threads(blas_threads);
     reduce_heads(l, B, hg);
     /* c->tmp (2,B,T,D) is free again after ttt_outer_out_backward */
-    ttt_outer_in_backward(l, dx, c->x, c->xqk, dXQ, dXK, dXV, dlr, c->lr, c->tmp, B, T);
+    ttt_outer_in_backward(l, dx, c->x, c->xqk, c->conv0, dXQ, dXK, dXV, dlr, c->lr, c->tmp, B, T);
     free(hg);
     return VTTT_OK;
 }

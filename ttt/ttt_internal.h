@@ -72,10 +72,14 @@ void ttt_token_scales(const struct vttt_layer *l, float *s, int n);
  * conv input). conv_state (B,K-1,D) or NULL (zeros). */
 int ttt_outer_in_forward(const struct vttt_layer *l, const float *x, int B, int T, int64_t pos0,
                          const float *conv_state, float *XQ, float *XK, float *XV, float *lr, float *xqk);
-/* Backward of the above (pos0 = 0, no conv state): dXQ, dXK are rotated
- * back in place; dlr is (B,T,H); lr is the forward's; tmp: (B,T,D) scratch. */
-void ttt_outer_in_backward(struct vttt_layer *l, float *dx, const float *x, const float *xqk, float *dXQ,
-                           float *dXK, const float *dXV, const float *dlr, const float *lr, float *tmp, int B, int T);
+/* Backward of the above (windows start at mini-batch boundaries, so the
+ * rotary positions are those of pos0 = 0): dXQ, dXK are rotated back in
+ * place; dlr is (B,T,H); lr is the forward's; conv0 the forward's conv
+ * state (a constant; it still feeds the conv weights' gradient) or NULL;
+ * tmp: (B,T,D) scratch. */
+void ttt_outer_in_backward(struct vttt_layer *l, float *dx, const float *x, const float *xqk, const float *conv0,
+                           float *dXQ, float *dXK, const float *dXV, const float *dlr, const float *lr, float *tmp,
+                           int B, int T);
 
 /* Outer part after the inner loop: Z (B,T,D) -> post_norm -> gate -> o_proj.
  * Saves into the optional buffers (NULL: not kept): post-norm mean/rstd
@@ -103,6 +107,8 @@ struct ttt_cache {
     int n_groups;
     float *ckpt;        /* (B*H, n_groups, numel) inner states at group starts */
     size_t ckpt_cap;
+    float *conv0;       /* (B,K-1,D) share_qk: conv inputs before the window (zeros, or carried) */
+    size_t conv0_cap;
     float *bwd;         /* backward scratch, kept across steps */
     size_t bwd_cap;
 };

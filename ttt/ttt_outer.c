@@ -35,8 +35,8 @@ int ttt_outer_in_forward(const vttt_layer *l, const float *x, int B, int T, int6
     return VTTT_OK;
 }
 
-void ttt_outer_in_backward(vttt_layer *l, float *dx, const float *x, const float *xqk, float *dXQ, float *dXK,
-                           const float *dXV, const float *dlr, const float *lr, float *tmp, int B, int T) {
+void ttt_outer_in_backward(vttt_layer *l, float *dx, const float *x, const float *xqk, const float *conv0, float *dXQ,
+                           float *dXK, const float *dXV, const float *dlr, const float *lr, float *tmp, int B, int T) {
     const vttt_layer_params *p = &l->p;
     vttt_layer_params *g = &l->g;
     int D = l->D, H = l->H, N = B * T, K = l->cfg.conv_kernel;
@@ -53,8 +53,8 @@ void ttt_outer_in_backward(vttt_layer *l, float *dx, const float *x, const float
     if (l->cfg.share_qk) {
         float *dxqk = tmp;
         memset(dxqk, 0, (size_t)N * D * sizeof(float));
-        ttt_conv1d_backward(dxqk, g->conv_q_w, g->conv_q_b, dXQ, xqk, p->conv_q_w, NULL, B, T, D, K);
-        ttt_conv1d_backward(dxqk, g->conv_k_w, g->conv_k_b, dXK, xqk, p->conv_k_w, NULL, B, T, D, K);
+        ttt_conv1d_backward(dxqk, g->conv_q_w, g->conv_q_b, dXQ, xqk, p->conv_q_w, conv0, B, T, D, K);
+        ttt_conv1d_backward(dxqk, g->conv_k_w, g->conv_k_b, dXK, xqk, p->conv_k_w, conv0, B, T, D, K);
         ttt_linear_backward(dx, g->wq, NULL, dxqk, x, p->wq, N, D, D);
     } else {
         ttt_linear_backward(dx, g->wq, NULL, dXQ, x, p->wq, N, D, D);

@@ -35,6 +35,7 @@ void ttt_cache_free(struct ttt_cache **cp) {
     free_buffers(c);
     free(c->ckpt);
     free(c->bwd);
+    free(c->conv0);
     free(c);
     *cp = NULL;
 }
@@ -90,6 +91,19 @@ int ttt_cache_reserve(vttt_layer *l, int B, int T, int train) {
             while ((int64_t)g * g < nmb) g++;
         }
         c->group = g;
+        if (l->cfg.share_qk) { /* the window's conv state: zeros unless a carried forward sets it */
+            size_t nc = (size_t)B * (l->cfg.conv_kernel - 1) * l->D;
+            if (nc > c->conv0_cap) {
+                free(c->conv0);
+                c->conv0_cap = 0;
+                if (!(c->conv0 = malloc(nc * sizeof(float)))) {
+                    vttt_log(&l->log, VTTT_LOG_ERROR, "TTT layer: out of memory for the conv state");
+                    return VTTT_ENOMEM;
+                }
+                c->conv0_cap = nc;
+            }
+            memset(c->conv0, 0, nc * sizeof(float));
+        }
         c->n_groups = (nmb + g - 1) / g;
         size_t need = (size_t)B * l->H * c->n_groups * d.numel;
         if (need > c->ckpt_cap) {

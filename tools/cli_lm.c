@@ -1,0 +1,118 @@
+/* `vttt lm`: use a trained language model. `score` prints the negative
+ * log-likelihood of every token of an input; `loss-by-position` and
+ * `sample` live in lm_position.c and lm_sample.c. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+#include "lm.h"
+
+#define SCORE "vttt lm score"
+
+static void usage(void) {
+    fprintf(stderr,
+            "usage:\n"
+            "  vttt lm score --model DIR (--tokens FILE | --text FILE --tokenizer TOK) [--context T] [--batch B]\n"
+            "                [--summary]\n"
+            "      NLL of every predicted token, one line `<position> <token_id> <nll>` (position: the\n"
+            "      token's index in the input, nll in nats), then `mean_nll` and `perplexity` lines.\n"
+            "      --tokens: whitespace-separated ids or a token shard; --text: a text file, each\n"
+            "      document after an <|endoftext|> token as `vttt ingest text` writes it.\n"
+            "      --context T: score windows of T tokens, each from the initial state (default:\n"
+            "      the whole input as one sequence); --summary: only the mean and perplexity\n"
+            "  vttt lm loss-by-position --model DIR (--tokens FILE | --text F --tokenizer T) [--context T]\n"
+            "                [--buckets N] [--batch B] [--max-windows W] [--png OUT]\n"
+            "      mean NLL against the position in the context, over windows of T tokens\n"
+            "  vttt lm sample --model DIR --tokenizer TOK [--prompt TEXT] [--max-tokens N]\n"
+            "                [--temperature X] [--top-k K] [--seed S] [--ids] [--verbose]\n"
+            "      generate text after the prompt with prefill + token-by-token decode\n"
+            "Run `vttt lm <command> --help` for the details of one command.\n");
+}
+
+typedef struct {
+    int64_t offset;   /* index in the input of the first window's token 0 */
+    int shift;
+    int print;
+    const int32_t *tokens;
+    double sum;
+    int64_t count;
+} score_job;
+
+static int score_window(void *user, int64_t window, const float *losses, int T) {
+    score_job *j = user;
+    int64_t base = j->offset + window * T;
+    for (int t = 0; t + j->shift < T; t++) {
+        int64_t p = base + t + j->shift;
+        if (j->print) printf("%lld %d %.6f\n", (long long)p, (int)j->tokens[p], losses[t]);
+        j->sum += losses[t];
+        j->count++;
+    }
+    return 0;
+}
+
+static int score_run(vttt_model *m, const vttt_token_buf *ids, int64_t context, int batch, int print) {
+    int shift = vttt_model_config_target_shift(vttt_model_get_config(m));
+    int64_t n = (int64_t)ids->n, T = context ? context : n;
+    if (T > INT32_MAX) T = INT32_MAX;
+    if (n <= shift) {
+        fprintf(stderr, SCORE ": the input has %lld token(s); scoring needs at least %d\n", (long long)n, shift + 1);
+        return VTTT_EINVAL;
+    }
+    score_job j = {.shift = shift, .print = print, .tokens = ids->ids};
+    int64_t full = n / T, rest = n - full * T;
+    int err = lm_eval_windows(m, ids->ids, full, (int)T, batch, score_window, &j);
+    if (!err && rest > shift) {   /* the last, shorter window */
+        j.offset = full * T;
+        err = lm_eval_windows(m, ids->ids + full * T, 1, (int)rest, 1, score_window, &j);
+    }
+    if (err) {
+        fprintf(stderr, SCORE ": evaluation failed (%s)\n", vttt_strerror(err));
+        return err;
+    }
+    double mean = j.count ? j.sum / (double)j.count : 0.0;
+    printf("mean_nll %.6f (%lld predicted tokens)\nperplexity %.4f\n", mean, (long long)j.count, exp(mean));
+    return fflush(stdout) ? VTTT_EIO : 0;
+}
+
+static int cmd_score(int argc, char **argv) {
+    const char *dir = NULL;
+    lm_input in = {0};
+    long long context = 0, batch = 4;
+    int summary = 0;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (lm_input_parse(&in, argc, argv, &i)) continue;
+        if (!strcmp(a, "--model") && v) dir = v, i++;
+        else if (!strcmp(a, "--context") && v) {
+            if (lm_parse_int(SCORE, a, v, 0, INT32_MAX, &context)) return 2;
+            i++;
+        } else if (!strcmp(a, "--batch") && v) {
+            if (lm_parse_int(SCORE, a, v, 1, 1024, &batch)) return 2;
+            i++;
+        } else if (!strcmp(a, "--summary")) summary = 1;
+        else return usage(), strcmp(a, "--help") && strcmp(a, "-h") ? 2 : 0;
+    }
+    if (!dir) {
+        fprintf(stderr, SCORE ": --model DIR is required\n");
+        return 2;
+    }
+    if (lm_input_check(&in, SCORE)) return 2;
+    vttt_model *m = NULL;
+    vttt_token_buf ids = {0};
+    int err = lm_model_load(&m, dir, SCORE);
+    if (!err) err = lm_input_read(&in, SCORE, vttt_model_get_config(m)->vocab_size, &ids);
+    if (!err) err = score_run(m, &ids, context, (int)batch, !summary);
+    vttt_token_buf_free(&ids);
+    vttt_model_free(&m);
+    return err ? 1 : 0;
+}
+
+int cli_lm(int argc, char **argv) {
+    if (argc >= 2 && !strcmp(argv[1], "score")) return cmd_score(argc - 1, argv + 1);
+    if (argc >= 2 && !strcmp(argv[1], "loss-by-position")) return cli_lm_loss_by_position(argc - 1, argv + 1);
+    if (argc >= 2 && !strcmp(argv[1], "sample")) return cli_lm_sample(argc - 1, argv + 1);
+    usage();
+    return argc >= 2 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) ? 0 : 2;
+}

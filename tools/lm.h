@@ -1,0 +1,56 @@
+/* `vttt lm`: scoring and sampling with a model directory. Internal to
+ * tools/: cli_lm.c (dispatch, score), lm_input.c (token inputs, windows),
+ * lm_position.c (loss by position), lm_sample.c (generation). */
+#ifndef VTTT_TOOLS_LM_H
+#define VTTT_TOOLS_LM_H
+
+#include <stdint.h>
+
+#include "ingest.h"
+#include "model.h"
+
+/* Where the tokens to score come from: a file of whitespace-separated ids
+ * or a token shard (--tokens), or a text file encoded with a tokenizer
+ * (--text, --tokenizer) the way `vttt ingest text` writes it: each
+ * document after an <|endoftext|> token. */
+typedef struct lm_input {
+    const char *tokens, *text, *tokenizer;
+} lm_input;
+
+/* Parses --tokens/--text/--tokenizer at argv[*i] (advancing *i past the
+ * value): 1 when taken, 0 when argv[*i] is another option. */
+int lm_input_parse(lm_input *in, int argc, char **argv, int *i);
+/* Checks that exactly one source is given (with a tokenizer for text);
+ * prints a message naming cmd and returns nonzero otherwise. */
+int lm_input_check(const lm_input *in, const char *cmd);
+/* Reads the tokens into out and checks every id against the vocabulary
+ * V; messages on stderr name cmd, the file and the problem. 0 or a
+ * negative VTTT_E* code. */
+int lm_input_read(const lm_input *in, const char *cmd, int V, vttt_token_buf *out);
+/* Ids from a token shard (recognised by its magic number) or from text
+ * holding whitespace-separated decimal ids; "-" reads stdin. */
+int lm_read_ids(const char *path, vttt_token_buf *out);
+
+/* Loads DIR (config.json + model.safetensors); a message naming cmd and
+ * DIR on failure. */
+int lm_model_load(vttt_model **m, const char *dir, const char *cmd);
+
+/* Evaluation of n_windows windows of T tokens each, stored one after the
+ * other in tokens (n_windows * T), up to `batch` windows per forward (the
+ * generation path: memory independent of T for TTT models). Each window
+ * starts from the learned initial state and predicts its own tokens
+ * shift..T-1 (shift: vttt_model_config_target_shift). fn gets, window by
+ * window in order, losses (T): losses[t] is the NLL (nats) of the window's
+ * token t + shift; the last shift entries are 0. */
+typedef int (*lm_window_fn)(void *user, int64_t window, const float *losses, int T);
+int lm_eval_windows(vttt_model *m, const int32_t *tokens, int64_t n_windows, int T, int batch, lm_window_fn fn,
+                    void *user);
+
+/* Parses a positive int option value; prints a message and returns
+ * nonzero when it is not one. */
+int lm_parse_int(const char *cmd, const char *opt, const char *s, long long lo, long long hi, long long *out);
+
+int cli_lm_loss_by_position(int argc, char **argv);   /* lm_position.c */
+int cli_lm_sample(int argc, char **argv);             /* lm_sample.c */
+
+#endif

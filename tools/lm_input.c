@@ -1,0 +1,155 @@
+/* Inputs of `vttt lm`: token ids from a text list, a token shard or
+ * tokenized text; model loading; window-by-window evaluation. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "lm.h"
+
+int lm_parse_int(const char *cmd, const char *opt, const char *s, long long lo, long long hi, long long *out) {
+    char *end;
+    long long v = strtoll(s, &end, 10);
+    if (end == s || *end || v < lo || v > hi) {
+        fprintf(stderr, "%s: %s wants an integer in %lld..%lld (got '%s')\n", cmd, opt, lo, hi, s);
+        return 1;
+    }
+    *out = v;
+    return 0;
+}
+
+int lm_input_parse(lm_input *in, int argc, char **argv, int *i) {
+    const char *a = argv[*i];
+    const char **slot = !strcmp(a, "--tokens") ? &in->tokens
+                        : !strcmp(a, "--text") ? &in->text
+                        : !strcmp(a, "--tokenizer") ? &in->tokenizer
+                                                    : NULL;
+    if (!slot || *i + 1 >= argc) return 0;
+    *slot = argv[++*i];
+    return 1;
+}
+
+int lm_input_check(const lm_input *in, const char *cmd) {
+    if (!in->tokens == !in->text) {
+        fprintf(stderr, "%s: give exactly one of --tokens FILE or --text FILE\n", cmd);
+        return 1;
+    }
+    if (in->text && !in->tokenizer) {
+        fprintf(stderr, "%s: --text needs --tokenizer FILE (the BPE tokenizer the model was trained with)\n", cmd);
+        return 1;
+    }
+    return 0;
+}
+
+static int read_shard(const char *path, vttt_token_buf *out) {
+    vttt_token_shard *s;
+    int err = vttt_token_shard_open(&s, path, NULL);
+    if (err) return err;
+    int64_t n = vttt_token_shard_count(s);
+    int32_t *tmp = malloc((size_t)(n ? n : 1) * sizeof *tmp);
+    err = tmp ? vttt_token_shard_read(s, 0, n, tmp) : VTTT_ENOMEM;
+    if (!err) err = vttt_token_buf_append(out, tmp, (size_t)n);
+    free(tmp);
+    vttt_token_shard_close(&s);
+    return err;
+}
+
+static int is_space(uint8_t c) { return c == ' ' || (c >= '\t' && c <= '\r'); }
+
+/* Whitespace-separated decimal ids; stops at the first thing that is not
+ * one, naming its byte offset. */
+static int parse_ids(const char *path, const uint8_t *p, size_t n, vttt_token_buf *out) {
+    int err = 0;
+    for (size_t i = 0; !err && i < n;) {
+        while (i < n && is_space(p[i])) i++;
+        if (i == n) break;
+        long long v = 0;
+        size_t start = i;
+        while (i < n && p[i] >= '0' && p[i] <= '9' && v <= INT32_MAX) v = 10 * v + (p[i++] - '0');
+        if (i == start || v > INT32_MAX || (i < n && !is_space(p[i]))) {
+            fprintf(stderr, "%s: byte %zu: expected a token id (a non-negative integer below 2^31)\n", path, start);
+            return VTTT_EFORMAT;
+        }
+        int32_t id = (int32_t)v;
+        err = vttt_token_buf_append(out, &id, 1);
+    }
+    return err;
+}
+
+int lm_read_ids(const char *path, vttt_token_buf *out) {
+    vttt_text_file f;
+    int err = vttt_text_file_open(&f, path, NULL);
+    if (err) return err;
+    uint32_t magic = 0;
+    for (int i = 0; i < 4 && f.n >= 4; i++) magic |= (uint32_t)f.data[i] << (8 * i);
+    if (strcmp(path, "-") && (magic == VTTT_SHARD_MAGIC_U16 || magic == VTTT_SHARD_MAGIC_U32)) {
+        vttt_text_file_close(&f);
+        return read_shard(path, out);
+    }
+    err = parse_ids(path, f.data, f.n, out);
+    vttt_text_file_close(&f);
+    return err;
+}
+
+/* Encodes a text file as `vttt ingest text` does: every document after an
+ * <|endoftext|> token. */
+static int read_text(const lm_input *in, const char *cmd, int V, vttt_token_buf *out) {
+    vttt_bpe *bpe;
+    int err = vttt_bpe_load(&bpe, in->tokenizer, NULL);
+    if (err) return err;
+    int32_t eot = vttt_bpe_eot(bpe);
+    if (vttt_bpe_vocab_size(bpe) > V) {
+        fprintf(stderr, "%s: the tokenizer %s has %d tokens but the model only %d: not the model's tokenizer\n", cmd,
+                in->tokenizer, vttt_bpe_vocab_size(bpe), V);
+        vttt_bpe_free(&bpe);
+        return VTTT_EINVAL;
+    }
+    vttt_text_file f;
+    if (!(err = vttt_text_file_open(&f, in->text, NULL))) {
+        size_t pos = 0, len;
+        const uint8_t *doc;
+        while (!err && vttt_text_next_document(f.data, f.n, &pos, &doc, &len)) {
+            err = vttt_token_buf_append(out, &eot, 1);
+            if (!err) err = vttt_bpe_encode(bpe, doc, len, out);
+        }
+        vttt_text_file_close(&f);
+    }
+    vttt_bpe_free(&bpe);
+    return err;
+}
+
+int lm_input_read(const lm_input *in, const char *cmd, int V, vttt_token_buf *out) {
+    const char *path = in->tokens ? in->tokens : in->text;
+    int err = in->tokens ? lm_read_ids(in->tokens, out) : read_text(in, cmd, V, out);
+    if (err) {
+        fprintf(stderr, "%s: cannot read tokens from %s (%s)\n", cmd, path, vttt_strerror(err));
+        return err;
+    }
+    for (size_t i = 0; i < out->n; i++) {
+        if (out->ids[i] >= V) {
+            fprintf(stderr, "%s: %s: token %zu is id %d, outside the model's vocabulary 0..%d\n", cmd, path, i,
+                    (int)out->ids[i], V - 1);
+            return VTTT_EINVAL;
+        }
+    }
+    return 0;
+}
+
+int lm_model_load(vttt_model **m, const char *dir, const char *cmd) {
+    int err = vttt_model_load(m, dir, NULL);
+    if (err)
+        fprintf(stderr, "%s: cannot load the model directory %s (%s); it needs config.json and model.safetensors\n",
+                cmd, dir, vttt_strerror(err));
+    return err;
+}
+
+int lm_eval_windows(vttt_model *m, const int32_t *tokens, int64_t n_windows, int T, int batch, lm_window_fn fn,
+                    void *user) {
+    int err = 0;
+    for (int64_t w = 0; !err && w < n_windows; w += batch) {
+        int B = n_windows - w < batch ? (int)(n_windows - w) : batch;
+        err = vttt_model_forward(m, tokens + w * T, NULL, B, T, 0, NULL, NULL);
+        const float *losses = err ? NULL : vttt_model_losses(m, NULL);
+        for (int b = 0; !err && b < B; b++) err = fn(user, w + b, losses + (size_t)b * T, T);
+    }
+    return err;
+}
