@@ -90,6 +90,11 @@ static int header_decode(const uint8_t *h, int64_t file_size, vttt_frame_shard_i
     }
     memcpy(out->source, h + 64, len);
     out->source[len] = 0;
+    if (out->frame_count > (INT64_MAX - VTTT_FRAME_SHARD_HEADER_BYTES) / (int64_t)vttt_frame_shard_frame_bytes(out)) {
+        vttt_log(lg, VTTT_LOG_ERROR, "%s: malformed frame shard header (frame count %lld)", path,
+                 (long long)out->frame_count);
+        return VTTT_EFORMAT;
+    }
     int64_t expect = VTTT_FRAME_SHARD_HEADER_BYTES + out->frame_count * (int64_t)vttt_frame_shard_frame_bytes(out);
     if (file_size >= 0 && file_size != expect) {
         vttt_log(lg, VTTT_LOG_ERROR,

@@ -105,7 +105,12 @@ int vttt_video_open(vttt_video **out, const char *url, const vttt_video_params *
         return ret;
     }
     v->use_fps = p->fps_num > 0;
-    if (v->use_fps) video_fps_init(&v->fps, v->dec.tb, p->fps_num, p->fps_den);
+    if (v->use_fps && video_fps_init(&v->fps, v->dec.tb, p->fps_num, p->fps_den) < 0) {
+        if (err && err_size) snprintf(err, err_size, "the video stream has no usable time base");
+        v->use_fps = 0;
+        vttt_video_free(&v);
+        return VTTT_EFORMAT;
+    }
     if (p->duration_s > 0) {
         v->range_len = av_rescale_q((int64_t)(p->duration_s * AV_TIME_BASE + 0.5), AV_TIME_BASE_Q, v->dec.tb);
         if (v->range_len < 1) v->range_len = 1;

@@ -77,6 +77,9 @@ printf '# sources\n%s\n\n  %s  \n%s\n' "$T/a.mp4" "$T/b.webm" "$T/c.avi" >"$T/li
 expect_status 0 "shard 0/2" -- "$VTTT" ingest video --out "$T/s" --size 16 --list "$T/list.txt" --shard 0/2
 expect_status 0 "shard 1/2" -- "$VTTT" ingest video --out "$T/s" --size 16 --list "$T/list.txt" --shard 1/2
 [ "$(cat "$T"/s/manifest-0-of-2.jsonl | wc -l) $(cat "$T"/s/manifest-1-of-2.jsonl | wc -l)" = "2 1" ] || fail "shard split"
+OMPI_COMM_WORLD_RANK=1 OMPI_COMM_WORLD_SIZE=2 expect_status 0 "shard mpi (rank 1 of 2)" -- "$VTTT" ingest video --out "$T/s" --size 16 --list "$T/list.txt" --shard mpi
+grep -q '1/1 files done (0 failed, 1 skipped' "$T/err.txt" || fail "--shard mpi: $(cat "$T/err.txt")"
+expect_status 2 "shard mpi outside mpirun" -- env -u OMPI_COMM_WORLD_RANK -u PMI_RANK -u SLURM_PROCID "$VTTT" ingest video --out "$T/s" --list "$T/list.txt" --shard mpi
 expect_status 0 "whole list after the shards" -- "$VTTT" ingest video --out "$T/s" --size 16 --list - <"$T/list.txt"
 grep -q '3 skipped' "$T/err.txt" || fail "--list - after shards did not skip"
 

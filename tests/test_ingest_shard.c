@@ -208,6 +208,7 @@ START_TEST(test_reader_rejects_bad_files) {
         {24, 0, -1, 0, VTTT_EFORMAT},        /* channels 0 */
         {40, 11, -1, 0, VTTT_EFORMAT},       /* count disagrees with the size */
         {47, 0x80, -1, 0, VTTT_EFORMAT},     /* count negative */
+        {46, 0x7f, -1, 0, VTTT_EFORMAT},     /* count * frame bytes overflows */
         {57, 0x7f, -1, 0, VTTT_EFORMAT},     /* source length too long */
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {

@@ -20,4 +20,6 @@ int cli_ingest(int argc, char **argv);       /* cli_ingest.c: `vttt ingest video
 int cli_ingest_video(int argc, char **argv); /* cli_ingest_video.c: `vttt ingest video` */
 int cli_frames(int argc, char **argv);       /* cli_frames.c: `vttt frames dump|info` */
 int cli_lm(int argc, char **argv);           /* cli_lm.c: `vttt lm score|loss-by-position|sample` */
+int cli_train(int argc, char **argv);        /* cli_train.c: `vttt train` */
+int cli_plot(int argc, char **argv);         /* cli_plot.c: `vttt plot` (loss curves) */
 #endif

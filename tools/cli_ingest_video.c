@@ -32,7 +32,8 @@ static void usage(FILE *f) {
             "  --duration T     take at most T\n"
             "  --jobs N         sources decoded in parallel (1)\n"
             "  --threads N      decoder threads per source (0: cores / jobs)\n"
-            "  --shard i/N      take list entries i, i+N, i+2N, ... (0 <= i < N), e.g. one per MPI rank\n"
+            "  --shard i/N      take list entries i, i+N, i+2N, ... (0 <= i < N); `--shard mpi`: this\n"
+            "                   process's MPI rank and size (mpirun/srun environment)\n"
             "  --keep-partial   keep the frames decoded before damage (shard flagged partial)\n"
             "  --retry-failed   redo sources an earlier run recorded as failed\n"
             "  --lenient        accept damage the decoder conceals (default: damaged sources fail)\n"
@@ -128,8 +129,23 @@ static int parse_int(const char *s, int lo, int hi, int *out) {
     return 0;
 }
 
+/* "i/N", or "mpi": this process's rank and the world size from the
+ * launcher's environment (Open MPI, MPICH/PMI, Slurm). */
 static int parse_shard(const char *s, int *i, int *n) {
     char tail;
+    if (!strcmp(s, "mpi")) {
+        static const char *vars[][2] = {
+            {"OMPI_COMM_WORLD_RANK", "OMPI_COMM_WORLD_SIZE"}, {"PMI_RANK", "PMI_SIZE"}, {"SLURM_PROCID", "SLURM_NTASKS"}};
+        for (int k = 0; k < 3; k++)
+            if (getenv(vars[k][0]) && getenv(vars[k][1])) {
+                *i = atoi(getenv(vars[k][0]));
+                *n = atoi(getenv(vars[k][1]));
+                return *n >= 1 && *i >= 0 && *i < *n ? 0 : -1;
+            }
+        fprintf(stderr, "vttt ingest video: --shard mpi, but no MPI rank in the environment (OMPI_COMM_WORLD_RANK, "
+                        "PMI_RANK or SLURM_PROCID)\n");
+        return -1;
+    }
     if (sscanf(s, "%d/%d%c", i, n, &tail) != 2 || *n < 1 || *i < 0 || *i >= *n) return -1;
     return 0;
 }

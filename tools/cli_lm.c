@@ -13,20 +13,22 @@
 
 static void usage(void) {
     fprintf(stderr,
-            "usage:\n"
+            "usage (DIR: a model directory, or a training run directory for its newest checkpoint):\n"
             "  vttt lm score --model DIR (--tokens FILE | --text FILE --tokenizer TOK) [--context T] [--batch B]\n"
-            "                [--summary]\n"
+            "                [--summary] [--threads N]\n"
             "      NLL of every predicted token, one line `<position> <token_id> <nll>` (position: the\n"
             "      token's index in the input, nll in nats), then `mean_nll` and `perplexity` lines.\n"
             "      --tokens: whitespace-separated ids or a token shard; --text: a text file, each\n"
             "      document after an <|endoftext|> token as `vttt ingest text` writes it.\n"
             "      --context T: score windows of T tokens, each from the initial state (default:\n"
-            "      the whole input as one sequence); --summary: only the mean and perplexity\n"
+            "      the whole input as one sequence for TTT models, whose state does not grow;\n"
+            "      max_position_embeddings for attention); --summary: only the mean and perplexity\n"
             "  vttt lm loss-by-position --model DIR (--tokens FILE | --text F --tokenizer T) [--context T]\n"
-            "                [--buckets N] [--batch B] [--max-windows W] [--png OUT]\n"
+            "                [--buckets N] [--batch B] [--max-windows W] [--png OUT] [--threads N]\n"
             "      mean NLL against the position in the context, over windows of T tokens\n"
+            "  --threads N: OpenMP/OpenBLAS threads (default: OMP_NUM_THREADS, else all cores)\n"
             "  vttt lm sample --model DIR --tokenizer TOK [--prompt TEXT] [--max-tokens N]\n"
-            "                [--temperature X] [--top-k K] [--seed S] [--ids] [--verbose]\n"
+            "                [--temperature X] [--top-k K] [--seed S] [--ids] [--verbose] [--threads N]\n"
             "      generate text after the prompt with prefill + token-by-token decode\n"
             "Run `vttt lm <command> --help` for the details of one command.\n");
 }
@@ -53,8 +55,11 @@ static int score_window(void *user, int64_t window, const float *losses, int T) 
 }
 
 static int score_run(vttt_model *m, const vttt_token_buf *ids, int64_t context, int batch, int print) {
-    int shift = vttt_model_config_target_shift(vttt_model_get_config(m));
+    const vttt_model_config *cfg = vttt_model_get_config(m);
+    int shift = vttt_model_config_target_shift(cfg);
     int64_t n = (int64_t)ids->n, T = context ? context : n;
+    if (!context && cfg->seq_kind == VTTT_LAYER_ATTENTION && T > cfg->max_position_embeddings)
+        T = cfg->max_position_embeddings;   /* its KV cache grows with the window */
     if (T > INT32_MAX) T = INT32_MAX;
     if (n <= shift) {
         fprintf(stderr, SCORE ": the input has %lld token(s); scoring needs at least %d\n", (long long)n, shift + 1);
@@ -79,7 +84,7 @@ static int score_run(vttt_model *m, const vttt_token_buf *ids, int64_t context, 
 static int cmd_score(int argc, char **argv) {
     const char *dir = NULL;
     lm_input in = {0};
-    long long context = 0, batch = 4;
+    long long context = 0, batch = 4, threads = 0;
     int summary = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -91,6 +96,9 @@ static int cmd_score(int argc, char **argv) {
         } else if (!strcmp(a, "--batch") && v) {
             if (lm_parse_int(SCORE, a, v, 1, 1024, &batch)) return 2;
             i++;
+        } else if (!strcmp(a, "--threads") && v) {
+            if (lm_parse_int(SCORE, a, v, 1, 4096, &threads)) return 2;
+            i++;
         } else if (!strcmp(a, "--summary")) summary = 1;
         else return usage(), strcmp(a, "--help") && strcmp(a, "-h") ? 2 : 0;
     }
@@ -99,6 +107,7 @@ static int cmd_score(int argc, char **argv) {
         return 2;
     }
     if (lm_input_check(&in, SCORE)) return 2;
+    lm_set_threads((int)threads);
     vttt_model *m = NULL;
     vttt_token_buf ids = {0};
     int err = lm_model_load(&m, dir, SCORE);

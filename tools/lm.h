@@ -46,6 +46,10 @@ typedef int (*lm_window_fn)(void *user, int64_t window, const float *losses, int
 int lm_eval_windows(vttt_model *m, const int32_t *tokens, int64_t n_windows, int T, int batch, lm_window_fn fn,
                     void *user);
 
+/* Threads for OpenMP and OpenBLAS (n > 0; 0 keeps the defaults: all
+ * cores, or OMP_NUM_THREADS). */
+void lm_set_threads(int n);
+
 /* Parses a positive int option value; prints a message and returns
  * nonzero when it is not one. */
 int lm_parse_int(const char *cmd, const char *opt, const char *s, long long lo, long long hi, long long *out);

@@ -3,6 +3,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
+
+#include <cblas.h>
+#include <omp.h>
 
 #include "lm.h"
 
@@ -15,6 +19,12 @@ int lm_parse_int(const char *cmd, const char *opt, const char *s, long long lo, 
     }
     *out = v;
     return 0;
+}
+
+void lm_set_threads(int n) {
+    if (n <= 0) return;
+    omp_set_num_threads(n);
+    openblas_set_num_threads(n);
 }
 
 int lm_input_parse(lm_input *in, int argc, char **argv, int *i) {
@@ -134,7 +144,18 @@ int lm_input_read(const lm_input *in, const char *cmd, int V, vttt_token_buf *ou
     return 0;
 }
 
+/* A training run directory (train/train.h) stands for its newest
+ * checkpoint, RUN/latest. */
 int lm_model_load(vttt_model **m, const char *dir, const char *cmd) {
+    char path[4096];
+    snprintf(path, sizeof path, "%s/config.json", dir);
+    if (access(path, F_OK) != 0) {
+        snprintf(path, sizeof path, "%s/latest/config.json", dir);
+        if (access(path, F_OK) == 0) {
+            snprintf(path, sizeof path, "%s/latest", dir);
+            dir = path;
+        }
+    }
     int err = vttt_model_load(m, dir, NULL);
     if (err)
         fprintf(stderr, "%s: cannot load the model directory %s (%s); it needs config.json and model.safetensors\n",

@@ -16,7 +16,7 @@
 typedef struct {
     const char *dir, *png;
     lm_input in;
-    long long context, buckets, batch, max_windows;
+    long long context, buckets, batch, max_windows, threads;
 } lbp_opts;
 
 typedef struct {
@@ -27,6 +27,7 @@ static void usage(void) {
     fprintf(stderr,
             "usage: vttt lm loss-by-position --model DIR (--tokens FILE | --text FILE --tokenizer TOK)\n"
             "           [--context T] [--buckets N (32)] [--batch B (4)] [--max-windows W] [--png OUT]\n"
+            "           [--threads N]\n"
             "  cuts the input into consecutive windows of T tokens (default: the model's\n"
             "  max_position_embeddings, or the whole input when it is shorter), evaluates each from\n"
             "  the model's initial state, and prints `<first> <last> <mean_nll>` per bucket of\n"
@@ -48,6 +49,8 @@ static int write_plot(const lbp_opts *o, const double *x, const double *y, int n
     p.title = title;
     p.xlabel = "position in the context (tokens)";
     p.ylabel = "mean NLL (nats)";
+    p.x_min = 0;
+    p.x_max = T;
     return plot_png_write(o->png, &s, 1, &p);
 }
 
@@ -107,6 +110,7 @@ static int parse(lbp_opts *o, int argc, char **argv) {
                          : !strcmp(a, "--buckets") ? &o->buckets
                          : !strcmp(a, "--batch") ? &o->batch
                          : !strcmp(a, "--max-windows") ? &o->max_windows
+                         : !strcmp(a, "--threads") ? &o->threads
                                                         : NULL;
         if (lm_input_parse(&o->in, argc, argv, &i)) continue;
         if (!strcmp(a, "--model") && v) o->dir = v, i++;
@@ -128,6 +132,7 @@ int cli_lm_loss_by_position(int argc, char **argv) {
     lbp_opts o = {.buckets = 32, .batch = 4};
     int st = parse(&o, argc, argv);
     if (st) return st == 1 ? 0 : st;
+    lm_set_threads((int)o.threads);
     vttt_model *m = NULL;
     vttt_token_buf ids = {0};
     int err = lm_model_load(&m, o.dir, CMD);

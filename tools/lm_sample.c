@@ -5,7 +5,13 @@
  * grows. Sampling is softmax(logits / temperature) over the top-k tokens,
  * drawn with a seeded generator, so a seed gives the same text every run;
  * temperature 0 or top-k 1 is greedy (the most likely token, the lowest id
- * on ties). Generation stops after --max-tokens or at <|endoftext|>. */
+ * on ties). Generation stops after --max-tokens or at <|endoftext|>.
+ *
+ * Threads: one token of a small model is too little work to split, and
+ * splitting it costs far more than it gains as soon as another process
+ * competes for the cores (every parallel region then waits for a
+ * descheduled thread), so models under DECODE_SERIAL_PARAMS parameters
+ * decode on one thread unless --threads says otherwise. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,10 +21,11 @@
 #include "lm.h"
 
 #define CMD "vttt lm sample"
+#define DECODE_SERIAL_PARAMS 20000000   /* parameters */
 
 typedef struct {
     const char *dir, *tokenizer, *prompt;
-    long long max_tokens, top_k;
+    long long max_tokens, top_k, threads;
     double temperature;
     unsigned long long seed;
     int ids, verbose, no_eot, ignore_eot;
@@ -39,11 +46,12 @@ static void usage(void) {
     fprintf(stderr,
             "usage: vttt lm sample --model DIR --tokenizer TOK [--prompt TEXT] [--max-tokens N (200)]\n"
             "           [--temperature X (1.0)] [--top-k K (0: all)] [--seed S (1)] [--ids] [--verbose]\n"
-            "           [--no-eot] [--ignore-eot]\n"
+            "           [--no-eot] [--ignore-eot] [--threads N]\n"
             "  prints the prompt and its continuation; temperature 0 or top-k 1 is greedy.\n"
             "  --ids: print the generated token ids instead of text; --verbose: state size, speed\n"
             "  (stderr); --no-eot: do not start the prompt with <|endoftext|>; --ignore-eot: keep\n"
-            "  going past <|endoftext|>\n");
+            "  going past <|endoftext|>; --threads N: OpenMP/OpenBLAS threads (default: all for the\n"
+            "  prompt; one for decoding models under 20M parameters)\n");
 }
 
 static double now_s(void) {
@@ -114,6 +122,7 @@ static int generate(const sample_opts *o, vttt_model *m, const vttt_bpe *bpe, co
         fprintf(stderr, "state: %zu bytes at position 0\n", vttt_model_state_bytes(st));
     double t0 = now_s();
     if (!err) err = vttt_model_prefill(m, st, prompt->ids, (int)prompt->n, logits, 0);
+    if (!o->threads && vttt_model_num_params(m) < DECODE_SERIAL_PARAMS) lm_set_threads(1);
     double t1 = now_s();
     long long made = 0;
     for (; !err && made < o->max_tokens; made++) {
@@ -124,6 +133,7 @@ static int generate(const sample_opts *o, vttt_model *m, const vttt_bpe *bpe, co
     }
     double t2 = now_s();
     printf("\n");
+    fflush(stdout);   /* before the --verbose lines on stderr */
     if (err) fprintf(stderr, CMD ": generation failed (%s)\n", vttt_strerror(err));
     if (!err && o->verbose)
         fprintf(stderr, "state: %zu bytes at position %lld\nprefill %zu tokens in %.3f s; %lld tokens in %.3f s "
@@ -160,6 +170,8 @@ static int parse(sample_opts *o, int argc, char **argv) {
             if (lm_parse_int(CMD, a, argv[++i], 0, INT32_MAX / 2, &o->max_tokens)) return 2;
         } else if (!strcmp(a, "--top-k") && v) {
             if (lm_parse_int(CMD, a, argv[++i], 0, INT32_MAX, &o->top_k)) return 2;
+        } else if (!strcmp(a, "--threads") && v) {
+            if (lm_parse_int(CMD, a, argv[++i], 1, 4096, &o->threads)) return 2;
         } else if (!strcmp(a, "--seed") && v) {
             if (lm_parse_int(CMD, a, argv[++i], 0, INT64_MAX, &seed)) return 2;
             o->seed = (unsigned long long)seed;
@@ -186,6 +198,7 @@ int cli_lm_sample(int argc, char **argv) {
     sample_opts o = {.prompt = "", .max_tokens = 200, .temperature = 1.0, .seed = 1};
     int st = parse(&o, argc, argv);
     if (st) return st == 1 ? 0 : st;
+    lm_set_threads((int)o.threads);
     vttt_model *m = NULL;
     vttt_bpe *bpe = NULL;
     vttt_token_buf prompt = {0};

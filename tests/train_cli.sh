@@ -1,0 +1,113 @@
+#!/usr/bin/env bash
+# `vttt train` and `vttt plot` end to end: usage errors; a run killed with
+# SIGKILL part way and resumed ends with the same weights, optimizer state
+# and loss lines as an uninterrupted run (bit for bit); SIGTERM saves a
+# checkpoint and exits 0; a resume with other settings is refused; the
+# loss curves of two runs as a PNG. Usage: train_cli.sh path/to/vttt
+set -u
+VTTT=${1:?usage: train_cli.sh path/to/vttt}
+T=$(mktemp -d "${TMPDIR:-/tmp}/vttt_train_cli_XXXXXX")
+PIDS=()
+trap 'for p in "${PIDS[@]}"; do kill -9 "$p" 2>/dev/null; done; rm -rf "$T"' EXIT
+FAILS=0
+fail() { echo "FAIL: $*"; FAILS=$((FAILS + 1)); }
+expect_status() {  # expect_status WANT DESCRIPTION -- command...
+    local want=$1 what=$2; shift 3
+    "$@" >"$T/out.txt" 2>"$T/err.txt"
+    local got=$?
+    [ "$got" = "$want" ] || { fail "$what: exit $got, want $want"; sed 's/^/    /' "$T/err.txt" | head -5; }
+}
+# wait_for FILE SECONDS: until FILE exists
+wait_for() {
+    local i=0
+    while [ ! -e "$1" ] && [ $i -lt $(($2 * 100)) ]; do sleep 0.01; i=$((i + 1)); done
+    [ -e "$1" ]
+}
+# the loss lines of a run, without the timing
+losses() { sed 's/,"tokens_per_s":[^}]*//' "$1/metrics.jsonl"; }
+
+"$VTTT" textgen --bytes 300000 --seed 3 --out "$T/corpus.txt" || exit 1
+"$VTTT" tokenizer train --vocab-size 300 --out "$T/tok.bpe" "$T/corpus.txt" >/dev/null 2>&1 || exit 1
+"$VTTT" ingest text --tokenizer "$T/tok.bpe" --out "$T/data" --val-fraction 0.05 "$T/corpus.txt" >/dev/null 2>&1 ||
+    exit 1
+RUN=(--data "$T/data" --val "$T/data" --model-preset test --batch 4 --seq 64 --warmup 5 --lr 3e-3 --seed 5
+    --eval-every 20 --eval-seqs 4 --threads 1 --quiet)
+
+# usage errors: 2
+expect_status 2 "no options" -- "$VTTT" train
+expect_status 2 "no --data" -- "$VTTT" train --out "$T/x"
+expect_status 2 "unknown option" -- "$VTTT" train --data "$T/data" --out "$T/x" --frobnicate
+expect_status 2 "bad number" -- "$VTTT" train --data "$T/data" --out "$T/x" --batch abc
+expect_status 2 "bad --comm" -- "$VTTT" train --data "$T/data" --out "$T/x" --comm nccl
+expect_status 0 "--help" -- "$VTTT" train --help
+expect_status 2 "plot without runs" -- "$VTTT" plot --out "$T/x.png"
+# errors in the settings or the data: 1, with a message
+expect_status 1 "window not a multiple of 16" -- "$VTTT" train "${RUN[@]}" --out "$T/x" --steps 2 --window 24
+grep -q "multiple of the TTT mini-batch size" "$T/err.txt" || fail "no message for --window 24: $(cat "$T/err.txt")"
+echo '{"hidden_size": "wide"}' >"$T/bad_config.json"
+expect_status 1 "malformed --config" -- "$VTTT" train "${RUN[@]}" --out "$T/x" --steps 2 --config "$T/bad_config.json"
+grep -q "hidden_size" "$T/err.txt" || fail "no message naming the bad config key: $(cat "$T/err.txt")"
+expect_status 1 "missing data" -- "$VTTT" train --data "$T/nowhere" --out "$T/x" --steps 2
+grep -q "no token shards found" "$T/err.txt" || fail "no message for missing data: $(cat "$T/err.txt")"
+
+# an uninterrupted run
+expect_status 0 "uninterrupted run" -- "$VTTT" train "${RUN[@]}" --out "$T/full" --steps 120 --ckpt-every 10
+[ "$(readlink "$T/full/latest")" = step-00000120 ] || fail "latest -> $(readlink "$T/full/latest")"
+[ "$(ls -d "$T"/full/step-* | wc -l)" = 2 ] || fail "not 2 checkpoints kept: $(ls "$T/full")"
+
+# the same run killed with SIGKILL after its second checkpoint, then resumed
+"$VTTT" train "${RUN[@]}" --out "$T/cut" --steps 120 --ckpt-every 10 2>"$T/cut.err" &
+PID=$!
+PIDS+=("$PID")
+wait_for "$T/cut/step-00000020" 60 || fail "no checkpoint of step 20 appeared"
+sleep 0.05
+kill -9 "$PID" 2>/dev/null
+wait "$PID"
+RC=$?
+[ "$RC" = 137 ] || fail "the run was not killed part way (exit $RC); make it longer"
+STEP=$(sed -n 's/.*"step":\([0-9]*\),"loss".*/\1/p' "$T/cut/metrics.jsonl" | tail -1)
+echo "killed after step $STEP (newest checkpoint: $(readlink "$T/cut/latest"))"
+expect_status 0 "resume after SIGKILL" -- "$VTTT" train --out "$T/cut" --resume --threads 1 --quiet
+for f in model.safetensors optimizer.safetensors config.json; do
+    cmp -s "$T/full/latest/$f" "$T/cut/latest/$f" || fail "$f differs between the uninterrupted and the resumed run"
+done
+diff <(losses "$T/full") <(losses "$T/cut") >"$T/diff.txt" || { fail "loss lines differ"; head "$T/diff.txt"; }
+[ "$(grep -c '"loss"' "$T/cut/metrics.jsonl")" = 120 ] || fail "not one loss line per step after the resume"
+# resuming a finished run: nothing to do
+expect_status 0 "resume a finished run" -- "$VTTT" train --out "$T/cut" --resume --quiet
+# a resume with other settings is refused
+expect_status 1 "resume with another --lr" -- "$VTTT" train --out "$T/cut" --resume --lr 0.1
+grep -q -- "--lr: given 0.1" "$T/err.txt" || fail "no message for the changed --lr: $(cat "$T/err.txt")"
+# a new run over an existing one is refused
+expect_status 1 "new run over a run" -- "$VTTT" train "${RUN[@]}" --out "$T/cut" --steps 120
+grep -q -- "--resume" "$T/err.txt" || fail "no hint to --resume: $(cat "$T/err.txt")"
+
+# SIGTERM: a checkpoint of the last finished step, exit 0
+"$VTTT" train "${RUN[@]}" --out "$T/term" --steps 100000 --ckpt-every 0 2>"$T/term.err" &
+PID=$!
+PIDS+=("$PID")
+i=0
+lines() { local n; n=$(grep -c '"loss"' "$1" 2>/dev/null); echo "${n:-0}"; }
+while [ "$(lines "$T/term/metrics.jsonl")" -lt 3 ] && [ $i -lt 6000 ]; do
+    sleep 0.01
+    i=$((i + 1))
+done
+kill -TERM "$PID"
+wait "$PID"
+RC=$?
+[ "$RC" = 0 ] || { fail "SIGTERM: exit $RC, want 0"; cat "$T/term.err"; }
+LAST=$(sed -n 's/.*"step":\([0-9]*\),"loss".*/\1/p' "$T/term/metrics.jsonl" | tail -1)
+SAVED=$(sed -n 's/^\t"step":\t\([0-9]*\),$/\1/p' "$T/term/latest/trainer_state.json")
+[ -n "$LAST" ] && [ "$LAST" = "$SAVED" ] || fail "SIGTERM: checkpoint of step '$SAVED', last step '$LAST'"
+grep -q "stopped by a signal" "$T/term.err" || fail "SIGTERM: no message: $(cat "$T/term.err")"
+
+# loss curves of two runs
+expect_status 0 "plot" -- "$VTTT" plot --out "$T/loss.png" --title "test runs" "$T/full" "killed=$T/cut"
+[ "$(head -c 8 "$T/loss.png" | od -An -tx1 | tr -d ' \n')" = 89504e470d0a1a0a ] || fail "plot: not a PNG"
+expect_status 1 "plot of a missing run" -- "$VTTT" plot --out "$T/x.png" "$T/nowhere"
+
+if [ "$FAILS" -gt 0 ]; then
+    echo "$FAILS failure(s)"
+    exit 1
+fi
+echo "train_cli: all passed"

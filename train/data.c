@@ -1,0 +1,193 @@
+/*
+ * The training data: token shards found from a directory, a glob or a
+ * file, laid end to end and cut into samples.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <glob.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include <cjson/cJSON.h>
+
+#include "ingest.h"
+#include "train_internal.h"
+
+struct train_data {
+    vttt_logger log;
+    int n;                    /* shards */
+    vttt_token_shard **shards;
+    int64_t *start;           /* (n + 1) first token of each shard in the whole */
+    int len, stride;
+    int64_t samples;
+    int meta_vocab, meta_eot;
+};
+
+static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
+
+static int has_suffix(const char *s, const char *suf) {
+    size_t n = strlen(s), k = strlen(suf);
+    return n >= k && !strcmp(s + n - k, suf);
+}
+
+/* Appends a malloc'd copy of "dir/name" to the list. */
+static int push(char ***list, int *n, const char *dir, const char *name) {
+    char **l = realloc(*list, (size_t)(*n + 1) * sizeof *l);
+    if (!l) return VTTT_ENOMEM;
+    *list = l;
+    size_t k = strlen(dir) + strlen(name) + 2;
+    if (!(l[*n] = malloc(k))) return VTTT_ENOMEM;
+    snprintf(l[*n], k, "%s%s%s", dir, *dir ? "/" : "", name);
+    (*n)++;
+    return VTTT_OK;
+}
+
+/* The directory's split_*.bin, or every *.bin when there are none. */
+static int list_dir(const char *dir, const char *split, char ***list, int *n, const vttt_logger *lg) {
+    for (int pass = 0; pass < 2 && *n == 0; pass++) {
+        DIR *d = opendir(dir);
+        if (!d) {
+            vttt_log(lg, VTTT_LOG_ERROR, "%s: cannot open the directory: %s", dir, strerror(errno));
+            return VTTT_EIO;
+        }
+        size_t k = strlen(split);
+        struct dirent *e;
+        while ((e = readdir(d))) {
+            if (e->d_name[0] == '.' || !has_suffix(e->d_name, ".bin")) continue;
+            if (pass == 0 && (strncmp(e->d_name, split, k) || e->d_name[k] != '_')) continue;
+            if (push(list, n, dir, e->d_name)) {
+                closedir(d);
+                return VTTT_ENOMEM;
+            }
+        }
+        closedir(d);
+    }
+    return VTTT_OK;
+}
+
+/* The shard paths of spec, sorted by name. */
+static int find_shards(const char *spec, const char *split, char ***list, int *n, const vttt_logger *lg) {
+    struct stat sb;
+    int err = VTTT_OK;
+    *list = NULL, *n = 0;
+    if (stat(spec, &sb) == 0 && S_ISDIR(sb.st_mode)) {
+        err = list_dir(spec, split, list, n, lg);
+    } else if (stat(spec, &sb) == 0) {
+        err = push(list, n, "", spec);
+    } else {
+        glob_t g;
+        if (glob(spec, 0, NULL, &g) == 0) {
+            for (size_t i = 0; i < g.gl_pathc && !err; i++) err = push(list, n, "", g.gl_pathv[i]);
+        }
+        globfree(&g);
+    }
+    if (!err && *n == 0) {
+        vttt_log(lg, VTTT_LOG_ERROR, "%s: no token shards found (a directory of %s_*.bin or *.bin shards, a glob "
+                 "pattern, or a shard file; `vttt ingest text` writes them)", spec, split);
+        err = VTTT_EIO;
+    }
+    if (!err) qsort(*list, (size_t)*n, sizeof **list, cmp_str);
+    return err;
+}
+
+/* vocab_size and eot from the meta.json that `vttt ingest text` writes
+ * beside its shards (0 and -1 when there is none). */
+static void read_meta(train_data *d, const char *shard) {
+    d->meta_vocab = 0, d->meta_eot = -1;
+    char path[4096];
+    snprintf(path, sizeof path, "%s", shard);
+    char *slash = strrchr(path, '/');
+    snprintf(slash ? slash + 1 : path, sizeof path - (size_t)(slash ? slash + 1 - path : 0), "meta.json");
+    FILE *f = fopen(path, "rb");
+    if (!f) return;
+    char buf[1 << 16];
+    size_t k = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[k] = '\0';
+    cJSON *j = cJSON_Parse(buf);
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(j, "vocab_size"), *e = cJSON_GetObjectItemCaseSensitive(j, "eot");
+    if (cJSON_IsNumber(v) && v->valuedouble >= 1 && v->valuedouble < 1e9) d->meta_vocab = (int)v->valuedouble;
+    if (cJSON_IsNumber(e) && e->valuedouble >= 0 && e->valuedouble < d->meta_vocab) d->meta_eot = (int)e->valuedouble;
+    cJSON_Delete(j);
+}
+
+int train_data_open(train_data **out, const char *spec, const char *split, int len, int stride,
+                    const vttt_logger *lg) {
+    *out = NULL;
+    char **paths = NULL;
+    int n = 0, err = find_shards(spec, split, &paths, &n, lg);
+    train_data *d = err ? NULL : calloc(1, sizeof *d);
+    if (!err && !d) err = VTTT_ENOMEM;
+    if (d) {
+        if (lg) d->log = *lg;
+        d->len = len, d->stride = stride;
+        d->shards = calloc((size_t)n, sizeof *d->shards);
+        d->start = calloc((size_t)n + 1, sizeof *d->start);
+        if (!d->shards || !d->start) err = VTTT_ENOMEM;
+        for (int i = 0; !err && i < n; i++) {
+            if ((err = vttt_token_shard_open(&d->shards[i], paths[i], lg))) break;
+            d->n = i + 1;
+            d->start[i + 1] = d->start[i] + vttt_token_shard_count(d->shards[i]);
+        }
+        if (!err) read_meta(d, paths[0]);
+    }
+    if (!err && d->start[n] < len) {
+        vttt_log(lg, VTTT_LOG_ERROR, "%s: the shards hold %lld tokens, fewer than one sample of %d (sequence plus "
+                 "target shift); use a shorter --seq or more data", spec, (long long)d->start[n], len);
+        err = VTTT_EINVAL;
+    }
+    if (!err) d->samples = (d->start[n] - len) / stride + 1;
+    for (int i = 0; i < n; i++) free(paths[i]);
+    free(paths);
+    if (err) {
+        train_data_close(&d);
+        return err;
+    }
+    *out = d;
+    return VTTT_OK;
+}
+
+void train_data_close(train_data **dp) {
+    if (!dp || !*dp) return;
+    train_data *d = *dp;
+    for (int i = 0; d->shards && i < d->n; i++) vttt_token_shard_close(&d->shards[i]);
+    free(d->shards), free(d->start);
+    free(d);
+    *dp = NULL;
+}
+
+int64_t train_data_samples(const train_data *d) { return d->samples; }
+int64_t train_data_tokens(const train_data *d) { return d->start[d->n]; }
+int train_data_files(const train_data *d) { return d->n; }
+int train_data_meta_vocab(const train_data *d) { return d->meta_vocab; }
+int train_data_meta_eot(const train_data *d) { return d->meta_eot; }
+
+const char *train_data_file(const train_data *d, int i, int64_t *tokens) {
+    if (tokens) *tokens = vttt_token_shard_count(d->shards[i]);
+    return vttt_token_shard_path(d->shards[i]);
+}
+
+int64_t train_data_max_id(const train_data *d) {
+    int64_t m = -1;
+    for (int i = 0; i < d->n; i++) {
+        int64_t k = vttt_token_shard_max_id(d->shards[i]);
+        if (k > m) m = k;
+    }
+    return m;
+}
+
+int train_data_read(const train_data *d, int64_t i, int32_t *out) {
+    if (i < 0 || i >= d->samples) return VTTT_EINVAL;
+    int64_t pos = i * d->stride, end = pos + d->len;
+    int f = 0;
+    while (d->start[f + 1] <= pos) f++;
+    while (pos < end) {
+        int64_t take = (d->start[f + 1] < end ? d->start[f + 1] : end) - pos;
+        int err = take > 0 ? vttt_token_shard_read(d->shards[f], pos - d->start[f], take, out) : VTTT_OK;
+        if (err) return err;
+        out += take, pos += take, f++;
+    }
+    return VTTT_OK;
+}

@@ -1,0 +1,39 @@
+/*
+ * SIGINT/SIGTERM during training: the handler only sets the trainer's stop
+ * flag; the loop sees it at the end of the step, writes a checkpoint and
+ * returns. A second signal gets the default action (SA_RESETHAND), so a
+ * stuck run can still be interrupted.
+ */
+#include <signal.h>
+#include <string.h>
+
+#include "train_internal.h"
+
+/* The one piece of global state in the trainer: a handler receives no
+ * context, so it reaches the running trainer's flag through this pointer.
+ * It is set only while vttt_train_run runs (one trainer per process). */
+static train_ctx *volatile signal_target;
+static struct sigaction old_int, old_term;
+
+static void on_signal(int sig) {
+    (void)sig;
+    train_ctx *c = signal_target;
+    if (c) c->stop = 1;
+}
+
+void train_signals_install(train_ctx *c) {
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_signal;
+    sa.sa_flags = SA_RESETHAND;
+    sigemptyset(&sa.sa_mask);
+    signal_target = c;
+    sigaction(SIGINT, &sa, &old_int);
+    sigaction(SIGTERM, &sa, &old_term);
+}
+
+void train_signals_restore(void) {
+    sigaction(SIGINT, &old_int, NULL);
+    sigaction(SIGTERM, &old_term, NULL);
+    signal_target = NULL;
+}

@@ -1,0 +1,198 @@
+/*
+ * train/train_internal.h — internal to the train/ sources (and its tests): the
+ * pieces of the trainer, one file each.
+ */
+#ifndef VTTT_TRAIN_INTERNAL_H
+#define VTTT_TRAIN_INTERNAL_H
+
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "model.h"
+#include "train.h"
+
+/* ---- schedule.c: learning rates by step -------------------------------- */
+
+typedef struct train_schedule {
+    float lr, min_lr;         /* peak, final */
+    int64_t warmup, steps;
+    float ttt_lr, ttt_lr_init; /* inner base lr: peak, start (< 0: no warmup) */
+    int64_t ttt_warmup;
+} train_schedule;
+/* Learning rate of update `step` (0-based): lr * (step + 1) / warmup during
+ * the warmup, then a cosine from lr down to min_lr at step = steps. */
+float train_schedule_lr(const train_schedule *s, int64_t step);
+/* TTT inner base lr of update `step` (0-based): ttt_lr_init + min(1,
+ * step / ttt_warmup) * (ttt_lr - ttt_lr_init), as the reference's
+ * ttt_base_lr_init / ttt_base_lr_warmup (its 1-based step - 1); ttt_lr
+ * when there is no warmup. */
+float train_schedule_ttt_lr(const train_schedule *s, int64_t step);
+
+/* ---- adamw.c: the optimizer -------------------------------------------- */
+
+/* One AdamW update of n parameters p with gradients g and moments m, v;
+ * t is the 1-based update count (bias correction); wd the decoupled weight
+ * decay (0: none): p -= lr * (m_hat / (sqrt(v_hat) + eps) + wd * p). */
+void train_adamw_update_flat(float *p, const float *g, float *m, float *v, size_t n, float lr, float beta1,
+                             float beta2, float eps, float wd, int64_t t);
+/* Whether AdamW decays a tensor: at least two dimensions larger than 1 and
+ * not a bias (b1, b2, *bias). */
+int train_decays(const char *name, int ndim, const int64_t *shape);
+
+typedef struct train_adamw train_adamw;
+/* Moments for every tensor of the model, zero, step 0. */
+int train_adamw_init(train_adamw **out, vttt_model *m, float beta1, float beta2, float eps, float wd,
+                     const vttt_logger *lg);
+void train_adamw_free(train_adamw **o);
+/* One update of every parameter from its gradient. */
+void train_adamw_step(train_adamw *o, float lr);
+int64_t train_adamw_steps(const train_adamw *o);
+/* optimizer.safetensors: exp_avg.NAME and exp_avg_sq.NAME per parameter,
+ * metadata step. Loading checks names, shapes and the step
+ * (VTTT_EFORMAT with the file and the problem). */
+int train_adamw_save(const train_adamw *o, const char *path);
+int train_adamw_load(train_adamw *o, const char *path, int64_t step);
+
+/* ---- clip.c: gradient norm --------------------------------------------- */
+
+/* Global L2 norm of the model's gradients, summed in double over fixed
+ * chunks so that it does not depend on the thread count. */
+double train_grad_norm(vttt_model *m);
+/* Scales the gradients by max_norm / norm when norm > max_norm (> 0).
+ * Returns the factor applied (1 when none). */
+float train_clip_grads(vttt_model *m, double norm, float max_norm);
+/* Sums the gradients over the communicator's ranks. */
+int train_allreduce_grads(vttt_model *m, vttt_comm *c);
+
+/* ---- data.c: a set of token shards -------------------------------------- */
+
+typedef struct train_data train_data;
+/* Opens the shards of spec: a directory (its `split`_*.bin, else every
+ * *.bin), a glob pattern or one file, in name order. A sample is `len`
+ * tokens starting at a multiple of `stride`: sample i is the tokens
+ * [i * stride, i * stride + len) of the shards laid end to end.
+ * VTTT_EIO/VTTT_EFORMAT (logged) for missing or malformed shards,
+ * VTTT_EINVAL when there are fewer than len tokens. */
+int train_data_open(train_data **out, const char *spec, const char *split, int len, int stride,
+                    const vttt_logger *lg);
+void train_data_close(train_data **d);
+int64_t train_data_samples(const train_data *d);
+int64_t train_data_tokens(const train_data *d);
+int train_data_files(const train_data *d);
+const char *train_data_file(const train_data *d, int i, int64_t *tokens);
+/* The vocab_size of a meta.json beside the shards (ingest's), or 0. */
+int train_data_meta_vocab(const train_data *d);
+/* The meta.json's end-of-text id ("eot"), or -1. */
+int train_data_meta_eot(const train_data *d);
+/* Largest token id (a scan of every shard). */
+int64_t train_data_max_id(const train_data *d);
+/* out (len) = sample i. */
+int train_data_read(const train_data *d, int64_t i, int32_t *out);
+
+/* ---- sampler.c: the order of samples ------------------------------------ */
+
+/* Epoch e visits the n samples in a permutation drawn from (seed, e), or in
+ * order; the position (epoch, cursor) is all its state. */
+typedef struct train_sampler {
+    int64_t n;
+    uint64_t seed;
+    int shuffle;
+    int64_t epoch, cursor;
+    int64_t *perm;   /* (n) the current epoch's order (shuffle only) */
+} train_sampler;
+int train_sampler_init(train_sampler *s, int64_t n, uint64_t seed, int shuffle, int64_t epoch, int64_t cursor);
+void train_sampler_free(train_sampler *s);
+/* The next sample; moves to the next epoch after the last one. */
+int64_t train_sampler_next(train_sampler *s);
+
+/* ---- params.c: settings, their JSON form and their comparison ------------ */
+
+/* A cJSON object of p's run settings (caller owns it). */
+struct cJSON;
+struct cJSON *train_params_to_json(const vttt_train_params *p);
+/* Reads the settings written by train_params_to_json into p (unknown keys
+ * and wrong types: VTTT_EFORMAT naming the key and path). */
+int train_params_from_json(vttt_train_params *p, const struct cJSON *j, const char *path, const vttt_logger *lg);
+/* Compares the settings that decide the training trajectory; logs the
+ * first difference as "--option: given X, the run in DIR used Y" and
+ * returns VTTT_EINVAL. */
+/* A decimal uint64 (digits only); VTTT_EINVAL otherwise. */
+int train_parse_u64(const char *s, uint64_t *out);
+int train_params_match(const vttt_train_params *given, const vttt_train_params *saved, const char *dir,
+                       const vttt_logger *lg);
+
+/* ---- state.c: trainer_state.json ----------------------------------------- */
+
+typedef struct train_state {
+    int64_t step;          /* optimizer steps done */
+    int64_t tokens;        /* training tokens so far */
+    int64_t epoch, cursor; /* data position (train_sampler) */
+    uint64_t seed;         /* the sampler's and the initialisation's (a string in the file) */
+    int64_t samples;       /* samples per epoch: checks the data on resume */
+    vttt_train_params params;
+} train_state;
+/* Writes atomically; the data section lists the shards and their sizes. */
+int train_state_write(const train_state *s, const train_data *d, const char *path, const vttt_logger *lg);
+/* Reads and checks one; when d is not NULL its shards must be those of the
+ * file (same names and sizes), else VTTT_EINVAL says what changed. */
+int train_state_read(train_state *s, const train_data *d, const char *path, const vttt_logger *lg);
+
+/* ---- checkpoint.c: checkpoint directories -------------------------------- */
+
+/* The newest complete checkpoint in run (its step; -1 if none) and its
+ * directory into dir (n bytes). Leftover temporary directories of a killed
+ * save are removed. */
+int64_t train_ckpt_latest(const char *run, char *dir, size_t n);
+/* Writes run/step-N (model, optimizer, state) through a temporary
+ * directory, points run/latest at it and prunes all but the newest keep. */
+int train_ckpt_save(const char *run, const vttt_model *m, const train_adamw *o, const train_state *s,
+                    const train_data *d, int keep, char *dir, size_t n, const vttt_logger *lg);
+
+/* ---- metrics.c: metrics.jsonl -------------------------------------------- */
+
+/* Opens run/metrics.jsonl for appending; keep_step >= 0 first drops lines
+ * of later steps (left by a run killed after its last checkpoint). */
+int train_metrics_open(FILE **out, const char *run, int64_t keep_step, const vttt_logger *lg);
+void train_metrics_step(FILE *f, const vttt_train_report *r);
+void train_metrics_eval(FILE *f, const vttt_train_report *r);
+
+/* ---- the trainer (trainer.c, step.c, eval.c, signal.c) ------------------- */
+
+typedef struct train_ctx {
+    vttt_train_params p;       /* resolved settings */
+    vttt_logger log;
+    vttt_comm *comm;
+    vttt_model *model;
+    train_adamw *opt;
+    train_data *data, *val;
+    train_sampler sampler;
+    train_schedule sched;
+    vttt_model_state *carry;   /* (micro) sequences, window < seq only */
+    int shift;                 /* target shift */
+    int micro;                 /* sequences per micro-batch */
+    int rank_seqs;             /* sequences per step on this rank */
+    int32_t *samples;          /* (micro, seq + shift) */
+    int32_t *tok, *tgt;        /* (micro, window) */
+    int64_t *ids;              /* (batch) this step's samples */
+    int64_t step, tokens;
+    int64_t saved_step;        /* the step of the newest checkpoint on disk (-1: none) */
+    FILE *metrics;             /* rank 0 */
+    volatile sig_atomic_t stop; /* set by the signal handler */
+} train_ctx;
+
+/* Sets up c for p (setup.c): communicator, model (new, or the newest
+ * checkpoint's when resuming), data, optimizer, buffers, metrics file.
+ * *resumed_from: the checkpoint's step, or -1 for a new run. */
+int train_setup(train_ctx *c, const vttt_train_params *p, const vttt_logger *lg, int64_t *resumed_from);
+void train_teardown(train_ctx *c);
+/* One optimizer step: loss (mean over the batch) and gradient norm
+ * before clipping. */
+int train_step(train_ctx *c, float *loss, float *grad_norm);
+/* Mean validation loss over the validation samples, all ranks. */
+int train_eval(train_ctx *c, float *loss);
+/* SIGINT/SIGTERM set c->stop while installed. */
+void train_signals_install(train_ctx *c);
+void train_signals_restore(void);
+
+#endif

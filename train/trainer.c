@@ -1,0 +1,139 @@
+/*
+ * The training loop: steps, reports and metrics, evaluations, checkpoints,
+ * and stopping on a signal; plus reading a run's saved settings for
+ * --resume.
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "train_internal.h"
+
+int vttt_train_params_load(vttt_train_params *p, const char *dir, const vttt_logger *lg) {
+    char ck[VTTT_TRAIN_PATH_MAX + 32], path[VTTT_TRAIN_PATH_MAX + 64];
+    if (train_ckpt_latest(dir, ck, sizeof ck) < 0) {
+        vttt_log(lg, VTTT_LOG_ERROR, "%s: no checkpoint (step-* directory) to resume from", dir);
+        return VTTT_EIO;
+    }
+    snprintf(path, sizeof path, "%s/trainer_state.json", ck);
+    train_state st;
+    int err = train_state_read(&st, NULL, path, lg);
+    if (err) return err;
+    vttt_train_params q = st.params; /* the saved settings; the rest is this invocation's */
+    memcpy(q.out, p->out, sizeof q.out);
+    q.resume = p->resume, q.handle_signals = p->handle_signals, q.comm = p->comm;
+    q.on_report = p->on_report, q.user = p->user;
+    *p = q;
+    return VTTT_OK;
+}
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static int rank0(const train_ctx *c) { return vttt_comm_rank(c->comm) == 0; }
+
+static void report(train_ctx *c, const vttt_train_report *r) {
+    if (rank0(c) && c->p.on_report) c->p.on_report(c->p.user, r);
+}
+
+/* Rank 0 writes the checkpoint of the current step; every rank returns its
+ * result. */
+static int save(train_ctx *c) {
+    char dir[VTTT_TRAIN_PATH_MAX + 32] = "";
+    int err = VTTT_OK;
+    if (c->step == c->saved_step || c->p.ckpt_every < 0) return VTTT_OK;
+    if (rank0(c)) {
+        train_state st = {c->step, c->tokens, c->sampler.epoch, c->sampler.cursor, c->p.seed, c->sampler.n, c->p};
+        err = train_ckpt_save(c->p.out, c->model, c->opt, &st, c->data, c->p.keep, dir, sizeof dir, &c->log);
+    }
+    int cerr = vttt_comm_broadcast(c->comm, &err, sizeof err, 0);
+    if (err || cerr) return err ? err : cerr;
+    c->saved_step = c->step;
+    vttt_train_report r = {.event = VTTT_TRAIN_EVENT_CHECKPOINT, .step = c->step, .steps = c->p.steps,
+                           .tokens = c->tokens, .checkpoint = dir};
+    report(c, &r);
+    return VTTT_OK;
+}
+
+static int evaluate(train_ctx *c) {
+    float loss;
+    int err = train_eval(c, &loss);
+    if (err) return err;
+    vttt_train_report r = {.event = VTTT_TRAIN_EVENT_EVAL, .step = c->step, .steps = c->p.steps,
+                           .tokens = c->tokens, .val_loss = loss, .val_ppl = expf(loss)};
+    if (c->metrics) train_metrics_eval(c->metrics, &r);
+    report(c, &r);
+    return VTTT_OK;
+}
+
+/* Every rank stops when one got a signal (mpirun forwards them to all,
+ * but not necessarily within the same step). */
+static int sync_stop(train_ctx *c) {
+    if (vttt_comm_size(c->comm) == 1) return VTTT_OK;
+    double s = c->stop ? 1.0 : 0.0;
+    int err = vttt_comm_allreduce_sum_f64(c->comm, &s, 1);
+    if (s > 0.0) c->stop = 1;
+    return err;
+}
+
+/* Runs one step and what follows it (report, metrics, evaluation,
+ * checkpoint). t_start, step0: when and where this process started. */
+static int step_and_report(train_ctx *c, double t_start, int64_t step0) {
+    const vttt_train_params *p = &c->p;
+    vttt_train_report r = {.event = VTTT_TRAIN_EVENT_STEP, .steps = p->steps};
+    r.lr = train_schedule_lr(&c->sched, c->step);
+    r.ttt_base_lr = train_schedule_ttt_lr(&c->sched, c->step);
+    double t0 = now_s();
+    int err = train_step(c, &r.loss, &r.grad_norm);
+    if (err) return err;
+    double t1 = now_s();
+    r.step = c->step, r.tokens = c->tokens;
+    r.tokens_per_s = (double)p->batch * p->seq / (t1 - t0 > 1e-9 ? t1 - t0 : 1e-9);
+    r.eta_s = (t1 - t_start) / (double)(c->step - step0) * (double)(p->steps - c->step);
+    if (c->metrics) train_metrics_step(c->metrics, &r);
+    report(c, &r);
+    if (c->val && p->eval_every > 0 && c->step % p->eval_every == 0 && (err = evaluate(c))) return err;
+    if (p->ckpt_every > 0 && c->step % p->ckpt_every == 0 && (err = save(c))) return err;
+    return sync_stop(c);
+}
+
+static int loop(train_ctx *c) {
+    const vttt_train_params *p = &c->p;
+    vttt_train_report r = {.event = VTTT_TRAIN_EVENT_START, .step = c->step, .steps = p->steps, .tokens = c->tokens,
+                           .params = (int64_t)vttt_model_num_params(c->model), .ranks = vttt_comm_size(c->comm)};
+    report(c, &r);
+    double t_start = now_s();
+    int64_t step0 = c->step;
+    int err = VTTT_OK;
+    while (!err && c->step < p->steps && !c->stop) err = step_and_report(c, t_start, step0);
+    if (err) return err; /* nothing saved: the last checkpoint stays the one to resume from */
+    if (c->stop) {
+        vttt_log(&c->log, VTTT_LOG_WARNING, "stopped by a signal after step %lld; saving a checkpoint",
+                 (long long)c->step);
+    } else if (c->val && !(p->eval_every > 0 && c->step % p->eval_every == 0)) {
+        if ((err = evaluate(c))) return err;
+    }
+    return save(c);
+}
+
+int vttt_train_run(const vttt_train_params *p, const vttt_logger *lg) {
+    if (!p) return VTTT_EINVAL;
+    train_ctx *c = calloc(1, sizeof *c);
+    if (!c) return VTTT_ENOMEM;
+    int64_t from = -1;
+    int err = train_setup(c, p, lg, &from);
+    if (!err) {
+        if (from >= 0) vttt_log(lg, VTTT_LOG_INFO, "resuming %s from step %lld", p->out, (long long)from);
+        if (p->handle_signals) train_signals_install(c);
+        err = loop(c);
+        if (p->handle_signals) train_signals_restore();
+    }
+    train_teardown(c);
+    free(c);
+    return err;
+}
