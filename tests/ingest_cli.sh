@@ -5,16 +5,9 @@
 # kill -9. Usage: ingest_cli.sh path/to/vttt
 set -u
 VTTT=${1:?usage: ingest_cli.sh path/to/vttt}
-T=$(mktemp -d "${TMPDIR:-/tmp}/vttt_ingest_cli_XXXXXX")
-trap 'rm -rf "$T"' EXIT
-FAILS=0
-fail() { echo "FAIL: $*"; FAILS=$((FAILS + 1)); }
-expect_status() {  # expect_status WANT DESCRIPTION -- command...
-    local want=$1 what=$2; shift 3
-    "$@" >"$T/out.txt" 2>"$T/err.txt"
-    local got=$?
-    [ "$got" = "$want" ] || { fail "$what: exit $got, want $want"; sed 's/^/    /' "$T/err.txt" | head -5; }
-}
+# shellcheck source=tests/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+tl_tmpdir ingest_cli
 mk() { ffmpeg -nostdin -hide_banner -loglevel error -y -f lavfi -i "$1" "${@:3}" "$T/$2" || { echo "ffmpeg failed"; exit 1; }; }
 
 mk testsrc2=size=320x240:rate=25:duration=2 a.mp4 -c:v libx264 -threads 1
@@ -106,8 +99,4 @@ for s in "$T"/k/*.vfr; do
     "$VTTT" frames info --shard "$s" | grep -q '"frames": 150' || fail "$s is not complete"
 done
 
-if [ "$FAILS" -gt 0 ]; then
-    echo "$FAILS check(s) failed"
-    exit 1
-fi
-echo "ingest_cli: all checks passed"
+tl_finish "ingest_cli: all checks passed"

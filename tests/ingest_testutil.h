@@ -18,6 +18,7 @@
 #include <libavutil/log.h>
 
 #include "ingest.h"
+#include "testutil.h"
 
 /* Runs a shell command built from fmt; returns its exit status. */
 static inline int it_sh(const char *fmt, ...) {
@@ -28,22 +29,6 @@ static inline int it_sh(const char *fmt, ...) {
     va_end(ap);
     int st = system(cmd);
     return st == -1 ? -1 : (st >> 8) & 0xff;
-}
-
-/* A fresh temporary directory (malloc'd path). */
-static inline char *it_tmpdir(const char *tag) {
-    char *d = malloc(256);
-    const char *base = getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp";
-    snprintf(d, 256, "%s/vttt_%s_XXXXXX", base, tag);
-    if (!mkdtemp(d)) {
-        fprintf(stderr, "cannot create a temporary directory under %s\n", base);
-        exit(1);
-    }
-    return d;
-}
-
-static inline void it_rm_rf(const char *dir) {
-    if (dir && strstr(dir, "/vttt_")) it_sh("rm -rf '%s'", dir);
 }
 
 /* Makes dir/name with ffmpeg from a lavfi source and output options; exits
@@ -154,25 +139,6 @@ static inline void it_damage(const char *src, const char *dst, int count, double
     fwrite(d, 1, count ? (size_t)n : (size_t)(n * keep), o);
     fclose(o);
     free(d);
-}
-
-/* Keeps the last logged message. */
-typedef struct {
-    char last[1024];
-    int count;
-} it_log;
-
-static inline void it_log_fn(void *user, int level, const char *msg) {
-    it_log *c = user;
-    (void)level;
-    snprintf(c->last, sizeof c->last, "%s", msg);
-    c->count++;
-}
-
-static inline vttt_logger it_logger(it_log *c) {
-    memset(c, 0, sizeof *c);
-    vttt_logger lg = {it_log_fn, c, VTTT_LOG_WARNING};
-    return lg;
 }
 
 #endif

@@ -12,17 +12,13 @@
 #include "testutil.h"
 #include "ttt.h"
 
-static void quiet(void *user, int level, const char *msg) {
-    (void)user, (void)level, (void)msg;
-}
-static const vttt_logger QUIET = {quiet, NULL, 0};
-
 /* An attention layer with weights large enough (std `wstd`) that the
  * softmax is far from uniform. */
 static vttt_layer *make_layer(int D, int H, float wstd, uint64_t seed) {
     vttt_layer_config cfg = vttt_layer_default_config(VTTT_LAYER_ATTENTION, D, H);
     vttt_layer *l = NULL;
-    ck_assert_int_eq(vttt_layer_init(&l, &cfg, &QUIET), VTTT_OK);
+    vttt_logger quiet = tu_log_quiet();
+    ck_assert_int_eq(vttt_layer_init(&l, &cfg, &quiet), VTTT_OK);
     vttt_param_info info[8];
     int n = vttt_layer_param_list(l, 0, info, 8);
     ck_assert_int_eq(n, 4);
@@ -33,11 +29,9 @@ static vttt_layer *make_layer(int D, int H, float wstd, uint64_t seed) {
 }
 
 static float *rand_buf(size_t n, float scale, uint64_t seed) {
-    float *x = malloc(n * sizeof(float));
     tu_rng r;
     tu_seed(&r, seed);
-    tu_fill_normal(&r, x, n, scale);
-    return x;
+    return tu_alloc_normal(&r, n, scale);
 }
 
 /* ---- plain reference ---------------------------------------------------- */
@@ -136,16 +130,17 @@ static double loss_of(vttt_layer *l, const float *x, const float *R, float *y, i
     return s;
 }
 
-/* Central difference of L with respect to *e (step eps). */
-static double fd_entry(vttt_layer *l, float *x, const float *R, float *y, int B, int T, int D, float *e,
-                       float eps) {
-    float keep = *e;
-    *e = keep + eps;
-    double lp = loss_of(l, x, R, y, B, T, D);
-    *e = keep - eps;
-    double lm = loss_of(l, x, R, y, B, T, D);
-    *e = keep;
-    return (lp - lm) / (2.0 * eps);
+/* loss_of's arguments, for tu_central_diff. */
+typedef struct {
+    vttt_layer *l;
+    const float *x, *R;
+    float *y;
+    int B, T, D;
+} loss_ctx;
+
+static double ctx_loss(void *p) {
+    loss_ctx *c = p;
+    return loss_of(c->l, c->x, c->R, c->y, c->B, c->T, c->D);
 }
 
 /* Analytic gradients: dx (B,T,D) and the layer's accumulated grads. */
@@ -168,7 +163,8 @@ START_TEST(test_gradients_fd) {
     float *x = rand_buf(n, 1.0f, 8), *R = rand_buf(n, 1.0f, 9), *y = malloc(n * sizeof(float));
     float *dx = malloc(n * sizeof(float)), *fd = malloc(n * sizeof(float));
     analytic_grads(l, dx, x, R, B, T, D);
-    for (size_t i = 0; i < n; i++) fd[i] = (float)fd_entry(l, x, R, y, B, T, D, &x[i], 1e-2f);
+    loss_ctx ctx = {l, x, R, y, B, T, D};
+    for (size_t i = 0; i < n; i++) fd[i] = (float)tu_central_diff(&x[i], 1e-2f, ctx_loss, &ctx);
     double e = tu_rel_err(dx, fd, n);
     ck_assert_msg(e <= 2e-3, "dx: rel err %g vs finite differences", e);
     vttt_param_info p[4], g[4];
@@ -176,7 +172,7 @@ START_TEST(test_gradients_fd) {
     vttt_layer_param_list(l, 1, g, 4);
     float *fdw = malloc((size_t)D * D * sizeof(float));
     for (int t = 0; t < 4; t++) {
-        for (int64_t i = 0; i < p[t].numel; i++) fdw[i] = (float)fd_entry(l, x, R, y, B, T, D, &p[t].data[i], 1e-2f);
+        for (int64_t i = 0; i < p[t].numel; i++) fdw[i] = (float)tu_central_diff(&p[t].data[i], 1e-2f, ctx_loss, &ctx);
         double ew = tu_rel_err(g[t].data, fdw, (size_t)p[t].numel);
         ck_assert_msg(ew <= 2e-3, "%s: rel err %g vs finite differences", p[t].name, ew);
     }
@@ -348,8 +344,7 @@ START_TEST(test_errors) {
 }
 END_TEST
 
-static Suite *attention_suite(void) {
-    Suite *s = suite_create("attention");
+int main(void) {
     TCase *tc = tcase_create("core");
     tcase_set_timeout(tc, 120);
     tcase_add_test(tc, test_forward_matches_reference);
@@ -360,14 +355,5 @@ static Suite *attention_suite(void) {
     tcase_add_test(tc, test_decode_token_by_token);
     tcase_add_test(tc, test_decode_long_cache_split);
     tcase_add_test(tc, test_errors);
-    suite_add_tcase(s, tc);
-    return s;
-}
-
-int main(void) {
-    SRunner *sr = srunner_create(attention_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return tu_run("attention", tc, CK_FORK_GETENV);
 }

@@ -29,7 +29,6 @@
 #define TOL_POINTWISE 1e-5
 #define TOL_REDUCE 1e-4
 #define GRAD_FILL 0.1f
-#define SKIP_CODE 77
 
 static vttt_backend *g_gpu;
 static char g_last_msg[512]; /* the last logged message (the reason for ENODEV) */
@@ -437,9 +436,11 @@ END_TEST
 
 /* ---- main ---------------------------------------------------------------------- */
 
-
-static Suite *cuda_suite(void) {
-    Suite *s = suite_create("cuda");
+int main(void) {
+    vttt_logger lg = {test_log, NULL, VTTT_LOG_INFO};
+    int status = tu_cuda_open(&g_gpu, &lg, g_last_msg, "CUDA op tests");
+    if (status) return status;
+    g_cpu = vttt_backend_cpu();
     TCase *tc = tcase_create("ops");
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_add_test(tc, test_memory);
@@ -453,27 +454,7 @@ static Suite *cuda_suite(void) {
     tcase_add_test(tc, test_conv1d);
     tcase_add_test(tc, test_embedding);
     tcase_add_test(tc, test_xent);
-    suite_add_tcase(s, tc);
-    return s;
-}
-
-int main(void) {
-    vttt_logger lg = {test_log, NULL, VTTT_LOG_INFO};
-    int err = vttt_backend_cuda_open(&g_gpu, 0, &lg);
-    if (err == VTTT_ENODEV) {
-        printf("SKIP: no CUDA device (%s); CUDA op tests not run\n", g_last_msg[0] ? g_last_msg : vttt_strerror(err));
-        return SKIP_CODE;
-    }
-    if (err) {
-        fprintf(stderr, "vttt_backend_cuda_open: %s (%s)\n", vttt_strerror(err), g_last_msg);
-        return 1;
-    }
-    g_cpu = vttt_backend_cpu();
-    SRunner *sr = srunner_create(cuda_suite());
-    srunner_set_fork_status(sr, CK_NOFORK);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
+    status = tu_run("cuda", tc, CK_NOFORK);
     vttt_backend_cuda_close(&g_gpu);
-    return failed ? 1 : 0;
+    return status;
 }

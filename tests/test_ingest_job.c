@@ -19,7 +19,7 @@
 
 #include "ingest_testutil.h"
 
-static char *g_dir;          /* fixtures */
+static char g_dir[256];      /* fixtures */
 static char *g_good[3];      /* good sources */
 static char *g_bad[7];       /* damaged or not videos at all */
 #define N_GOOD 3
@@ -101,11 +101,6 @@ static const char **all_sources(int *n) {
     return list;
 }
 
-static vttt_logger quiet(void) {
-    static it_log c;
-    return it_logger(&c);
-}
-
 static int count_lines(const char *path) {
     FILE *f = fopen(path, "r");
     int n = 0, c;
@@ -129,13 +124,14 @@ static int count_tmp(const char *dir) {
 /* ---- tests -------------------------------------------------------------------- */
 
 START_TEST(test_damaged_sources_recorded_job_continues) {
-    char *out = it_tmpdir("job_damaged");
+    char out[256];
+    tu_tmpdir(out, sizeof out, "job_damaged");
     int n;
     const char **src = all_sources(&n);
     vttt_ingest_job_params p = job_params(out);
     p.jobs = 2;
     vttt_ingest_progress res;
-    vttt_logger lg = quiet();
+    vttt_logger lg = tu_log_quiet();
     ck_assert_int_eq(vttt_ingest_job_run(src, n, &p, &res, &lg), 0);
     ck_assert_int_eq(res.files_total, n);
     ck_assert_int_eq(res.files_done, n);
@@ -196,8 +192,7 @@ START_TEST(test_damaged_sources_recorded_job_continues) {
     }
     ck_assert_int_eq(partial, 3);  /* truncated mkv, flipped mp4, flipped avi */
     manifest_free(&m);
-    it_rm_rf(out);
-    free(out);
+    tu_rm_rf(out);
 }
 END_TEST
 
@@ -217,7 +212,8 @@ static int wait_mid_source(const char *out, int lines) {
 
 /* kill -9 in the middle of a source, then the same job again. */
 START_TEST(test_resume_after_kill) {
-    char *out = it_tmpdir("job_kill");
+    char out[256];
+    tu_tmpdir(out, sizeof out, "job_kill");
     const char *src[6];
     char *names[6];
     for (int i = 0; i < 6; i++) {
@@ -231,7 +227,7 @@ START_TEST(test_resume_after_kill) {
     p.video.fps_num = 25;
     pid_t pid = fork();
     if (pid == 0) {
-        vttt_logger lg = quiet();
+        vttt_logger lg = tu_log_quiet();
         vttt_ingest_job_run(src, 6, &p, NULL, &lg);
         _exit(0);
     }
@@ -249,7 +245,7 @@ START_TEST(test_resume_after_kill) {
     ck_assert_int_ge(count_tmp(out), 1);
 
     vttt_ingest_progress res;
-    vttt_logger lg = quiet();
+    vttt_logger lg = tu_log_quiet();
     ck_assert_int_eq(vttt_ingest_job_run(src, 6, &p, &res, &lg), 0);
     ck_assert_int_eq(res.files_skipped, done_before);
     ck_assert_int_eq(res.files_done, 6 - done_before);
@@ -264,8 +260,7 @@ START_TEST(test_resume_after_kill) {
     manifest_free(&m);
     ck_assert_int_eq(count_tmp(out), 0);
     for (int i = 0; i < 6; i++) free(names[i]);
-    it_rm_rf(out);
-    free(out);
+    tu_rm_rf(out);
 }
 END_TEST
 
@@ -273,10 +268,11 @@ END_TEST
  * shard renamed but not yet in the manifest, an "ok" line whose shard is
  * damaged, and a manifest line cut short. All are redone. */
 START_TEST(test_resume_edge_cases) {
-    char *out = it_tmpdir("job_edges");
+    char out[256];
+    tu_tmpdir(out, sizeof out, "job_edges");
     vttt_ingest_job_params p = job_params(out);
     vttt_ingest_progress res;
-    vttt_logger lg = quiet();
+    vttt_logger lg = tu_log_quiet();
     const char *src[3] = {g_good[0], g_good[1], g_good[2]};
     ck_assert_int_eq(vttt_ingest_job_run(src, 3, &p, &res, &lg), 0);
     manifest m;
@@ -309,13 +305,13 @@ START_TEST(test_resume_edge_cases) {
     ck_assert_int_eq(vttt_ingest_job_run(src, 3, &p, &res, &lg), 0);
     ck_assert_int_eq(res.files_skipped, 0);
     ck_assert_int_eq(res.files_done, 3);
-    it_rm_rf(out);
-    free(out);
+    tu_rm_rf(out);
 }
 END_TEST
 
 START_TEST(test_shard_split_and_duplicates) {
-    char *out = it_tmpdir("job_split");
+    char out[256];
+    tu_tmpdir(out, sizeof out, "job_split");
     int n;
     const char **all = all_sources(&n);
     const char *src[N_GOOD + N_BAD + 2];
@@ -324,7 +320,7 @@ START_TEST(test_shard_split_and_duplicates) {
     src[n + 1] = g_bad[0];
     vttt_ingest_job_params p = job_params(out);
     vttt_ingest_progress r0, r1, r2;
-    vttt_logger lg = quiet();
+    vttt_logger lg = tu_log_quiet();
     p.shard_count = 2;
     p.shard_index = 0;
     ck_assert_int_eq(vttt_ingest_job_run(src, n + 2, &p, &r0, &lg), 0);
@@ -351,8 +347,7 @@ START_TEST(test_shard_split_and_duplicates) {
     p.shard_index = 0;
     p.out_dir = "/proc/no/such/dir";
     ck_assert_int_lt(vttt_ingest_job_run(src, n, &p, &r2, &lg), 0);
-    it_rm_rf(out);
-    free(out);
+    tu_rm_rf(out);
 }
 END_TEST
 
@@ -369,14 +364,15 @@ static void on_progress(void *user, const vttt_ingest_progress *pr) {
 }
 
 START_TEST(test_progress_callback) {
-    char *out = it_tmpdir("job_progress");
+    char out[256];
+    tu_tmpdir(out, sizeof out, "job_progress");
     vttt_ingest_job_params p = job_params(out);
     progress_log log;
     memset(&log, 0, sizeof log);
     p.progress = on_progress;
     p.progress_user = &log;
     p.progress_s = 0.01;
-    vttt_logger lg = quiet();
+    vttt_logger lg = tu_log_quiet();
     const char *src[3] = {g_good[0], g_good[1], g_good[2]};
     ck_assert_int_eq(vttt_ingest_job_run(src, 3, &p, NULL, &lg), 0);
     ck_assert_int_ge(log.calls, 1);
@@ -385,8 +381,7 @@ START_TEST(test_progress_callback) {
     ck_assert_int_eq(log.last.files_done, 3);
     ck_assert_int_eq(log.last.frames, 60);
     ck_assert(log.last.frames_per_s > 0 && log.last.elapsed_s > 0 && log.last.eta_s == 0);
-    it_rm_rf(out);
-    free(out);
+    tu_rm_rf(out);
 }
 END_TEST
 
@@ -402,7 +397,7 @@ START_TEST(test_shard_names) {
 END_TEST
 
 static void make_fixtures(void) {
-    g_dir = it_tmpdir("ingest_job");
+    tu_tmpdir(g_dir, sizeof g_dir, "ingest_job");
     it_make_video(g_dir, "a.mp4", "testsrc2=size=320x240:rate=25:duration=2", "-c:v libx264 -threads 1");
     it_make_video(g_dir, "b.avi", "mandelbrot=size=320x240:rate=25", "-t 2 -c:v mpeg4");
     it_make_video(g_dir, "c.mkv", "life=size=320x240:rate=20:mold=10", "-t 2 -c:v mjpeg");
@@ -425,8 +420,9 @@ static void make_fixtures(void) {
     free(lmkv), free(lmp4), free(lavi);
 }
 
-static Suite *ingest_job_suite(void) {
-    Suite *s = suite_create("ingest_job");
+int main(void) {
+    av_log_set_level(AV_LOG_QUIET);
+    make_fixtures();
     TCase *tc = tcase_create("core");
     tcase_set_timeout(tc, 120);
     tcase_add_test(tc, test_damaged_sources_recorded_job_continues);
@@ -435,20 +431,9 @@ static Suite *ingest_job_suite(void) {
     tcase_add_test(tc, test_shard_split_and_duplicates);
     tcase_add_test(tc, test_progress_callback);
     tcase_add_test(tc, test_shard_names);
-    suite_add_tcase(s, tc);
-    return s;
-}
-
-int main(void) {
-    av_log_set_level(AV_LOG_QUIET);
-    make_fixtures();
-    SRunner *sr = srunner_create(ingest_job_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    it_rm_rf(g_dir);
-    free(g_dir);
+    int status = tu_run("ingest_job", tc, CK_FORK_GETENV);
+    tu_rm_rf(g_dir);
     for (int i = 0; i < N_GOOD; i++) free(g_good[i]);
     for (int i = 0; i < N_BAD; i++) free(g_bad[i]);
-    return failed ? 1 : 0;
+    return status;
 }

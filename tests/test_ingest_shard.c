@@ -14,7 +14,7 @@
 
 #include "ingest_testutil.h"
 
-static char *g_dir;
+static char g_dir[256];
 
 static vttt_frame_shard_info shape(int w, int h, int c, const char *source) {
     vttt_frame_shard_info in;
@@ -152,11 +152,11 @@ START_TEST(test_unfinished_writer_is_not_a_shard) {
     ck_assert_int_eq(it_file_size(path), -1);
     ck_assert_int_gt(it_file_size(tmp), 4096);
     vttt_frame_shard *s = NULL;
-    it_log c;
-    vttt_logger quiet = it_logger(&c);
+    tu_log c;
+    vttt_logger quiet = tu_log_capture(&c, VTTT_LOG_WARNING, 0);
     ck_assert_int_eq(vttt_frame_shard_open(&s, tmp, &quiet), VTTT_EFORMAT);
     ck_assert_ptr_null(s);
-    ck_assert(strstr(c.last, "unfinished"));
+    ck_assert(strstr(c.text, "unfinished"));
     /* a new writer for the same path starts over; abort leaves nothing */
     vttt_frame_shard_writer *w = NULL;
     ck_assert_int_eq(vttt_frame_shard_writer_open(&w, path, &in, NULL), 0);
@@ -214,11 +214,11 @@ START_TEST(test_reader_rejects_bad_files) {
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         corrupt_copy(good, bad, cases[i].off, cases[i].val, cases[i].trunc, cases[i].append);
         vttt_frame_shard *s = NULL;
-        it_log c;
-        vttt_logger lg = it_logger(&c);
+        tu_log c;
+        vttt_logger lg = tu_log_capture(&c, VTTT_LOG_WARNING, 0);
         ck_assert_msg(vttt_frame_shard_open(&s, bad, &lg) == cases[i].want, "case %zu opened", i);
         ck_assert_ptr_null(s);
-        ck_assert_msg(c.count > 0 && strstr(c.last, bad), "case %zu: message '%s' does not name the file", i, c.last);
+        ck_assert_msg(c.count > 0 && strstr(c.text, bad), "case %zu: message '%s' does not name the file", i, c.text);
     }
     vttt_frame_shard *s = NULL;
     ck_assert_int_eq(vttt_frame_shard_open(&s, "/nonexistent/x.vfr", NULL), VTTT_EIO);
@@ -262,8 +262,8 @@ START_TEST(test_write_failure) {
         struct rlimit rl = {64 * 1024, 64 * 1024};
         setrlimit(RLIMIT_FSIZE, &rl);
         vttt_frame_shard_info in = shape(64, 64, 3, "big");
-        it_log c;
-        vttt_logger quiet = it_logger(&c);
+        tu_log c;
+        vttt_logger quiet = tu_log_capture(&c, VTTT_LOG_WARNING, 0);
         vttt_frame_shard_writer *w = NULL;
         if (vttt_frame_shard_writer_open(&w, path, &in, &quiet) < 0) _exit(2);
         uint8_t *frame = calloc(1, 64 * 64 * 3);
@@ -282,8 +282,8 @@ START_TEST(test_write_failure) {
 }
 END_TEST
 
-static Suite *ingest_shard_suite(void) {
-    Suite *s = suite_create("ingest_shard");
+int main(void) {
+    tu_tmpdir(g_dir, sizeof g_dir, "ingest_shard");
     TCase *tc = tcase_create("core");
     tcase_add_test(tc, test_round_trip_random_access);
     tcase_add_test(tc, test_layout);
@@ -291,17 +291,7 @@ static Suite *ingest_shard_suite(void) {
     tcase_add_test(tc, test_reader_rejects_bad_files);
     tcase_add_test(tc, test_writer_bad_arguments);
     tcase_add_test(tc, test_write_failure);
-    suite_add_tcase(s, tc);
-    return s;
-}
-
-int main(void) {
-    g_dir = it_tmpdir("ingest_shard");
-    SRunner *sr = srunner_create(ingest_shard_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    it_rm_rf(g_dir);
-    free(g_dir);
-    return failed ? 1 : 0;
+    int status = tu_run("ingest_shard", tc, CK_FORK_GETENV);
+    tu_rm_rf(g_dir);
+    return status;
 }

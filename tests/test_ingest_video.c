@@ -17,7 +17,7 @@
 
 #define MIN_PSNR 40.0
 
-static char *g_dir;   /* the test videos */
+static char g_dir[256];   /* the test videos */
 
 typedef struct {
     const char *name, *src, *opts;
@@ -172,8 +172,8 @@ START_TEST(test_bad_inputs_fail_cleanly) {
     const char *urls[] = {zero, text, none, g_dir, "nosuchprotocol://x", "", audio};
     vttt_video_params p = params(NULL);
     for (int i = 0; i < 7; i++) {
-        it_log c;
-        vttt_logger lg = it_logger(&c);
+        tu_log c;
+        vttt_logger lg = tu_log_capture(&c, VTTT_LOG_WARNING, 0);
         vttt_video *v = (vttt_video *)&c;  /* must come back NULL */
         char err[512] = "x";
         int ret = vttt_video_open(&v, urls[i], &p, &lg, err, sizeof err);
@@ -213,8 +213,8 @@ START_TEST(test_damaged_streams) {
         char *src = it_path(g_dir, cases[i].src), *dst = it_path(g_dir, cases[i].dst);
         it_damage(src, dst, cases[i].flips, cases[i].keep);
         vttt_video *v = NULL;
-        it_log c;
-        vttt_logger lg = it_logger(&c);
+        tu_log c;
+        vttt_logger lg = tu_log_capture(&c, VTTT_LOG_WARNING, 0);
         ck_assert_int_eq(vttt_video_open(&v, dst, &p, &lg, NULL, 0), 0);
         uint8_t rgb[64 * 64 * 3];
         int ret, n = 0;
@@ -278,8 +278,8 @@ START_TEST(test_hwaccel_cuda_or_fallback) {
     char *path = it_path(g_dir, "h264.mp4");
     vttt_video_params p = params("10");
     p.hwaccel = VTTT_VIDEO_HWACCEL_CUDA;
-    it_log c;
-    vttt_logger lg = it_logger(&c);
+    tu_log c;
+    vttt_logger lg = tu_log_capture(&c, VTTT_LOG_WARNING, 0);
     vttt_video *v = NULL;
     ck_assert_int_eq(vttt_video_open(&v, path, &p, &lg, NULL, 0), 0);
     uint8_t *hw = malloc(20 * 64 * 64 * 3);
@@ -297,7 +297,7 @@ START_TEST(test_hwaccel_cuda_or_fallback) {
         /* NV12 surfaces instead of yuv420p: the chroma filter differs slightly */
         ck_assert(it_min_psnr(hw, sw, 20, 64 * 64 * 3) > 30);
     } else {
-        ck_assert_msg(c.count > 0 && strstr(c.last, "hwaccel cuda"), "no fallback message: '%s'", c.last);
+        ck_assert_msg(c.count > 0 && strstr(c.text, "hwaccel cuda"), "no fallback message: '%s'", c.text);
         ck_assert(memcmp(hw, sw, 20 * 64 * 64 * 3) == 0);
     }
     free(hw), free(sw), free(path);
@@ -406,7 +406,7 @@ START_TEST(test_memory_bounded) {
 END_TEST
 
 static void make_fixtures(void) {
-    g_dir = it_tmpdir("ingest_video");
+    tu_tmpdir(g_dir, sizeof g_dir, "ingest_video");
     for (int i = 0; i < N_VIDEOS; i++) it_make_video(g_dir, g_videos[i].name, g_videos[i].src, g_videos[i].opts);
     const char *src = "testsrc2=size=320x240:rate=25:duration=4";
     it_make_video(g_dir, "long.mp4", src, "-c:v libx264 -threads 1 -g 25");
@@ -416,8 +416,9 @@ static void make_fixtures(void) {
     it_make_video(g_dir, "long.webm", "life=size=320x240:rate=25", "-t 4 -c:v libvpx-vp9 -deadline realtime -cpu-used 8");
 }
 
-static Suite *ingest_video_suite(void) {
-    Suite *s = suite_create("ingest_video");
+int main(void) {
+    av_log_set_level(AV_LOG_QUIET);
+    make_fixtures();
     TCase *tc = tcase_create("core");
     tcase_set_timeout(tc, 120);
     tcase_add_loop_test(tc, test_crop_matches_cli, 0, N_VIDEOS);
@@ -430,18 +431,7 @@ static Suite *ingest_video_suite(void) {
     tcase_add_test(tc, test_hwaccel_cuda_or_fallback);
     tcase_add_test(tc, test_fps_send_receive);
     tcase_add_test(tc, test_memory_bounded);
-    suite_add_tcase(s, tc);
-    return s;
-}
-
-int main(void) {
-    av_log_set_level(AV_LOG_QUIET);
-    make_fixtures();
-    SRunner *sr = srunner_create(ingest_video_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    it_rm_rf(g_dir);
-    free(g_dir);
-    return failed ? 1 : 0;
+    int status = tu_run("ingest_video", tc, CK_FORK_GETENV);
+    tu_rm_rf(g_dir);
+    return status;
 }

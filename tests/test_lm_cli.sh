@@ -10,21 +10,9 @@
 set -u
 VTTT=${1:?usage: test_lm_cli.sh path/to/vttt path/to/lm_cli_helper}
 HELP=${2:?usage: test_lm_cli.sh path/to/vttt path/to/lm_cli_helper}
-T=$(mktemp -d "${TMPDIR:-/tmp}/vttt_lm_cli_XXXXXX")
-trap 'rm -rf "$T"' EXIT
-FAILS=0
-fail() { echo "FAIL: $*"; FAILS=$((FAILS + 1)); }
-# expect_status WANT DESCRIPTION [GREP] -- command...: exit status, and GREP in stderr
-expect_status() {
-    local want=$1 what=$2 pat=""
-    shift 2
-    if [ "$1" != -- ]; then pat=$1; shift; fi
-    shift
-    "$@" >"$T/out.txt" 2>"$T/err.txt"
-    local got=$?
-    [ "$got" = "$want" ] || { fail "$what: exit $got, want $want"; sed 's/^/    /' "$T/err.txt" | head -5; }
-    [ -z "$pat" ] || grep -q -- "$pat" "$T/err.txt" || { fail "$what: no '$pat' in stderr:"; sed 's/^/    /' "$T/err.txt" | head -5; }
-}
+# shellcheck source=tests/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+tl_tmpdir lm_cli
 # same_nll A B TOL: two `<position> <id> <nll>` listings agree (positions, ids, nll within TOL)
 same_nll() {
     grep -E '^[0-9]+ ' "$1" >"$T/same_a.txt"   # (the arguments may be pipes, read once)
@@ -161,8 +149,4 @@ expect_status 1 "tokenizer larger than the model" "not the model's tokenizer" --
 expect_status 1 "--text, tokenizer larger than the model" "not the model's tokenizer" -- "$VTTT" lm score --model "$T/mlp" --text "$T/corpus.txt" --tokenizer "$T/tok400.bpe"
 expect_status 1 "missing tokenizer" "nope.bpe" -- "$VTTT" lm sample --model "$T/mlp" --tokenizer "$T/nope.bpe"
 
-if [ "$FAILS" -gt 0 ]; then
-    echo "$FAILS check(s) failed"
-    exit 1
-fi
-echo "all vttt lm checks passed"
+tl_finish "all vttt lm checks passed"

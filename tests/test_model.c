@@ -29,22 +29,6 @@
 
 /* ---- helpers ------------------------------------------------------------ */
 
-typedef struct {
-    char last[1024];
-    int count;
-} capture;
-
-static void capture_fn(void *user, int level, const char *msg) {
-    capture *c = user;
-    if (level == VTTT_LOG_ERROR) snprintf(c->last, sizeof c->last, "%s", msg), c->count++;
-}
-
-static vttt_logger quiet_logger(capture *c) {
-    memset(c, 0, sizeof *c);
-    vttt_logger lg = {capture_fn, c, VTTT_LOG_ERROR};
-    return lg;
-}
-
 /* A small configuration of the given kind and backbone. */
 static vttt_model_config small_config(vttt_layer_kind kind, const char *backbone, int tied, int tpf) {
     vttt_model_config c = vttt_model_default_config();
@@ -114,36 +98,6 @@ static double rows_err(const float *full, const float *part, int B, int T, int t
     for (int b = 0; b < B; b++)
         e = fmax(e, tu_rel_err(part + (size_t)b * n * V, full + ((size_t)b * T + t0) * V, (size_t)n * V));
     return e;
-}
-
-static char *read_text(const char *path) {
-    FILE *f = fopen(path, "rb");
-    ck_assert_msg(f != NULL, "cannot open %s", path);
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *b = malloc((size_t)n + 1);
-    ck_assert_int_eq(fread(b, 1, (size_t)n, f), (size_t)n);
-    b[n] = 0;
-    fclose(f);
-    return b;
-}
-
-static void write_text(const char *path, const char *text) {
-    FILE *f = fopen(path, "wb");
-    ck_assert_ptr_nonnull(f);
-    fputs(text, f);
-    fclose(f);
-}
-
-static void rm_dir(const char *dir) {
-    char p[1100];
-    const char *files[] = {"config.json", "model.safetensors"};
-    for (int i = 0; i < 2; i++) {
-        snprintf(p, sizeof p, "%s/%s", dir, files[i]);
-        unlink(p);
-    }
-    rmdir(dir);
 }
 
 /* ---- the oracle's model directories ------------------------------------ */
@@ -230,20 +184,29 @@ static vttt_model_config case_config(int i) {
     return small_config(cases[i].kind, cases[i].backbone, cases[i].tied, cases[i].tpf);
 }
 
-/* Mean loss in double from the per-position losses: a plain forward, or a
- * window from a copy of `from` when s is not NULL. */
-static double loss_at(vttt_model *m, const int32_t *tok, int B, int T, vttt_model_state *s,
-                      const vttt_model_state *from) {
-    if (s) {
-        ck_assert_int_eq(vttt_model_state_copy(s, from), VTTT_OK);
-        ck_assert_int_eq(vttt_model_forward_carry(m, s, tok, NULL, T, NULL, NULL), VTTT_OK);
+/* What loss_at runs: a plain forward of tok (B, T), or, when s is not
+ * NULL, a window of T tokens from a copy of `from` in s. */
+typedef struct {
+    vttt_model *m;
+    const int32_t *tok;
+    int B, T;
+    vttt_model_state *s;
+    const vttt_model_state *from;
+} loss_ctx;
+
+/* Mean loss in double from the per-position losses of the run in ctx. */
+static double loss_at(void *ctx) {
+    const loss_ctx *c = ctx;
+    if (c->s) {
+        ck_assert_int_eq(vttt_model_state_copy(c->s, c->from), VTTT_OK);
+        ck_assert_int_eq(vttt_model_forward_carry(c->m, c->s, c->tok, NULL, c->T, NULL, NULL), VTTT_OK);
     } else {
-        ck_assert_int_eq(vttt_model_forward(m, tok, NULL, B, T, 1, NULL, NULL), VTTT_OK);
+        ck_assert_int_eq(vttt_model_forward(c->m, c->tok, NULL, c->B, c->T, 1, NULL, NULL), VTTT_OK);
     }
     int64_t n;
-    const float *l = vttt_model_losses(m, &n);
+    const float *l = vttt_model_losses(c->m, &n);
     double sum = 0;
-    for (int i = 0; i < B * T; i++) sum += l[i];
+    for (int i = 0; i < c->B * c->T; i++) sum += l[i];
     return sum / (double)n;
 }
 
@@ -254,6 +217,7 @@ static double loss_at(vttt_model *m, const int32_t *tok, int B, int T, vttt_mode
  * skip (NULL-terminated suffixes) are left out. */
 static void fd_check(vttt_model *m, const int32_t *tok, int B, int T, vttt_model_state *s,
                      const vttt_model_state *from, const char *const *skip, const char *what) {
+    loss_ctx ctx = {m, tok, B, T, s, from};
     int n;
     const vttt_model_tensor *t = vttt_model_tensors(m, &n);
     for (int k = 0; k < n; k++) {
@@ -266,13 +230,8 @@ static void fd_check(vttt_model *m, const int32_t *tok, int B, int T, vttt_model
             if (fabs(t[k].grad[j]) == gmax) arg = j;
         int64_t idx[4] = {arg, 0, t[k].numel / 2, t[k].numel - 1};
         for (int j = 0; j < 4; j++) {
-            float keep = t[k].data[idx[j]], g = t[k].grad[idx[j]];
-            t[k].data[idx[j]] = keep + FD_EPS;
-            double lp = loss_at(m, tok, B, T, s, from);
-            t[k].data[idx[j]] = keep - FD_EPS;
-            double lm = loss_at(m, tok, B, T, s, from);
-            t[k].data[idx[j]] = keep;
-            double fd = (lp - lm) / (2.0 * FD_EPS);
+            float g = t[k].grad[idx[j]];
+            double fd = tu_central_diff(&t[k].data[idx[j]], FD_EPS, loss_at, &ctx);
             ck_assert_msg(fabs(fd - g) <= FD_TOL * fmax(gmax, FD_FLOOR),
                           "%s: %s[%lld]: analytic %.6g, finite difference %.6g (max |grad| %.3g)", what, t[k].name,
                           (long long)idx[j], g, fd, gmax);
@@ -425,12 +384,6 @@ END_TEST
 
 /* ---- model directories --------------------------------------------------- */
 
-static char *tmp_dir(void) {
-    char *d = strdup("/tmp/vttt_test_model_XXXXXX");
-    ck_assert_ptr_nonnull(mkdtemp(d));
-    return d;
-}
-
 static int files_equal(const char *a, const char *b) {
     FILE *fa = fopen(a, "rb"), *fb = fopen(b, "rb");
     int same = fa && fb;
@@ -448,7 +401,8 @@ START_TEST(test_save_load_roundtrip) {
     vttt_model_config c = case_config(_i);
     c.rms_norm_eps = 1e-5f, c.ttt_base_lr = 0.1f, c.rope_theta = 500000.0f, c.pad_token_id = 0, c.bos_token_id = -1;
     vttt_model *m = make_model(&c, 700 + _i);
-    char *root = tmp_dir(), a[512], b[512], fa[1100], fb[1100];
+    char root[256], a[512], b[512], fa[1100], fb[1100];
+    tu_tmpdir(root, sizeof root, "test_model");
     snprintf(a, sizeof a, "%s/a", root);
     snprintf(b, sizeof b, "%s/b", root);
     ck_assert_int_eq(vttt_model_save(m, a), VTTT_OK);
@@ -470,8 +424,7 @@ START_TEST(test_save_load_roundtrip) {
         ck_assert_msg(files_equal(fa, fb), "%s differs after a round trip", files[i]);
     }
     ck_assert_int_eq(vttt_model_save(m2, a), VTTT_OK); /* replacing an existing directory's files */
-    rm_dir(a), rm_dir(b), rmdir(root);
-    free(root);
+    tu_rm_rf(root);
     vttt_model_free(&m), vttt_model_free(&m2);
 }
 END_TEST
@@ -505,20 +458,21 @@ static char *replace(const char *s, const char *from, const char *to) {
 
 /* Loads dir expecting err, with the message naming `needle`. */
 static void expect_load(const char *dir, int err, const char *needle, const char *what) {
-    capture cap;
-    vttt_logger lg = quiet_logger(&cap);
+    tu_log cap;
+    vttt_logger lg = tu_log_capture(&cap, VTTT_LOG_ERROR, 0);
     vttt_model *m = NULL;
     int got = vttt_model_load(&m, dir, &lg);
     ck_assert_msg(got == err, "%s: load returned %d (%s), expected %d", what, got, vttt_strerror(got), err);
     ck_assert_ptr_null(m);
-    ck_assert_msg(strstr(cap.last, needle) != NULL, "%s: message '%s' does not name '%s'", what, cap.last, needle);
+    ck_assert_msg(strstr(cap.text, needle) != NULL, "%s: message '%s' does not name '%s'", what, cap.text, needle);
 }
 
 START_TEST(test_malformed_config) {
     char good[512], cfgp[600];
     snprintf(good, sizeof good, "%s/ttt_linear_transformer", REF_DIR);
     snprintf(cfgp, sizeof cfgp, "%s/config.json", good);
-    char *text = read_text(cfgp), *root = tmp_dir(), st_src[600], st_dst[600], path[600];
+    char *text = tu_read_file(cfgp, NULL), root[256], st_src[600], st_dst[600], path[600];
+    tu_tmpdir(root, sizeof root, "test_model");
     snprintf(st_src, sizeof st_src, "%s/model.safetensors", good);
     snprintf(st_dst, sizeof st_dst, "%s/model.safetensors", root);
     ck_assert_int_eq(symlink(st_src, st_dst), 0);
@@ -539,32 +493,32 @@ START_TEST(test_malformed_config) {
     };
     for (size_t i = 0; i < sizeof v / sizeof v[0]; i++) {
         char *bad = replace(text, v[i].from, v[i].to);
-        write_text(path, bad);
+        tu_write_file(path, bad, strlen(bad));
         expect_load(root, VTTT_EFORMAT, v[i].needle, v[i].what);
         free(bad);
     }
     /* truncated JSON */
     char *cut = strdup(text);
     cut[strlen(cut) / 2] = 0;
-    write_text(path, cut);
+    tu_write_file(path, cut, strlen(cut));
     expect_load(root, VTTT_EFORMAT, "not valid JSON", "truncated JSON");
-    write_text(path, "[1, 2]");
+    tu_write_file(path, "[1, 2]", strlen("[1, 2]"));
     expect_load(root, VTTT_EFORMAT, "object", "JSON array");
     /* an attention config over TTT tensors */
     char *att = replace(text, "{", "{\"seq_modeling_block\": \"attention\",");
-    write_text(path, att);
+    tu_write_file(path, att, strlen(att));
     expect_load(root, VTTT_EFORMAT, "model.safetensors", "attention config, TTT tensors");
     char *unk = replace(text, "{", "{\"seq_modeling_block\": \"rnn\",");
-    write_text(path, unk);
+    tu_write_file(path, unk, strlen(unk));
     expect_load(root, VTTT_EFORMAT, "seq_modeling_block", "unknown sequence block");
     /* Hugging Face's generic keys are accepted */
     char *hf = replace(text, "{", "{\"transformers_version\": \"4.41.0\", \"_name_or_path\": \"x\",");
-    write_text(path, hf);
+    tu_write_file(path, hf, strlen(hf));
     vttt_model *m = NULL;
     ck_assert_int_eq(vttt_model_load(&m, root, NULL), VTTT_OK);
     vttt_model_free(&m);
     unlink(st_dst), unlink(path), rmdir(root);
-    free(cut), free(att), free(unk), free(hf), free(text), free(root);
+    free(cut), free(att), free(unk), free(hf), free(text);
 }
 END_TEST
 
@@ -573,12 +527,13 @@ START_TEST(test_malformed_tensors) {
     snprintf(good, sizeof good, "%s/ttt_linear_transformer", REF_DIR);
     vttt_model *m = NULL;
     ck_assert_int_eq(vttt_model_load(&m, good, NULL), VTTT_OK);
-    char *root = tmp_dir(), cfg[600], st[600];
+    char root[256], cfg[600], st[600];
+    tu_tmpdir(root, sizeof root, "test_model");
     snprintf(src, sizeof src, "%s/config.json", good);
     snprintf(cfg, sizeof cfg, "%s/config.json", root);
     snprintf(st, sizeof st, "%s/model.safetensors", root);
-    char *text = read_text(src);
-    write_text(cfg, text);
+    char *text = tu_read_file(src, NULL);
+    tu_write_file(cfg, text, strlen(text));
     int n;
     vttt_model_tensors(m, &n);
     vttt_st_tensor *ts = calloc((size_t)n + 1, sizeof *ts);
@@ -641,8 +596,8 @@ START_TEST(test_malformed_tensors) {
     expect_load(root, VTTT_EFORMAT, "model.safetensors", "truncated safetensors");
     ck_assert_int_eq(truncate(st, 5), 0);
     expect_load(root, VTTT_EFORMAT, "model.safetensors", "truncated header");
-    rm_dir(root);
-    free(ts), free(head), free(nan), free(text), free(root);
+    tu_rm_rf(root);
+    free(ts), free(head), free(nan), free(text);
     vttt_model_free(&m);
 }
 END_TEST
@@ -650,8 +605,8 @@ END_TEST
 /* ---- configuration and API errors ---------------------------------------- */
 
 START_TEST(test_config) {
-    capture cap;
-    vttt_logger lg = quiet_logger(&cap);
+    tu_log cap;
+    vttt_logger lg = tu_log_capture(&cap, VTTT_LOG_ERROR, 0);
     vttt_model_config c = vttt_model_default_config();
     ck_assert_int_eq(c.hidden_size, 2048);
     ck_assert_int_eq(vttt_model_config_check(&c, NULL), VTTT_OK);
@@ -679,7 +634,7 @@ START_TEST(test_config) {
     ck_assert_int_eq(vttt_model_config_check(&c, NULL), VTTT_OK);
     c.tokens_per_frame = 40; /* not a multiple of the mini-batch */
     ck_assert_int_eq(vttt_model_config_check(&c, &lg), VTTT_EINVAL);
-    ck_assert_ptr_nonnull(strstr(cap.last, "tokens_per_frame"));
+    ck_assert_ptr_nonnull(strstr(cap.text, "tokens_per_frame"));
     c = vttt_model_default_config();
     c.seq_kind = VTTT_LAYER_ATTENTION, c.share_qk = 1;
     ck_assert_int_eq(vttt_model_config_check(&c, &lg), VTTT_EINVAL);
@@ -690,20 +645,20 @@ START_TEST(test_config) {
     c = small_config(VTTT_LAYER_ATTENTION, "transformer", 0, 8);
     c.pre_conv = 1, c.rms_norm_eps = 3e-7f, c.initializer_range = 0.0125f, c.pad_token_id = -1, c.eos_token_id = 5;
     c.scan_checkpoint_group_size = 3, c.ttt_base_lr = 0.3f;
-    char *root = tmp_dir(), path[600];
+    char root[256], path[600];
+    tu_tmpdir(root, sizeof root, "test_model");
     snprintf(path, sizeof path, "%s/config.json", root);
     ck_assert_int_eq(vttt_model_config_write(&c, path, NULL), VTTT_OK);
     vttt_model_config back;
     ck_assert_int_eq(vttt_model_config_read(&back, path, NULL), VTTT_OK);
     ck_assert_int_eq(memcmp(&c, &back, sizeof c), 0);
     unlink(path), rmdir(root);
-    free(root);
 }
 END_TEST
 
 START_TEST(test_api_errors) {
-    capture cap;
-    vttt_logger lg = quiet_logger(&cap);
+    tu_log cap;
+    vttt_logger lg = tu_log_capture(&cap, VTTT_LOG_ERROR, 0);
     vttt_model_config c = small_config(VTTT_LAYER_TTT_LINEAR, "transformer", 1, 0);
     vttt_model *m = NULL;
     ck_assert_int_eq(vttt_model_init(&m, &c, &lg), VTTT_OK);
@@ -718,7 +673,7 @@ START_TEST(test_api_errors) {
     ck_assert_int_eq((int)count, 7);
     tok[3] = c.vocab_size;
     ck_assert_int_eq(vttt_model_forward(m, tok, tgt, 1, 8, 1, &loss, NULL), VTTT_EINVAL);
-    ck_assert_ptr_nonnull(strstr(cap.last, "vocabulary"));
+    ck_assert_ptr_nonnull(strstr(cap.text, "vocabulary"));
     ck_assert_int_eq(vttt_model_forward(m, tok, tgt, 1, 8, 0, &loss, NULL), VTTT_EINVAL);
     tok[3] = 4, tgt[2] = c.vocab_size + 3;
     ck_assert_int_eq(vttt_model_forward(m, tok, tgt, 1, 8, 1, &loss, NULL), VTTT_EINVAL);
@@ -764,14 +719,13 @@ START_TEST(test_api_errors) {
     ck_assert_int_eq(vttt_model_state_init(&s, m, 1, 0), VTTT_OK);
     ck_assert_int_eq(vttt_model_prefill(m, s, tok, 3, NULL, 0), VTTT_OK);
     ck_assert_int_eq(vttt_model_forward_carry(m, s, tok, NULL, 8, NULL, NULL), VTTT_EINVAL);
-    ck_assert_ptr_nonnull(strstr(cap.last, "mini-batch"));
+    ck_assert_ptr_nonnull(strstr(cap.text, "mini-batch"));
     vttt_model_state_free(&s);
     vttt_model_free(&m);
 }
 END_TEST
 
-static Suite *model_suite(void) {
-    Suite *s = suite_create("model");
+int main(void) {
     TCase *tc = tcase_create("model");
     tcase_set_timeout(tc, 120);
     int nref = (int)(sizeof ref_cases / sizeof ref_cases[0]);
@@ -785,14 +739,5 @@ static Suite *model_suite(void) {
     tcase_add_test(tc, test_malformed_tensors);
     tcase_add_test(tc, test_config);
     tcase_add_test(tc, test_api_errors);
-    suite_add_tcase(s, tc);
-    return s;
-}
-
-int main(void) {
-    SRunner *sr = srunner_create(model_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return tu_run("model", tc, CK_FORK_GETENV);
 }

@@ -30,13 +30,6 @@
 
 typedef double (*loss_fn)(void *ctx);
 
-static float *alloc_normal(tu_rng *rng, size_t n, float scale) {
-    float *p = malloc((n ? n : 1) * sizeof(float));
-    ck_assert_ptr_nonnull(p);
-    tu_fill_normal(rng, p, n, scale);
-    return p;
-}
-
 static float *alloc_fill(size_t n, float v) {
     float *p = malloc((n ? n : 1) * sizeof(float));
     ck_assert_ptr_nonnull(p);
@@ -55,13 +48,7 @@ static double dot_d(const float *a, const float *b, size_t n) {
 static void check_fd(const char *what, loss_fn loss, void *ctx, float *p, const float *grad, size_t n) {
     float *fd = alloc_fill(n, 0.0f), *g = alloc_fill(n, 0.0f);
     for (size_t i = 0; i < n; i++) {
-        float keep = p[i];
-        p[i] = keep + FD_EPS;
-        double lp = loss(ctx);
-        p[i] = keep - FD_EPS;
-        double lm = loss(ctx);
-        p[i] = keep;
-        fd[i] = (float)((lp - lm) / (2.0 * FD_EPS));
+        fd[i] = (float)tu_central_diff(&p[i], FD_EPS, loss, ctx);
         g[i] = grad[i] - GRAD_FILL;
     }
     double err = tu_rel_err(g, fd, n);
@@ -85,10 +72,10 @@ START_TEST(test_linear) {
     tu_seed(&rng, 1);
     lin_ctx c = {.N = 5, .C = 7, .OC = 6};
     size_t ni = (size_t)c.N * c.C, nw = (size_t)c.OC * c.C, no = (size_t)c.N * c.OC;
-    c.inp = alloc_normal(&rng, ni, 1.0f);
-    c.w = alloc_normal(&rng, nw, 0.5f);
-    c.bias = alloc_normal(&rng, c.OC, 1.0f);
-    c.r = alloc_normal(&rng, no, 1.0f);
+    c.inp = tu_alloc_normal(&rng, ni, 1.0f);
+    c.w = tu_alloc_normal(&rng, nw, 0.5f);
+    c.bias = tu_alloc_normal(&rng, c.OC, 1.0f);
+    c.r = tu_alloc_normal(&rng, no, 1.0f);
     c.out = alloc_fill(no, 0.0f);
     float *ref = alloc_fill(no, 0.0f);
     for (int pass = 0; pass < 2; pass++) { /* with and without bias */
@@ -131,12 +118,12 @@ static void run_norm(int layer) {
     tu_seed(&rng, 2 + layer);
     norm_ctx c = {.N = 4, .C = 16, .layer = layer};
     size_t n = (size_t)c.N * c.C;
-    c.inp = alloc_normal(&rng, n, 1.0f);
+    c.inp = tu_alloc_normal(&rng, n, 1.0f);
     for (size_t i = 0; i < n; i++) c.inp[i] += 0.5f; /* a non-zero mean */
-    c.w = alloc_normal(&rng, c.C, 0.3f);
+    c.w = tu_alloc_normal(&rng, c.C, 0.3f);
     for (int i = 0; i < c.C; i++) c.w[i] += 1.0f;
-    c.b = alloc_normal(&rng, c.C, 0.3f);
-    c.r = alloc_normal(&rng, n, 1.0f);
+    c.b = tu_alloc_normal(&rng, c.C, 0.3f);
+    c.r = tu_alloc_normal(&rng, n, 1.0f);
     c.out = alloc_fill(n, 0.0f);
     c.mean = alloc_fill(c.N, 0.0f);
     c.rstd = alloc_fill(c.N, 0.0f);
@@ -213,9 +200,9 @@ START_TEST(test_activations) {
     tu_rng rng;
     tu_seed(&rng, 10 + kind);
     act_ctx c = {.n = 97, .kind = kind};
-    c.x = alloc_normal(&rng, c.n, 2.0f);
-    c.up = alloc_normal(&rng, c.n, 1.0f);
-    c.r = alloc_normal(&rng, c.n, 1.0f);
+    c.x = tu_alloc_normal(&rng, c.n, 2.0f);
+    c.up = tu_alloc_normal(&rng, c.n, 1.0f);
+    c.r = tu_alloc_normal(&rng, c.n, 1.0f);
     c.out = alloc_fill(c.n, 0.0f);
     act_loss(&c);
     for (size_t i = 0; i < c.n; i++) {
@@ -264,8 +251,8 @@ START_TEST(test_rotary_grad) {
     tu_seed(&rng, 20);
     rot_ctx c = {.B = 2, .T = 5, .H = 2, .f = 8, .pos0 = 3, .pos_mod = 4};
     size_t n = (size_t)c.B * c.T * c.H * c.f;
-    c.x = alloc_normal(&rng, n, 1.0f);
-    c.r = alloc_normal(&rng, n, 1.0f);
+    c.x = tu_alloc_normal(&rng, n, 1.0f);
+    c.r = tu_alloc_normal(&rng, n, 1.0f);
     c.out = alloc_fill(n, 0.0f);
     float *g = alloc_fill(n, GRAD_FILL);
     ttt_rotary_backward(g, c.r, c.B, c.T, c.H, c.f, c.pos0, c.pos_mod, ROT_THETA);
@@ -282,7 +269,7 @@ START_TEST(test_rotary_values_inverse) {
     int B = 2, T = 7, H = 3, f = 6;
     int64_t pos0 = 100;
     size_t n = (size_t)B * T * H * f;
-    float *x = alloc_normal(&rng, n, 1.0f), *y = alloc_fill(n, 0.0f), *back = alloc_fill(n, 0.0f);
+    float *x = tu_alloc_normal(&rng, n, 1.0f), *y = alloc_fill(n, 0.0f), *back = alloc_fill(n, 0.0f);
     memcpy(y, x, n * sizeof(float));
     ttt_rotary_forward(y, y, B, T, H, f, pos0, 0, ROT_THETA);
     for (int b = 0; b < B; b++)
@@ -307,7 +294,7 @@ START_TEST(test_rotary_pos_mod) {
     tu_seed(&rng, 22);
     int T = 40, H = 2, f = 8, row = H * f;
     int64_t pos0 = 1000003;
-    float *x = alloc_normal(&rng, (size_t)T * row, 1.0f), *y = alloc_fill((size_t)T * row, 0.0f);
+    float *x = tu_alloc_normal(&rng, (size_t)T * row, 1.0f), *y = alloc_fill((size_t)T * row, 0.0f);
     float *y1 = alloc_fill(row, 0.0f);
     ttt_rotary_forward(y, x, 1, T, H, f, pos0, 16, ROT_THETA);
     for (int t = 0; t < T; t++) {
@@ -350,11 +337,11 @@ START_TEST(test_conv1d_grad) {
     tu_seed(&rng, 30 + _i);
     conv_ctx c = {.B = 2, .T = 6, .C = 5, .K = 4};
     size_t n = (size_t)c.B * c.T * c.C, nw = (size_t)c.C * c.K;
-    c.x = alloc_normal(&rng, n, 1.0f);
-    c.w = alloc_normal(&rng, nw, 0.5f);
-    c.bias = alloc_normal(&rng, c.C, 1.0f);
-    c.r = alloc_normal(&rng, n, 1.0f);
-    c.state = _i ? alloc_normal(&rng, (size_t)c.B * (c.K - 1) * c.C, 1.0f) : NULL; /* _i = 0: no state */
+    c.x = tu_alloc_normal(&rng, n, 1.0f);
+    c.w = tu_alloc_normal(&rng, nw, 0.5f);
+    c.bias = tu_alloc_normal(&rng, c.C, 1.0f);
+    c.r = tu_alloc_normal(&rng, n, 1.0f);
+    c.state = _i ? tu_alloc_normal(&rng, (size_t)c.B * (c.K - 1) * c.C, 1.0f) : NULL; /* _i = 0: no state */
     c.out = alloc_fill(n, 0.0f);
     float *ref = alloc_fill(n, 0.0f);
     conv_loss(&c);
@@ -377,8 +364,8 @@ START_TEST(test_conv1d_chunks) {
     tu_seed(&rng, 33);
     int B = 2, T = 10, C = 3, K = 4, P = K - 1, chunks[] = {2, 1, 7};
     size_t n = (size_t)B * T * C;
-    float *x = alloc_normal(&rng, n, 1.0f), *w = alloc_normal(&rng, (size_t)C * K, 1.0f);
-    float *bias = alloc_normal(&rng, C, 1.0f), *state0 = alloc_normal(&rng, (size_t)B * P * C, 1.0f);
+    float *x = tu_alloc_normal(&rng, n, 1.0f), *w = tu_alloc_normal(&rng, (size_t)C * K, 1.0f);
+    float *bias = tu_alloc_normal(&rng, C, 1.0f), *state0 = tu_alloc_normal(&rng, (size_t)B * P * C, 1.0f);
     float *state = alloc_fill((size_t)B * P * C, 0.0f), *full = alloc_fill(n, 0.0f);
     memcpy(state, state0, (size_t)B * P * C * sizeof(float));
     ttt_conv1d_forward(full, x, w, bias, state0, B, T, C, K);
@@ -418,8 +405,8 @@ START_TEST(test_embedding) {
     const int32_t ids[] = {3, 0, 3, 4, 1, 3};
     emb_ctx c = {.ids = ids, .N = 6, .V = 5, .C = 4};
     size_t nt = (size_t)c.V * c.C, no = (size_t)c.N * c.C;
-    c.table = alloc_normal(&rng, nt, 1.0f);
-    c.r = alloc_normal(&rng, no, 1.0f);
+    c.table = tu_alloc_normal(&rng, nt, 1.0f);
+    c.r = tu_alloc_normal(&rng, no, 1.0f);
     c.out = alloc_fill(no, 0.0f);
     emb_loss(&c);
     for (int i = 0; i < c.N; i++) ck_assert_mem_eq(c.out + i * c.C, c.table + ids[i] * c.C, c.C * sizeof(float));
@@ -453,8 +440,8 @@ START_TEST(test_xent) {
     const int32_t tg[] = {2, -1, 0, 9, 5, -1};
     xent_ctx c = {.tg = tg, .N = 6, .V = 10};
     size_t n = (size_t)c.N * c.V;
-    c.logits = alloc_normal(&rng, n, 2.0f);
-    c.r = alloc_normal(&rng, c.N, 1.0f);
+    c.logits = tu_alloc_normal(&rng, n, 2.0f);
+    c.r = tu_alloc_normal(&rng, c.N, 1.0f);
     c.losses = alloc_fill(c.N, 9.0f);
     xent_loss(&c);
     for (int i = 0; i < c.N; i++) {
@@ -517,8 +504,9 @@ START_TEST(test_threads_consistent) {
     tu_seed(&rng, 60);
     int N = 512, C = 96;
     size_t n = (size_t)N * C;
-    float *x = alloc_normal(&rng, n, 1.0f), *dy = alloc_normal(&rng, n, 1.0f), *w = alloc_normal(&rng, n, 1.0f);
-    float *stat = alloc_normal(&rng, 2 * (size_t)N, 0.1f);
+    float *x = tu_alloc_normal(&rng, n, 1.0f), *dy = tu_alloc_normal(&rng, n, 1.0f),
+          *w = tu_alloc_normal(&rng, n, 1.0f);
+    float *stat = tu_alloc_normal(&rng, 2 * (size_t)N, 0.1f);
     float *g[2][6];
     int saved = omp_get_max_threads();
     for (int run = 0; run < 2; run++) {
@@ -535,8 +523,7 @@ START_TEST(test_threads_consistent) {
 }
 END_TEST
 
-static Suite *ops_suite(void) {
-    Suite *s = suite_create("ops");
+int main(void) {
     TCase *tc = tcase_create("cpu");
     tcase_add_test(tc, test_linear);
     tcase_add_test(tc, test_rmsnorm);
@@ -553,14 +540,5 @@ static Suite *ops_suite(void) {
     tcase_add_test(tc, test_xent);
     tcase_add_test(tc, test_xent_stable);
     tcase_add_test(tc, test_threads_consistent);
-    suite_add_tcase(s, tc);
-    return s;
-}
-
-int main(void) {
-    SRunner *sr = srunner_create(ops_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return tu_run("ops", tc, CK_FORK_GETENV);
 }

@@ -95,14 +95,8 @@ START_TEST(test_oracle_dump) { run_dump(dumps[_i]); }
 END_TEST
 
 int main(void) {
-    Suite *s = suite_create("oracle");
     TCase *tc = tcase_create("dumps");
     tcase_set_timeout(tc, 120);
     tcase_add_loop_test(tc, test_oracle_dump, 0, (int)(sizeof dumps / sizeof dumps[0]));
-    suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? 1 : 0;
+    return tu_run("oracle", tc, CK_FORK_GETENV);
 }

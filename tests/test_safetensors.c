@@ -4,7 +4,6 @@
 #define _POSIX_C_SOURCE 200809L
 
 #include <check.h>
-#include <dirent.h>
 #include <fcntl.h>
 #include <math.h>
 #include <signal.h>
@@ -16,79 +15,9 @@
 #include <unistd.h>
 
 #include "safetensors.h"
+#include "testutil.h"
 
 /* ---- helpers ------------------------------------------------------------ */
-
-/* Keeps the last logged message so tests can check what was said. */
-typedef struct {
-    char last[1024];
-    int count;
-} log_capture;
-
-static void capture_fn(void *user, int level, const char *msg) {
-    log_capture *c = user;
-    (void)level;
-    snprintf(c->last, sizeof c->last, "%s", msg);
-    c->count++;
-}
-
-static vttt_logger capture_logger(log_capture *c) {
-    memset(c, 0, sizeof *c);
-    vttt_logger lg = {capture_fn, c, VTTT_LOG_DEBUG};
-    return lg;
-}
-
-static void make_tmpdir(char *dir, size_t size) {
-    snprintf(dir, size, "/tmp/vttt_st_XXXXXX");
-    ck_assert_ptr_nonnull(mkdtemp(dir));
-}
-
-/* Removes dir and everything in it (one level of subdirectories). */
-static void remove_tree(const char *dir) {
-    DIR *d = opendir(dir);
-    if (!d) return;
-    struct dirent *e;
-    char p[1024];
-    while ((e = readdir(d))) {
-        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
-        snprintf(p, sizeof p, "%s/%s", dir, e->d_name);
-        if (unlink(p) != 0) remove_tree(p);
-    }
-    closedir(d);
-    rmdir(dir);
-}
-
-static int count_entries(const char *dir) {
-    DIR *d = opendir(dir);
-    ck_assert_ptr_nonnull(d);
-    int n = 0;
-    struct dirent *e;
-    while ((e = readdir(d)))
-        if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..")) n++;
-    closedir(d);
-    return n;
-}
-
-static void write_bytes(const char *path, const void *p, size_t n) {
-    FILE *f = fopen(path, "wb");
-    ck_assert_ptr_nonnull(f);
-    ck_assert_uint_eq(fwrite(p, 1, n, f), n);
-    ck_assert_int_eq(fclose(f), 0);
-}
-
-/* Reads a whole file into a malloc'd buffer. */
-static unsigned char *read_bytes(const char *path, size_t *n) {
-    FILE *f = fopen(path, "rb");
-    ck_assert_ptr_nonnull(f);
-    fseek(f, 0, SEEK_END);
-    long len = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    unsigned char *p = malloc((size_t)len + 1);
-    ck_assert_uint_eq(fread(p, 1, (size_t)len, f), (size_t)len);
-    fclose(f);
-    *n = (size_t)len;
-    return p;
-}
 
 /* Writes a safetensors file by hand: the 8-byte length hlen (little-endian),
  * the header text, then dlen data bytes (0x11, 0x22, ...). */
@@ -98,7 +27,7 @@ static void write_raw(const char *path, uint64_t hlen, const char *header, size_
     for (int i = 0; i < 8; i++) buf[i] = (unsigned char)(hlen >> (8 * i));
     memcpy(buf + 8, header, htext);
     for (size_t i = 0; i < dlen; i++) buf[8 + htext + i] = (unsigned char)(0x11 * (i + 1));
-    write_bytes(path, buf, 8 + htext + dlen);
+    tu_write_file(path, buf, 8 + htext + dlen);
     free(buf);
 }
 
@@ -106,19 +35,19 @@ static void write_raw(const char *path, uint64_t hlen, const char *header, size_
  * `want`, logging a message that names the file and contains `needle`. */
 static void expect_reject(const char *header, size_t dlen, int want, const char *needle) {
     char dir[64], path[128];
-    make_tmpdir(dir, sizeof dir);
+    tu_tmpdir(dir, sizeof dir, "st");
     snprintf(path, sizeof path, "%s/bad.safetensors", dir);
     write_raw(path, strlen(header), header, dlen);
-    log_capture cap;
-    vttt_logger lg = capture_logger(&cap);
+    tu_log cap;
+    vttt_logger lg = tu_log_capture(&cap, VTTT_LOG_DEBUG, 0);
     vttt_st *st = (vttt_st *)&cap;   /* must be reset to NULL */
     int err = vttt_st_open(&st, path, &lg);
     ck_assert_msg(err == want, "header %s: got %d (%s), want %d; log: %s", header, err, vttt_strerror(err), want,
-                  cap.last);
+                  cap.text);
     ck_assert_ptr_null(st);
-    ck_assert_msg(strstr(cap.last, path) != NULL, "message does not name the file: %s", cap.last);
-    ck_assert_msg(strstr(cap.last, needle) != NULL, "message lacks '%s': %s", needle, cap.last);
-    remove_tree(dir);
+    ck_assert_msg(strstr(cap.text, path) != NULL, "message does not name the file: %s", cap.text);
+    ck_assert_msg(strstr(cap.text, needle) != NULL, "message lacks '%s': %s", needle, cap.text);
+    tu_rm_rf(dir);
 }
 
 /* The tensors of the round-trip test, every supported kind of shape. */
@@ -163,7 +92,7 @@ static void write_rt_file(const char *dir, char *path, size_t size) {
 
 START_TEST(test_round_trip) {
     char dir[64], path[128];
-    make_tmpdir(dir, sizeof dir);
+    tu_tmpdir(dir, sizeof dir, "st");
     write_rt_file(dir, path, sizeof path);
     vttt_st_tensor want[RT_N], got;
     rt_tensors(want);
@@ -195,21 +124,21 @@ START_TEST(test_round_trip) {
     vttt_st_close(&st);
     ck_assert_ptr_null(st);
     vttt_st_close(&st);   /* closing NULL is fine */
-    remove_tree(dir);
+    tu_rm_rf(dir);
 }
 END_TEST
 
 /* The writer's bytes: padded header, contiguous offsets, data in order. */
 START_TEST(test_writer_layout) {
     char dir[64], path[128];
-    make_tmpdir(dir, sizeof dir);
+    tu_tmpdir(dir, sizeof dir, "st");
     const float a[2] = {1, 2};
     const uint16_t b[1] = {0x3f80};
     vttt_st_tensor t[2] = {{"b", VTTT_ST_F32, 1, {2}, a, 8}, {"a", VTTT_ST_BF16, 1, {1}, b, 2}};
     snprintf(path, sizeof path, "%s/x.safetensors", dir);
     ck_assert_int_eq(vttt_st_write(path, t, 2, NULL, 0, NULL), VTTT_OK);
     size_t n;
-    unsigned char *p = read_bytes(path, &n);
+    unsigned char *p = tu_read_file(path, &n);
     const char *hdr = "{\"b\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]},"
                       "\"a\":{\"dtype\":\"BF16\",\"shape\":[1],\"data_offsets\":[8,10]}}";
     size_t hlen = (strlen(hdr) + 7) / 8 * 8;
@@ -228,8 +157,8 @@ START_TEST(test_writer_layout) {
     ck_assert_int_eq(vttt_st_open(&st, path, NULL), VTTT_OK);
     ck_assert_int_eq(vttt_st_count(st), 0);
     vttt_st_close(&st);
-    ck_assert_int_eq(count_entries(dir), 1);   /* no temporary file left */
-    remove_tree(dir);
+    ck_assert_int_eq(tu_count_entries(dir), 1);   /* no temporary file left */
+    tu_rm_rf(dir);
 }
 END_TEST
 
@@ -255,9 +184,9 @@ START_TEST(test_python_layout) {
     k += 6;
 
     char dir[64], path[128];
-    make_tmpdir(dir, sizeof dir);
+    tu_tmpdir(dir, sizeof dir, "st");
     snprintf(path, sizeof path, "%s/py.safetensors", dir);
-    write_bytes(path, buf, k);
+    tu_write_file(path, buf, k);
     vttt_st *st = NULL;
     ck_assert_int_eq(vttt_st_open(&st, path, NULL), VTTT_OK);
     ck_assert_int_eq(vttt_st_count(st), 2);
@@ -273,7 +202,7 @@ START_TEST(test_python_layout) {
     ck_assert_float_eq(got_b[1], -2.0f);
     ck_assert_float_eq(got_b[2], 3.140625f);
     vttt_st_close(&st);
-    remove_tree(dir);
+    tu_rm_rf(dir);
 }
 END_TEST
 
@@ -281,23 +210,23 @@ END_TEST
 
 START_TEST(test_reject_short_and_bad_lengths) {
     char dir[64], path[128];
-    make_tmpdir(dir, sizeof dir);
+    tu_tmpdir(dir, sizeof dir, "st");
     snprintf(path, sizeof path, "%s/f.safetensors", dir);
-    log_capture cap;
-    vttt_logger lg = capture_logger(&cap);
+    tu_log cap;
+    vttt_logger lg = tu_log_capture(&cap, VTTT_LOG_DEBUG, 0);
     vttt_st *st = NULL;
 
-    write_bytes(path, "\x02\0\0\0\0", 5);
+    tu_write_file(path, "\x02\0\0\0\0", 5);
     ck_assert_int_eq(vttt_st_open(&st, path, &lg), VTTT_EFORMAT);
-    ck_assert_ptr_nonnull(strstr(cap.last, "shorter than"));
+    ck_assert_ptr_nonnull(strstr(cap.text, "shorter than"));
 
     write_raw(path, 0, "{}      ", 0);
     ck_assert_int_eq(vttt_st_open(&st, path, &lg), VTTT_EFORMAT);
-    ck_assert_ptr_nonnull(strstr(cap.last, "header length is 0"));
+    ck_assert_ptr_nonnull(strstr(cap.text, "header length is 0"));
 
     write_raw(path, 200000000ull, "{}      ", 0);
     ck_assert_int_eq(vttt_st_open(&st, path, &lg), VTTT_EFORMAT);
-    ck_assert_ptr_nonnull(strstr(cap.last, "limit"));
+    ck_assert_ptr_nonnull(strstr(cap.text, "limit"));
 
     write_raw(path, UINT64_MAX, "{}      ", 0);
     ck_assert_int_eq(vttt_st_open(&st, path, &lg), VTTT_EFORMAT);
@@ -305,20 +234,20 @@ START_TEST(test_reject_short_and_bad_lengths) {
     char nul_hdr[8] = {'{', '}', '\0', ' ', ' ', ' ', ' ', ' '};   /* a NUL in the padding */
     unsigned char raw[16] = {8};
     memcpy(raw + 8, nul_hdr, 8);
-    write_bytes(path, raw, 16);
+    tu_write_file(path, raw, 16);
     ck_assert_int_eq(vttt_st_open(&st, path, &lg), VTTT_EFORMAT);
-    ck_assert_ptr_nonnull(strstr(cap.last, "after the header"));
+    ck_assert_ptr_nonnull(strstr(cap.text, "after the header"));
 
     write_raw(path, 9, "{}      ", 0);   /* one byte more than there is */
     ck_assert_int_eq(vttt_st_open(&st, path, &lg), VTTT_EFORMAT);
-    ck_assert_ptr_nonnull(strstr(cap.last, "truncated"));
+    ck_assert_ptr_nonnull(strstr(cap.text, "truncated"));
     ck_assert_ptr_null(st);
 
     snprintf(path, sizeof path, "%s/missing.safetensors", dir);
     ck_assert_int_eq(vttt_st_open(&st, path, &lg), VTTT_EIO);
-    ck_assert_ptr_nonnull(strstr(cap.last, "No such file"));
+    ck_assert_ptr_nonnull(strstr(cap.text, "No such file"));
     ck_assert_int_eq(vttt_st_open(&st, dir, &lg), VTTT_EIO);   /* a directory */
-    remove_tree(dir);
+    tu_rm_rf(dir);
 }
 END_TEST
 
@@ -396,14 +325,14 @@ END_TEST
  * down one byte at a time, longest first). */
 START_TEST(test_truncated_files) {
     char dir[64], path[128], cut[160];
-    make_tmpdir(dir, sizeof dir);
+    tu_tmpdir(dir, sizeof dir, "st");
     write_rt_file(dir, path, sizeof path);
     size_t n;
-    unsigned char *p = read_bytes(path, &n);
+    unsigned char *p = tu_read_file(path, &n);
     snprintf(cut, sizeof cut, "%s/cut.safetensors", dir);
-    write_bytes(cut, p, n);
-    log_capture cap;
-    vttt_logger lg = capture_logger(&cap);
+    tu_write_file(cut, p, n);
+    tu_log cap;
+    vttt_logger lg = tu_log_capture(&cap, VTTT_LOG_DEBUG, 0);
     for (size_t len = n; len-- > 0;) {
         ck_assert_int_eq(truncate(cut, (off_t)len), 0);
         vttt_st *st = NULL;
@@ -412,7 +341,7 @@ START_TEST(test_truncated_files) {
         ck_assert_ptr_null(st);
     }
     free(p);
-    remove_tree(dir);
+    tu_rm_rf(dir);
 }
 END_TEST
 
@@ -420,15 +349,15 @@ END_TEST
  * crashes; whatever opens must have self-consistent tensors. */
 START_TEST(test_corrupted_headers) {
     char dir[64], path[128];
-    make_tmpdir(dir, sizeof dir);
+    tu_tmpdir(dir, sizeof dir, "st");
     write_rt_file(dir, path, sizeof path);
     size_t n;
-    unsigned char *p = read_bytes(path, &n);
+    unsigned char *p = tu_read_file(path, &n);
     size_t hlen = p[0] | (size_t)p[1] << 8;
     int fd = open(path, O_WRONLY);
     ck_assert_int_ge(fd, 0);
-    log_capture cap;
-    vttt_logger lg = capture_logger(&cap);
+    tu_log cap;
+    vttt_logger lg = tu_log_capture(&cap, VTTT_LOG_DEBUG, 0);
     const char subst[] = {'"', '{', '}', ']', ',', '9', '-', '\0', '\\'};
     for (size_t i = 0; i < 8 + hlen; i++) {
         for (size_t s = 0; s < sizeof subst; s++) {
@@ -448,7 +377,7 @@ START_TEST(test_corrupted_headers) {
     }
     close(fd);
     free(p);
-    remove_tree(dir);
+    tu_rm_rf(dir);
 }
 END_TEST
 
@@ -456,35 +385,35 @@ END_TEST
 
 START_TEST(test_read_shape_checks) {
     char dir[64], path[128];
-    make_tmpdir(dir, sizeof dir);
+    tu_tmpdir(dir, sizeof dir, "st");
     write_rt_file(dir, path, sizeof path);
-    log_capture cap;
-    vttt_logger lg = capture_logger(&cap);
+    tu_log cap;
+    vttt_logger lg = tu_log_capture(&cap, VTTT_LOG_DEBUG, 0);
     vttt_st *st = NULL;
     ck_assert_int_eq(vttt_st_open(&st, path, &lg), VTTT_OK);
     float buf[16];
     ck_assert_int_eq(vttt_st_read_f32(st, "model.w", buf, 2, (const int64_t[]){3, 2}), VTTT_EINVAL);
-    ck_assert_ptr_nonnull(strstr(cap.last, "'model.w'"));
-    ck_assert_ptr_nonnull(strstr(cap.last, "[2, 3]"));
-    ck_assert_ptr_nonnull(strstr(cap.last, "[3, 2]"));
-    ck_assert_ptr_nonnull(strstr(cap.last, path));
+    ck_assert_ptr_nonnull(strstr(cap.text, "'model.w'"));
+    ck_assert_ptr_nonnull(strstr(cap.text, "[2, 3]"));
+    ck_assert_ptr_nonnull(strstr(cap.text, "[3, 2]"));
+    ck_assert_ptr_nonnull(strstr(cap.text, path));
     ck_assert_int_eq(vttt_st_read_f32(st, "model.w", buf, 1, (const int64_t[]){6}), VTTT_EINVAL);
     ck_assert_int_eq(vttt_st_read_f32(st, "model.w", buf, 3, (const int64_t[]){2, 3, 1}), VTTT_EINVAL);
     ck_assert_int_eq(vttt_st_read_f32(st, "scalar", buf, 1, (const int64_t[]){1}), VTTT_EINVAL);
     ck_assert_int_eq(vttt_st_read_f32(st, "i32", buf, 1, (const int64_t[]){2}), VTTT_EINVAL);
-    ck_assert_ptr_nonnull(strstr(cap.last, "I32"));
+    ck_assert_ptr_nonnull(strstr(cap.text, "I32"));
     ck_assert_int_eq(vttt_st_read_f32(st, "nope", buf, 1, (const int64_t[]){2}), VTTT_EINVAL);
-    ck_assert_ptr_nonnull(strstr(cap.last, "'nope'"));
+    ck_assert_ptr_nonnull(strstr(cap.text, "'nope'"));
     vttt_st_tensor t;
     ck_assert_int_eq(vttt_st_find(st, "nope", &t), VTTT_EINVAL);
     vttt_st_close(&st);
-    remove_tree(dir);
+    tu_rm_rf(dir);
 }
 END_TEST
 
 START_TEST(test_half_conversions) {
     char dir[64], path[128];
-    make_tmpdir(dir, sizeof dir);
+    tu_tmpdir(dir, sizeof dir, "st");
     const uint16_t h[] = {0x3c00, 0xc000, 0x7bff, 0x0001, 0x03ff, 0x0400, 0x7c00, 0xfc00, 0x8000, 0x3555, 0x7e00};
     const float hf[] = {1.0f, -2.0f, 65504.0f, 5.9604644775390625e-8f, 6.0975551605224609375e-5f,
                         6.103515625e-5f, INFINITY, -INFINITY, -0.0f, 0.333251953125f, NAN};
@@ -513,7 +442,7 @@ START_TEST(test_half_conversions) {
     ck_assert_int_eq(vttt_st_read_f32(st, "d", out, 1, (const int64_t[]){ND}), VTTT_OK);
     for (int i = 0; i < ND; i++) ck_assert_float_eq(out[i], (float)d[i]);
     vttt_st_close(&st);
-    remove_tree(dir);
+    tu_rm_rf(dir);
 }
 END_TEST
 
@@ -527,12 +456,12 @@ static unsigned char *write_old(const char *dir, char *path, size_t size, size_t
     vttt_st_tensor t = {"w", VTTT_ST_F32, 1, {2}, aw_old, sizeof aw_old};
     snprintf(path, size, "%s/m.safetensors", dir);
     ck_assert_int_eq(vttt_st_write(path, &t, 1, NULL, 0, NULL), VTTT_OK);
-    return read_bytes(path, n);
+    return tu_read_file(path, n);
 }
 
 static void assert_unchanged(const char *path, const unsigned char *old, size_t n_old) {
     size_t n;
-    unsigned char *now = read_bytes(path, &n);
+    unsigned char *now = tu_read_file(path, &n);
     ck_assert_uint_eq(n, n_old);
     ck_assert_mem_eq(now, old, n);
     free(now);
@@ -540,15 +469,15 @@ static void assert_unchanged(const char *path, const unsigned char *old, size_t 
 
 START_TEST(test_write_bad_targets) {
     char dir[64], path[160];
-    make_tmpdir(dir, sizeof dir);
-    log_capture cap;
-    vttt_logger lg = capture_logger(&cap);
+    tu_tmpdir(dir, sizeof dir, "st");
+    tu_log cap;
+    vttt_logger lg = tu_log_capture(&cap, VTTT_LOG_DEBUG, 0);
     vttt_st_tensor t = {"w", VTTT_ST_F32, 1, {64}, aw_new, sizeof aw_new};
 
     snprintf(path, sizeof path, "%s/no/such/dir/m.safetensors", dir);
     ck_assert_int_eq(vttt_st_write(path, &t, 1, NULL, 0, &lg), VTTT_EIO);
-    ck_assert_ptr_nonnull(strstr(cap.last, "No such file"));
-    ck_assert_int_eq(count_entries(dir), 0);
+    ck_assert_ptr_nonnull(strstr(cap.text, "No such file"));
+    ck_assert_int_eq(tu_count_entries(dir), 0);
 
     /* The target is a directory: the rename fails, the directory stays, no
      * temporary file is left beside it. */
@@ -556,13 +485,13 @@ START_TEST(test_write_bad_targets) {
     ck_assert_int_eq(mkdir(path, 0755), 0);
     char inner[200];
     snprintf(inner, sizeof inner, "%s/keep", path);
-    write_bytes(inner, "x", 1);
+    tu_write_file(inner, "x", 1);
     ck_assert_int_eq(vttt_st_write(path, &t, 1, NULL, 0, &lg), VTTT_EIO);
-    ck_assert_ptr_nonnull(strstr(cap.last, "rename"));
+    ck_assert_ptr_nonnull(strstr(cap.text, "rename"));
     struct stat sb;
     ck_assert_int_eq(stat(inner, &sb), 0);
-    ck_assert_int_eq(count_entries(dir), 1);
-    remove_tree(dir);
+    ck_assert_int_eq(tu_count_entries(dir), 1);
+    tu_rm_rf(dir);
 }
 END_TEST
 
@@ -570,7 +499,7 @@ END_TEST
  * was and removes its temporary file. */
 START_TEST(test_write_failure_keeps_old_file) {
     char dir[64], path[128];
-    make_tmpdir(dir, sizeof dir);
+    tu_tmpdir(dir, sizeof dir, "st");
     size_t n_old;
     unsigned char *old = write_old(dir, path, sizeof path, &n_old);
 
@@ -579,8 +508,8 @@ START_TEST(test_write_failure_keeps_old_file) {
     lim = saved;
     lim.rlim_cur = 100;   /* bytes; the new file is ~330 */
     signal(SIGXFSZ, SIG_IGN);
-    log_capture cap;
-    vttt_logger lg = capture_logger(&cap);
+    tu_log cap;
+    vttt_logger lg = tu_log_capture(&cap, VTTT_LOG_DEBUG, 0);
     vttt_st_tensor t = {"w", VTTT_ST_F32, 1, {64}, aw_new, sizeof aw_new};
     /* No ck_assert while the limit holds: Check writes its own files. */
     int rc = setrlimit(RLIMIT_FSIZE, &lim);
@@ -588,14 +517,14 @@ START_TEST(test_write_failure_keeps_old_file) {
     ck_assert_int_eq(setrlimit(RLIMIT_FSIZE, &saved), 0);
     ck_assert_int_eq(rc, 0);
     ck_assert_int_eq(err, VTTT_EIO);
-    ck_assert_ptr_nonnull(strstr(cap.last, "write failed"));
+    ck_assert_ptr_nonnull(strstr(cap.text, "write failed"));
     assert_unchanged(path, old, n_old);
-    ck_assert_int_eq(count_entries(dir), 1);
+    ck_assert_int_eq(tu_count_entries(dir), 1);
 
     /* Invalid requests touch nothing either. */
     vttt_st_tensor dup[2] = {t, t};
     ck_assert_int_eq(vttt_st_write(path, dup, 2, NULL, 0, &lg), VTTT_EINVAL);
-    ck_assert_ptr_nonnull(strstr(cap.last, "appears twice"));
+    ck_assert_ptr_nonnull(strstr(cap.text, "appears twice"));
     t.nbytes -= 4;
     ck_assert_int_eq(vttt_st_write(path, &t, 1, NULL, 0, &lg), VTTT_EINVAL);
     t.nbytes += 4;
@@ -605,7 +534,7 @@ START_TEST(test_write_failure_keeps_old_file) {
     t.dtype = VTTT_ST_F32;
     ck_assert_int_eq(vttt_st_write(path, &t, 1, meta, 2, &lg), VTTT_EINVAL);
     assert_unchanged(path, old, n_old);
-    ck_assert_int_eq(count_entries(dir), 1);
+    ck_assert_int_eq(tu_count_entries(dir), 1);
 
     /* A good write replaces it. */
     ck_assert_int_eq(vttt_st_write(path, &t, 1, meta, 1, &lg), VTTT_OK);
@@ -614,12 +543,11 @@ START_TEST(test_write_failure_keeps_old_file) {
     ck_assert_int_eq(vttt_st_read_f32(st, "w", (float[64]){0}, 1, (const int64_t[]){64}), VTTT_OK);
     vttt_st_close(&st);
     free(old);
-    remove_tree(dir);
+    tu_rm_rf(dir);
 }
 END_TEST
 
-static Suite *safetensors_suite(void) {
-    Suite *s = suite_create("safetensors");
+int main(void) {
     TCase *tc = tcase_create("core");
     tcase_add_test(tc, test_round_trip);
     tcase_add_test(tc, test_writer_layout);
@@ -634,14 +562,5 @@ static Suite *safetensors_suite(void) {
     tcase_add_test(tc, test_half_conversions);
     tcase_add_test(tc, test_write_bad_targets);
     tcase_add_test(tc, test_write_failure_keeps_old_file);
-    suite_add_tcase(s, tc);
-    return s;
-}
-
-int main(void) {
-    SRunner *sr = srunner_create(safetensors_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return tu_run("safetensors", tc, CK_FORK_GETENV);
 }

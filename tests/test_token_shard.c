@@ -3,7 +3,6 @@
 #define _POSIX_C_SOURCE 200809L
 
 #include <check.h>
-#include <dirent.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,62 +10,6 @@
 
 #include "ingest.h"
 #include "testutil.h"
-
-typedef struct {
-    char last[4096];
-    int count;
-} log_capture;
-
-static void capture_fn(void *user, int level, const char *msg) {
-    log_capture *c = user;
-    size_t n = strlen(c->last);
-    (void)level;
-    snprintf(c->last + n, sizeof c->last - n, "%s\n", msg);
-    c->count++;
-}
-
-static vttt_logger capture_logger(log_capture *c) {
-    memset(c, 0, sizeof *c);
-    vttt_logger lg = {capture_fn, c, VTTT_LOG_DEBUG};
-    return lg;
-}
-
-static void make_tmpdir(char *dir, size_t size) {
-    snprintf(dir, size, "/tmp/vttt_shard_XXXXXX");
-    ck_assert_ptr_nonnull(mkdtemp(dir));
-}
-
-static void remove_dir(const char *dir) {
-    DIR *d = opendir(dir);
-    if (!d) return;
-    struct dirent *e;
-    char p[1024];
-    while ((e = readdir(d)))
-        if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..")) {
-            snprintf(p, sizeof p, "%s/%s", dir, e->d_name);
-            unlink(p);
-        }
-    closedir(d);
-    rmdir(dir);
-}
-
-static int count_entries(const char *dir) {
-    DIR *d = opendir(dir);
-    ck_assert_ptr_nonnull(d);
-    int n = 0;
-    struct dirent *e;
-    while ((e = readdir(d)))
-        if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..")) n++;
-    closedir(d);
-    return n;
-}
-
-static void write_bytes(const char *path, const void *p, size_t n) {
-    FILE *f = fopen(path, "wb");
-    ck_assert_ptr_nonnull(f);
-    ck_assert_uint_eq(fwrite(p, 1, n, f), n);
-    ck_assert_int_eq(fclose(f), 0);
-}
 
 /* An llm.c-style file made by hand: header ints h0, h1, h2, then nbytes of
  * token data taken from data. */
@@ -76,32 +19,32 @@ static void write_llmc(const char *path, int32_t h0, int32_t h1, int32_t h2, con
     for (int i = 0; i < 3; i++)
         for (int b = 0; b < 4; b++) buf[4 * i + b] = (uint8_t)((uint32_t)h[i] >> (8 * b));
     if (nbytes) memcpy(buf + 1024, data, nbytes);
-    write_bytes(path, buf, 1024 + nbytes);
+    tu_write_file(path, buf, 1024 + nbytes);
     free(buf);
 }
 
 /* Opening must give want; a failure must log a message naming the file
  * and containing needle. */
 static void expect_reject(const char *path, int want, const char *needle) {
-    log_capture cap;
-    vttt_logger lg = capture_logger(&cap);
+    tu_log cap;
+    vttt_logger lg = tu_log_capture(&cap, VTTT_LOG_DEBUG, 1);
     vttt_token_shard *s = (vttt_token_shard *)&cap;
     int err = vttt_token_shard_open(&s, path, &lg);
-    ck_assert_msg(err == want, "got %d, want %d; log: %s", err, want, cap.last);
+    ck_assert_msg(err == want, "got %d, want %d; log: %s", err, want, cap.text);
     if (want == VTTT_OK) {
         vttt_token_shard_close(&s);
         return;
     }
     ck_assert_ptr_null(s);
-    ck_assert_msg(strstr(cap.last, path) != NULL, "message does not name the file: %s", cap.last);
-    ck_assert_msg(strstr(cap.last, needle) != NULL, "message lacks '%s': %s", needle, cap.last);
+    ck_assert_msg(strstr(cap.text, path) != NULL, "message does not name the file: %s", cap.text);
+    ck_assert_msg(strstr(cap.text, needle) != NULL, "message lacks '%s': %s", needle, cap.text);
 }
 
 /* ---- round trips -------------------------------------------------------- */
 
 static void round_trip(int token_size, int32_t max_id) {
     char dir[64], path[128];
-    make_tmpdir(dir, sizeof dir);
+    tu_tmpdir(dir, sizeof dir, "shard");
     snprintf(path, sizeof path, "%s/train_000000.bin", dir);
     enum { N = 100003 };
     int32_t *ids = malloc(N * sizeof *ids), *back = malloc(N * sizeof *back);
@@ -123,7 +66,7 @@ static void round_trip(int token_size, int32_t max_id) {
     ck_assert_int_eq(vttt_token_shard_writer_count(w), N);
     ck_assert_int_eq(vttt_token_shard_writer_close(&w), 0);
     ck_assert_ptr_null(w);
-    ck_assert_int_eq(count_entries(dir), 1);   /* no temporary file left */
+    ck_assert_int_eq(tu_count_entries(dir), 1);   /* no temporary file left */
 
     vttt_token_shard *s;
     ck_assert_int_eq(vttt_token_shard_open(&s, path, NULL), 0);
@@ -135,14 +78,14 @@ static void round_trip(int token_size, int32_t max_id) {
     ck_assert_int_eq(vttt_token_shard_read(s, 777, 5, back), 0);
     ck_assert(!memcmp(ids + 777, back, 5 * sizeof *ids));
     ck_assert_int_eq(vttt_token_shard_read(s, N, 0, back), 0);
-    log_capture cap;
-    vttt_logger lg = capture_logger(&cap);
+    tu_log cap;
+    vttt_logger lg = tu_log_capture(&cap, VTTT_LOG_DEBUG, 1);
     vttt_token_shard_close(&s);
     ck_assert_int_eq(vttt_token_shard_open(&s, path, &lg), 0);
     ck_assert_int_eq(vttt_token_shard_read(s, N - 2, 3, back), VTTT_EINVAL);
     ck_assert_int_eq(vttt_token_shard_read(s, -1, 1, back), VTTT_EINVAL);
     ck_assert_int_eq(vttt_token_shard_read(s, 0, -1, back), VTTT_EINVAL);
-    ck_assert_ptr_nonnull(strstr(cap.last, "holds 100003"));
+    ck_assert_ptr_nonnull(strstr(cap.text, "holds 100003"));
     vttt_token_shard_close(&s);
 
     /* the header is llm.c's */
@@ -156,7 +99,7 @@ static void round_trip(int token_size, int32_t max_id) {
     for (int i = 3; i < 256; i++) ck_assert_int_eq(hdr[i], 0);
     free(ids);
     free(back);
-    remove_dir(dir);
+    tu_rm_rf(dir);
 }
 
 START_TEST(test_round_trip_u16) { round_trip(2, 65535); }
@@ -167,7 +110,7 @@ END_TEST
 
 START_TEST(test_empty_shard_and_one_call_writer) {
     char dir[64], path[128];
-    make_tmpdir(dir, sizeof dir);
+    tu_tmpdir(dir, sizeof dir, "shard");
     snprintf(path, sizeof path, "%s/val_000000.bin", dir);
     ck_assert_int_eq(vttt_token_shard_write(path, NULL, 0, 2, NULL), 0);
     vttt_token_shard *s;
@@ -183,31 +126,31 @@ START_TEST(test_empty_shard_and_one_call_writer) {
     ck_assert_int_eq(vttt_token_size_for_vocab(50257), 2);
     ck_assert_int_eq(vttt_token_size_for_vocab(65536), 2);
     ck_assert_int_eq(vttt_token_size_for_vocab(65537), 4);
-    remove_dir(dir);
+    tu_rm_rf(dir);
 }
 END_TEST
 
 /* Ids that do not fit are refused; an aborted writer leaves nothing. */
 START_TEST(test_writer_rejects) {
     char dir[64], path[128];
-    make_tmpdir(dir, sizeof dir);
+    tu_tmpdir(dir, sizeof dir, "shard");
     snprintf(path, sizeof path, "%s/x.bin", dir);
-    log_capture cap;
-    vttt_logger lg = capture_logger(&cap);
+    tu_log cap;
+    vttt_logger lg = tu_log_capture(&cap, VTTT_LOG_DEBUG, 1);
     vttt_token_shard_writer *w;
     const int32_t big[] = {1, 65536}, neg[] = {-1};
     ck_assert_int_eq(vttt_token_shard_writer_open(&w, path, 3, &lg), VTTT_EINVAL);
     ck_assert_ptr_null(w);
     ck_assert_int_eq(vttt_token_shard_writer_open(&w, path, 2, &lg), 0);
     ck_assert_int_eq(vttt_token_shard_writer_append(w, big, 2), VTTT_EINVAL);
-    ck_assert_ptr_nonnull(strstr(cap.last, "65536"));
+    ck_assert_ptr_nonnull(strstr(cap.text, "65536"));
     vttt_token_shard_writer_abort(&w);
     ck_assert_ptr_null(w);
-    ck_assert_int_eq(count_entries(dir), 0);
+    ck_assert_int_eq(tu_count_entries(dir), 0);
     ck_assert_int_eq(vttt_token_shard_write(path, neg, 1, 4, &lg), VTTT_EINVAL);
-    ck_assert_int_eq(count_entries(dir), 0);
+    ck_assert_int_eq(tu_count_entries(dir), 0);
     ck_assert_int_eq(vttt_token_shard_write("/nonexistent/dir/x.bin", big, 1, 2, &lg), VTTT_EIO);
-    remove_dir(dir);
+    tu_rm_rf(dir);
 }
 END_TEST
 
@@ -217,7 +160,7 @@ END_TEST
  * zeros, then uint16 little-endian tokens (50256 = <|endoftext|>). */
 START_TEST(test_reads_llmc_gpt2_shard) {
     char dir[64], path[128];
-    make_tmpdir(dir, sizeof dir);
+    tu_tmpdir(dir, sizeof dir, "shard");
     snprintf(path, sizeof path, "%s/fineweb_val_000000.bin", dir);
     const uint8_t toks[] = {0x50, 0xc4, 0x64, 0x00, 0xff, 0xff, 0x00, 0x00, 0x34, 0x12};   /* 50256 100 65535 0 0x1234 */
     write_llmc(path, 20240520, 1, 5, toks, sizeof toks);
@@ -243,13 +186,13 @@ START_TEST(test_reads_llmc_gpt2_shard) {
     /* an id past int32 is refused when read */
     const uint8_t t_big[] = {0x00, 0x00, 0x00, 0x80};
     write_llmc(path, 20240801, 7, 1, t_big, sizeof t_big);
-    log_capture cap;
-    vttt_logger lg = capture_logger(&cap);
+    tu_log cap;
+    vttt_logger lg = tu_log_capture(&cap, VTTT_LOG_DEBUG, 1);
     ck_assert_int_eq(vttt_token_shard_open(&s, path, &lg), 0);
     ck_assert_int_eq(vttt_token_shard_read(s, 0, 1, out), VTTT_EFORMAT);
-    ck_assert_ptr_nonnull(strstr(cap.last, "2147483648"));
+    ck_assert_ptr_nonnull(strstr(cap.text, "2147483648"));
     vttt_token_shard_close(&s);
-    remove_dir(dir);
+    tu_rm_rf(dir);
 }
 END_TEST
 
@@ -257,7 +200,7 @@ END_TEST
 
 START_TEST(test_rejects_malformed) {
     char dir[64], path[128];
-    make_tmpdir(dir, sizeof dir);
+    tu_tmpdir(dir, sizeof dir, "shard");
     snprintf(path, sizeof path, "%s/bad.bin", dir);
     uint8_t data[64] = {0};
     write_llmc(path, 20240520, 1, 10, data, 20);
@@ -278,21 +221,21 @@ START_TEST(test_rejects_malformed) {
     expect_reject(path, VTTT_EFORMAT, "version 2");
     write_llmc(path, 20240520, 1, -4, data, 20);
     expect_reject(path, VTTT_EFORMAT, "negative");
-    write_bytes(path, data, 0);
+    tu_write_file(path, data, 0);
     expect_reject(path, VTTT_EFORMAT, "shorter than the 1024-byte header");
-    write_bytes(path, data, 12);
+    tu_write_file(path, data, 12);
     expect_reject(path, VTTT_EFORMAT, "shorter than the 1024-byte header");
     snprintf(path, sizeof path, "%s/missing.bin", dir);
     expect_reject(path, VTTT_EIO, "cannot open");
     expect_reject(dir, VTTT_EIO, "not a regular file");
-    remove_dir(dir);
+    tu_rm_rf(dir);
 }
 END_TEST
 
 /* A real shard cut at every length is rejected, never read short. */
 START_TEST(test_rejects_every_truncation) {
     char dir[64], path[128], cut[128];
-    make_tmpdir(dir, sizeof dir);
+    tu_tmpdir(dir, sizeof dir, "shard");
     snprintf(path, sizeof path, "%s/full.bin", dir);
     snprintf(cut, sizeof cut, "%s/cut.bin", dir);
     int32_t ids[300];
@@ -302,20 +245,19 @@ START_TEST(test_rejects_every_truncation) {
     uint8_t buf[1024 + 1200];
     ck_assert_uint_eq(fread(buf, 1, sizeof buf, f), sizeof buf);
     fclose(f);
-    log_capture cap;
-    vttt_logger lg = capture_logger(&cap);
+    tu_log cap;
+    vttt_logger lg = tu_log_capture(&cap, VTTT_LOG_DEBUG, 1);
     for (size_t n = 0; n < sizeof buf; n += (n > 1000 ? 1 : 37)) {
-        write_bytes(cut, buf, n);
+        tu_write_file(cut, buf, n);
         vttt_token_shard *s;
         ck_assert_msg(vttt_token_shard_open(&s, cut, &lg) == VTTT_EFORMAT, "cut at %zu accepted", n);
         ck_assert_ptr_null(s);
     }
-    remove_dir(dir);
+    tu_rm_rf(dir);
 }
 END_TEST
 
-static Suite *shard_suite(void) {
-    Suite *s = suite_create("token_shard");
+int main(void) {
     TCase *tc = tcase_create("core");
     tcase_add_test(tc, test_round_trip_u16);
     tcase_add_test(tc, test_round_trip_u32);
@@ -324,14 +266,5 @@ static Suite *shard_suite(void) {
     tcase_add_test(tc, test_reads_llmc_gpt2_shard);
     tcase_add_test(tc, test_rejects_malformed);
     tcase_add_test(tc, test_rejects_every_truncation);
-    suite_add_tcase(s, tc);
-    return s;
-}
-
-int main(void) {
-    SRunner *sr = srunner_create(shard_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return tu_run("token_shard", tc, CK_FORK_GETENV);
 }

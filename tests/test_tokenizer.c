@@ -15,26 +15,6 @@
 
 /* ---- helpers ------------------------------------------------------------ */
 
-/* Keeps every logged message, one per line, so tests can check what was said. */
-typedef struct {
-    char last[4096];
-    int count;
-} log_capture;
-
-static void capture_fn(void *user, int level, const char *msg) {
-    log_capture *c = user;
-    size_t n = strlen(c->last);
-    (void)level;
-    snprintf(c->last + n, sizeof c->last - n, "%s\n", msg);
-    c->count++;
-}
-
-static vttt_logger capture_logger(log_capture *c) {
-    memset(c, 0, sizeof *c);
-    vttt_logger lg = {capture_fn, c, VTTT_LOG_DEBUG};
-    return lg;
-}
-
 static uint32_t rand_u32(tu_rng *r) { return (uint32_t)(tu_uniform(r) * 16777216.0f) ^ (uint32_t)(tu_uniform(r) * 256.0f) << 24; }
 
 /* English-like text: words from a few syllables, spaces, punctuation, newlines. */
@@ -64,26 +44,6 @@ static vttt_bpe *train_on(const void *text, size_t n, int vocab) {
     ck_assert_int_eq(vttt_bpe_trainer_train(t, &p, &b), 0);
     vttt_bpe_trainer_free(&t);
     return b;
-}
-
-static unsigned char *read_bytes(const char *path, size_t *n) {
-    FILE *f = fopen(path, "rb");
-    ck_assert_ptr_nonnull(f);
-    fseek(f, 0, SEEK_END);
-    long len = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    unsigned char *p = malloc((size_t)len + 1);
-    ck_assert_uint_eq(fread(p, 1, (size_t)len, f), (size_t)len);
-    fclose(f);
-    *n = (size_t)len;
-    return p;
-}
-
-static void write_bytes(const char *path, const void *p, size_t n) {
-    FILE *f = fopen(path, "wb");
-    ck_assert_ptr_nonnull(f);
-    ck_assert_uint_eq(fwrite(p, 1, n, f), n);
-    ck_assert_int_eq(fclose(f), 0);
 }
 
 static void tmp_path(char *out, size_t size, const char *name) {
@@ -210,8 +170,8 @@ START_TEST(test_first_merges) {
     ck_assert_int_eq(vttt_bpe_num_merges(b), 2);
     vttt_bpe_free(&b);
     vttt_bpe_trainer *t;
-    log_capture cap;
-    vttt_logger lg = capture_logger(&cap);
+    tu_log cap;
+    vttt_logger lg = tu_log_capture(&cap, VTTT_LOG_DEBUG, 1);
     ck_assert_int_eq(vttt_bpe_trainer_init(&t, &lg), 0);
     ck_assert_int_eq(vttt_bpe_trainer_feed(t, text, k), 0);
     vttt_bpe_train_params p = vttt_bpe_train_default_params(1000);
@@ -222,7 +182,7 @@ START_TEST(test_first_merges) {
     p.vocab_size = 256;
     ck_assert_int_eq(vttt_bpe_trainer_train(t, &p, &b), VTTT_EINVAL);
     ck_assert_ptr_null(b);
-    ck_assert_ptr_nonnull(strstr(cap.last, "vocab size 256"));
+    ck_assert_ptr_nonnull(strstr(cap.text, "vocab size 256"));
     vttt_bpe_trainer_free(&t);
 }
 END_TEST
@@ -279,7 +239,7 @@ START_TEST(test_deterministic_and_file_round_trip) {
     ck_assert_int_eq(vttt_bpe_save(b1, p1, NULL), 0);
     ck_assert_int_eq(vttt_bpe_save(b2, p2, NULL), 0);
     size_t n1, n2;
-    unsigned char *f1 = read_bytes(p1, &n1), *f2 = read_bytes(p2, &n2);
+    unsigned char *f1 = tu_read_file(p1, &n1), *f2 = tu_read_file(p2, &n2);
     ck_assert_uint_eq(n1, n2);
     ck_assert(!memcmp(f1, f2, n1));
     ck_assert(!memcmp(f1, "vttt-bpe 1\n", 11));
@@ -463,21 +423,21 @@ END_TEST
 /* ---- invalid tokenizers ------------------------------------------------- */
 
 START_TEST(test_from_merges_rejects) {
-    log_capture cap;
-    vttt_logger lg = capture_logger(&cap);
+    tu_log cap;
+    vttt_logger lg = tu_log_capture(&cap, VTTT_LOG_DEBUG, 1);
     vttt_bpe *b;
     const int32_t future[] = {'a', 'b', 256, 258};
     ck_assert_int_eq(vttt_bpe_from_merges(&b, future, 2, &lg), VTTT_EFORMAT);
     ck_assert_ptr_null(b);
-    ck_assert_ptr_nonnull(strstr(cap.last, "only ids below 257"));
+    ck_assert_ptr_nonnull(strstr(cap.text, "only ids below 257"));
     const int32_t dup[] = {'a', 'b', 'c', 'd', 'a', 'b'};
     ck_assert_int_eq(vttt_bpe_from_merges(&b, dup, 3, &lg), VTTT_EFORMAT);
-    ck_assert_ptr_nonnull(strstr(cap.last, "repeats"));
+    ck_assert_ptr_nonnull(strstr(cap.text, "repeats"));
     int32_t *grow = malloc(16 * sizeof *grow);   /* a, aa, aaaa, ... 256 bytes > one piece */
     grow[0] = grow[1] = 'a';
     for (int i = 1; i < 8; i++) grow[2 * i] = grow[2 * i + 1] = 256 + i - 1;
     ck_assert_int_eq(vttt_bpe_from_merges(&b, grow, 8, &lg), VTTT_EFORMAT);
-    ck_assert_ptr_nonnull(strstr(cap.last, "longer than"));
+    ck_assert_ptr_nonnull(strstr(cap.text, "longer than"));
     ck_assert_int_eq(vttt_bpe_from_merges(&b, grow, 7, &lg), 0);
     vttt_bpe_free(&b);
     free(grow);
@@ -497,16 +457,16 @@ static void expect_load(const char *path, const char *body, int with_checksum, i
     char *file = malloc(strlen(body) + 64);
     size_t n = (size_t)sprintf(file, "%s", body);
     if (with_checksum) n += (size_t)sprintf(file + n, "checksum %016llx\n", (unsigned long long)fnv(file, n));
-    write_bytes(path, file, n);
-    log_capture cap;
-    vttt_logger lg = capture_logger(&cap);
+    tu_write_file(path, file, n);
+    tu_log cap;
+    vttt_logger lg = tu_log_capture(&cap, VTTT_LOG_DEBUG, 1);
     vttt_bpe *b = (vttt_bpe *)&cap;
     int err = vttt_bpe_load(&b, path, &lg);
-    ck_assert_msg(err == want, "got %d, want %d for:\n%s\nlog: %s", err, want, body, cap.last);
+    ck_assert_msg(err == want, "got %d, want %d for:\n%s\nlog: %s", err, want, body, cap.text);
     if (want) {
         ck_assert_ptr_null(b);
-        ck_assert_msg(strstr(cap.last, needle) != NULL, "message lacks '%s': %s", needle, cap.last);
-        ck_assert_msg(strstr(cap.last, path) != NULL, "message does not name the file: %s", cap.last);
+        ck_assert_msg(strstr(cap.text, needle) != NULL, "message lacks '%s': %s", needle, cap.text);
+        ck_assert_msg(strstr(cap.text, path) != NULL, "message does not name the file: %s", cap.text);
     }
     vttt_bpe_free(&b);
     free(file);
@@ -533,11 +493,11 @@ START_TEST(test_load_rejects_bad_files) {
     expect_load(path, HDR("259", "2", "258") "97 98 \n256 99\n", 1, VTTT_EFORMAT, "expected a merge");
     expect_load(path, "vttt-bpe 1\npretokenizer vttt-bytes-v1 128\nvocab_size x\n", 1, VTTT_EFORMAT, "vocab_size");
     unlink(path);
-    log_capture cap;
-    vttt_logger lg = capture_logger(&cap);
+    tu_log cap;
+    vttt_logger lg = tu_log_capture(&cap, VTTT_LOG_DEBUG, 1);
     vttt_bpe *b;
     ck_assert_int_eq(vttt_bpe_load(&b, "/nonexistent/dir/tok.bpe", &lg), VTTT_EIO);
-    ck_assert_ptr_nonnull(strstr(cap.last, "/nonexistent/dir/tok.bpe"));
+    ck_assert_ptr_nonnull(strstr(cap.text, "/nonexistent/dir/tok.bpe"));
 }
 END_TEST
 
@@ -551,23 +511,23 @@ START_TEST(test_load_rejects_truncation_and_corruption) {
     tmp_path(bad, sizeof bad, "corrupt.bpe");
     ck_assert_int_eq(vttt_bpe_save(b, path, NULL), 0);
     size_t n;
-    unsigned char *file = read_bytes(path, &n);
-    log_capture cap;
-    vttt_logger lg = capture_logger(&cap);
+    unsigned char *file = tu_read_file(path, &n);
+    tu_log cap;
+    vttt_logger lg = tu_log_capture(&cap, VTTT_LOG_DEBUG, 1);
     vttt_bpe *x;
     for (size_t cut = 0; cut < n; cut += (cut < 64 || cut > n - 64) ? 1 : 97) {
-        write_bytes(bad, file, cut);
+        tu_write_file(bad, file, cut);
         ck_assert_msg(vttt_bpe_load(&x, bad, &lg) == VTTT_EFORMAT, "truncated at %zu of %zu accepted", cut, n);
         ck_assert_ptr_null(x);
     }
     for (size_t at = 0; at < n; at += 13) {
         unsigned char saved = file[at];
         file[at] = (unsigned char)(saved == '7' ? '8' : '7');
-        write_bytes(bad, file, n);
+        tu_write_file(bad, file, n);
         ck_assert_msg(vttt_bpe_load(&x, bad, &lg) == VTTT_EFORMAT, "byte %zu changed, accepted", at);
         file[at] = saved;
     }
-    write_bytes(bad, file, n);
+    tu_write_file(bad, file, n);
     ck_assert_int_eq(vttt_bpe_load(&x, bad, &lg), 0);
     vttt_bpe_free(&x);
     unlink(path);
@@ -578,8 +538,7 @@ START_TEST(test_load_rejects_truncation_and_corruption) {
 }
 END_TEST
 
-static Suite *tokenizer_suite(void) {
-    Suite *s = suite_create("tokenizer");
+int main(void) {
     TCase *tc = tcase_create("core");
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, test_pieces);
@@ -594,14 +553,5 @@ static Suite *tokenizer_suite(void) {
     tcase_add_test(tc, test_from_merges_rejects);
     tcase_add_test(tc, test_load_rejects_bad_files);
     tcase_add_test(tc, test_load_rejects_truncation_and_corruption);
-    suite_add_tcase(s, tc);
-    return s;
-}
-
-int main(void) {
-    SRunner *sr = srunner_create(tokenizer_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return tu_run("tokenizer", tc, CK_FORK_GETENV);
 }

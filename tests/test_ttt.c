@@ -38,28 +38,10 @@ static vttt_layer *make_layer(const layer_case *c, uint64_t seed) {
     cfg.use_gate = c->use_gate;
     vttt_layer *l = NULL;
     ck_assert_int_eq(vttt_layer_init(&l, &cfg, NULL), VTTT_OK);
-    tu_rng r;
-    tu_seed(&r, seed);
-    vttt_param_info info[32];
-    int n = vttt_layer_param_list(l, 0, info, 32);
-    for (int i = 0; i < n; i++) {
-        const char *nm = info[i].name;
-        float scale = strstr(nm, "proj") ? 0.3f / sqrtf((float)c->D) : 0.1f;
-        if (!strcmp(nm, "W1") || !strcmp(nm, "W2")) scale = 0.15f;
-        if (!strcmp(nm, "learnable_ttt_lr_bias")) scale = 0.5f;
-        tu_fill_normal(&r, info[i].data, (size_t)info[i].numel, scale);
-        if (strstr(nm, "norm_weight") || !strcmp(nm, "post_norm.weight"))
-            for (int64_t j = 0; j < info[i].numel; j++) info[i].data[j] += 1.0f;
-        if (!strcmp(nm, "learnable_token_idx"))
-            for (int64_t j = 0; j < info[i].numel; j++) info[i].data[j] *= 0.2f;
-    }
+    tu_layer_randomize(l, seed, 0.3f);
+    vttt_param_info idx = tu_layer_param(l, "learnable_token_idx");
+    for (int64_t j = 0; j < idx.numel; j++) idx.data[j] *= 0.2f;
     return l;
-}
-
-static float *randn(tu_rng *r, size_t n, float scale) {
-    float *x = malloc(n * sizeof(float));
-    tu_fill_normal(r, x, n, scale);
-    return x;
 }
 
 START_TEST(test_forms_agree) {
@@ -72,7 +54,7 @@ START_TEST(test_forms_agree) {
             tu_rng r;
             tu_seed(&r, 7 + ti);
             size_t n = (size_t)B * T * D;
-            float *x = randn(&r, n, 1.0f);
+            float *x = tu_alloc_normal(&r, n, 1.0f);
             float *yd = calloc(n, 4), *yp = calloc(n, 4), *yt = calloc(n, 4), *yc = calloc(n, 4), *ytr = calloc(n, 4);
             ck_assert_int_eq(vttt_layer_forward(l, yd, x, B, T, VTTT_FORM_DUAL, 0), VTTT_OK);
             ck_assert_int_eq(vttt_layer_forward(l, yp, x, B, T, VTTT_FORM_PRIMAL, 0), VTTT_OK);
@@ -122,25 +104,31 @@ static double loss_of(vttt_layer *l, const float *x, const float *r, float *y, i
     return L;
 }
 
+/* loss_of's arguments, for tu_central_diff. */
+typedef struct {
+    vttt_layer *l;
+    const float *x, *r;
+    float *y;
+    int B, T;
+} loss_ctx;
+
+static double ctx_loss(void *p) {
+    loss_ctx *c = p;
+    return loss_of(c->l, c->x, c->r, c->y, c->B, c->T);
+}
+
 /* Central differences on a few entries of every parameter and of x. fp32
  * forward, so eps is large-ish and the tolerance is relative to the
  * largest analytic gradient of that tensor (fp32 FD noise ~1e-3). */
 #define FD_EPS 2e-3f
 #define FD_TOL 2e-2
 
-static void fd_check(float *v, const float *g, size_t n, vttt_layer *l, const float *x, const float *r, float *y, int B,
-                     int T, const char *name) {
+static void fd_check(float *v, const float *g, size_t n, loss_ctx *ctx, const char *name) {
     double gmax = tu_max_abs(g, n);
     if (gmax == 0) return;
     size_t step = n > 12 ? n / 12 : 1;
     for (size_t i = 0; i < n; i += step) {
-        float keep = v[i];
-        v[i] = keep + FD_EPS;
-        double lp = loss_of(l, x, r, y, B, T);
-        v[i] = keep - FD_EPS;
-        double lm = loss_of(l, x, r, y, B, T);
-        v[i] = keep;
-        double fd = (lp - lm) / (2.0 * FD_EPS);
+        double fd = tu_central_diff(&v[i], FD_EPS, ctx_loss, ctx);
         if (fabs(fd - g[i]) > FD_TOL * gmax)
             ck_abort_msg("%s[%zu]: analytic %.6g, finite difference %.6g (max |grad| %.3g)", name, i, g[i], fd, gmax);
     }
@@ -154,15 +142,17 @@ START_TEST(test_grad_fd) {
         tu_rng rg;
         tu_seed(&rg, 31);
         size_t n = (size_t)B * T * D;
-        float *x = randn(&rg, n, 1.0f), *r = randn(&rg, n, 1.0f), *y = malloc(n * 4), *dx = malloc(n * 4);
+        float *x = tu_alloc_normal(&rg, n, 1.0f), *r = tu_alloc_normal(&rg, n, 1.0f);
+        float *y = malloc(n * 4), *dx = malloc(n * 4);
         vttt_layer_zero_grads(l);
         ck_assert_int_eq(vttt_layer_forward(l, y, x, B, T, VTTT_FORM_DUAL, 1), VTTT_OK);
         ck_assert_int_eq(vttt_layer_backward(l, dx, r), VTTT_OK);
-        fd_check(x, dx, n, l, x, r, y, B, T, "x");
+        loss_ctx ctx = {l, x, r, y, B, T};
+        fd_check(x, dx, n, &ctx, "x");
         vttt_param_info p[32], g[32];
         int np = vttt_layer_param_list(l, 0, p, 32);
         vttt_layer_param_list(l, 1, g, 32);
-        for (int i = 0; i < np; i++) fd_check(p[i].data, g[i].data, (size_t)p[i].numel, l, x, r, y, B, T, p[i].name);
+        for (int i = 0; i < np; i++) fd_check(p[i].data, g[i].data, (size_t)p[i].numel, &ctx, p[i].name);
         free(x), free(r), free(y), free(dx);
         vttt_layer_free(&l);
     }
@@ -176,8 +166,8 @@ START_TEST(test_ckpt_groups) {
     tu_rng rg;
     tu_seed(&rg, 5);
     size_t n = (size_t)B * T * D;
-    float *x = randn(&rg, n, 1.0f), *r = randn(&rg, n, 1.0f), *y = malloc(n * 4), *dx = malloc(n * 4),
-          *dx0 = malloc(n * 4);
+    float *x = tu_alloc_normal(&rg, n, 1.0f), *r = tu_alloc_normal(&rg, n, 1.0f);
+    float *y = malloc(n * 4), *dx = malloc(n * 4), *dx0 = malloc(n * 4);
     const int groups[] = {0, 1, 2, 5, 100};
     float *g0 = NULL;
     size_t np = 0;
@@ -226,7 +216,7 @@ START_TEST(test_long_prefill_chunks) {
     size_t n = (size_t)B * T * c.D;
     tu_rng r;
     tu_seed(&r, 12);
-    float *x = randn(&r, n, 1.0f), *y1 = malloc(n * 4), *y2 = malloc(n * 4);
+    float *x = tu_alloc_normal(&r, n, 1.0f), *y1 = malloc(n * 4), *y2 = malloc(n * 4);
     ck_assert_int_eq(vttt_layer_forward(l, y1, x, B, T, VTTT_FORM_DUAL, 0), VTTT_OK);
     ck_assert_int_eq(vttt_layer_forward(l, y2, x, B, T, VTTT_FORM_DUAL, 1), VTTT_OK);
     ck_assert_msg(tu_rel_err(y1, y2, n) <= FORM_TOL, "chunked prefill differs: %.2e", tu_rel_err(y1, y2, n));
@@ -251,10 +241,8 @@ START_TEST(test_decode_memory_constant) {
 }
 END_TEST
 
-static void quiet(void *u, int level, const char *msg) { (void)u, (void)level, (void)msg; }
-
 START_TEST(test_bad_input) {
-    vttt_logger lg = {quiet, NULL, 0};
+    vttt_logger lg = tu_log_quiet();
     vttt_layer_config cfg = vttt_layer_default_config(VTTT_LAYER_TTT_MLP, 30, 4);
     vttt_layer *l = NULL;
     ck_assert_int_eq(vttt_layer_init(&l, &cfg, &lg), VTTT_EINVAL); /* 30 % 4 */
@@ -288,7 +276,6 @@ START_TEST(test_bad_input) {
 END_TEST
 
 int main(void) {
-    Suite *s = suite_create("ttt");
     TCase *tc = tcase_create("core");
     tcase_set_timeout(tc, 600);
     tcase_add_test(tc, test_forms_agree);
@@ -297,10 +284,5 @@ int main(void) {
     tcase_add_test(tc, test_long_prefill_chunks);
     tcase_add_test(tc, test_decode_memory_constant);
     tcase_add_test(tc, test_bad_input);
-    suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? 1 : 0;
+    return tu_run("ttt", tc, CK_FORK_GETENV);
 }

@@ -16,10 +16,8 @@
  * reports as skipped. Check runs without fork (a CUDA context does not
  * survive fork); the backend is opened once in main. */
 #include <check.h>
-#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <string.h>
 
 #include "cuda/ttt_cuda.h"
 #include "testutil.h"
@@ -29,7 +27,6 @@
 #define TOL_BWD TTT_CUDA_TOL_BWD
 #define TOL_PARAM TTT_CUDA_TOL_PARAM
 #define TOL_HARNESS TTT_CUDA_TOL_HARNESS
-#define SKIP_CODE 77
 
 static vttt_backend *g_gpu;
 static char g_last_msg[512]; /* the last logged message (the reason for ENODEV) */
@@ -69,20 +66,8 @@ static vttt_layer *make_layer(const ttt_case *c, uint64_t seed) {
     cfg.ckpt_group = c->group;
     vttt_layer *l = NULL;
     ck_assert_int_eq(vttt_layer_init(&l, &cfg, NULL), VTTT_OK);
-    tu_rng r;
-    tu_seed(&r, seed);
-    vttt_param_info info[32];
-    int n = vttt_layer_param_list(l, 0, info, 32);
-    for (int i = 0; i < n; i++) {
-        const char *nm = info[i].name;
-        float scale = strstr(nm, "proj") ? 1.0f / sqrtf((float)c->D) : 0.1f;
-        if (!strcmp(nm, "W1") || !strcmp(nm, "W2")) scale = 0.15f;
-        if (!strcmp(nm, "learnable_ttt_lr_bias")) scale = 0.5f;
-        tu_fill_normal(&r, info[i].data, (size_t)info[i].numel, scale);
-        if (strstr(nm, "norm_weight") || !strcmp(nm, "post_norm.weight"))
-            for (int64_t j = 0; j < info[i].numel; j++) info[i].data[j] += 1.0f;
-        if (!strcmp(nm, "learnable_token_idx")) info[i].data[c->b / 2] = -1.0f; /* s_i clamped to 0 */
-    }
+    tu_layer_randomize(l, seed, 1.0f);
+    tu_layer_param(l, "learnable_token_idx").data[c->b / 2] = -1.0f; /* s_i clamped to 0 */
     return l;
 }
 
@@ -139,33 +124,15 @@ START_TEST(test_bad_args) {
 }
 END_TEST
 
-static Suite *ttt_cuda_suite(void) {
-    Suite *s = suite_create("ttt_cuda");
+int main(void) {
+    vttt_logger lg = {test_log, NULL, VTTT_LOG_INFO};
+    int status = tu_cuda_open(&g_gpu, &lg, g_last_msg, "fused TTT kernel tests");
+    if (status) return status;
     TCase *tc = tcase_create("fused");
     tcase_set_timeout(tc, 600);
     tcase_add_loop_test(tc, test_layers, 0, NCASES);
     tcase_add_test(tc, test_bad_args);
-    suite_add_tcase(s, tc);
-    return s;
-}
-
-int main(void) {
-    vttt_logger lg = {test_log, NULL, VTTT_LOG_INFO};
-    int err = vttt_backend_cuda_open(&g_gpu, 0, &lg);
-    if (err == VTTT_ENODEV) {
-        printf("SKIP: no CUDA device (%s); fused TTT kernel tests not run\n",
-               g_last_msg[0] ? g_last_msg : vttt_strerror(err));
-        return SKIP_CODE;
-    }
-    if (err) {
-        fprintf(stderr, "vttt_backend_cuda_open: %s (%s)\n", vttt_strerror(err), g_last_msg);
-        return 1;
-    }
-    SRunner *sr = srunner_create(ttt_cuda_suite());
-    srunner_set_fork_status(sr, CK_NOFORK);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
+    status = tu_run("ttt_cuda", tc, CK_NOFORK);
     vttt_backend_cuda_close(&g_gpu);
-    return failed ? 1 : 0;
+    return status;
 }

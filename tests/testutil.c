@@ -1,6 +1,15 @@
+#define _XOPEN_SOURCE 700 /* mkdtemp, nftw */
 #include "testutil.h"
 
+#include <dirent.h>
+#include <ftw.h>
 #include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+/* ---- random data and error measures ------------------------------------- */
 
 void tu_seed(tu_rng *r, uint64_t seed) { r->s = seed * 0x9E3779B97F4A7C15ull + 0x1234567ull; }
 
@@ -23,6 +32,13 @@ void tu_fill_normal(tu_rng *r, float *x, size_t n, float scale) {
     for (size_t i = 0; i < n; i++) x[i] = scale * tu_normal(r);
 }
 
+float *tu_alloc_normal(tu_rng *r, size_t n, float scale) {
+    float *p = malloc((n ? n : 1) * sizeof(float));
+    ck_assert_ptr_nonnull(p);
+    tu_fill_normal(r, p, n, scale);
+    return p;
+}
+
 double tu_max_abs(const float *a, size_t n) {
     double m = 0;
     for (size_t i = 0; i < n; i++) m = fmax(m, fabs((double)a[i]));
@@ -38,4 +54,148 @@ double tu_rel_err(const float *a, const float *b, size_t n) {
     }
     double s = tu_max_abs(b, n);
     return m / (s > 1e-30 ? s : 1e-30);
+}
+
+double tu_central_diff(float *p, float eps, double (*loss)(void *ctx), void *ctx) {
+    float keep = *p;
+    *p = keep + eps;
+    double lp = loss(ctx);
+    *p = keep - eps;
+    double lm = loss(ctx);
+    *p = keep;
+    return (lp - lm) / (2.0 * eps);
+}
+
+/* ---- layers ------------------------------------------------------------- */
+
+void tu_layer_randomize(vttt_layer *l, uint64_t seed, float proj_gain) {
+    int D = vttt_layer_get_config(l)->width;
+    tu_rng r;
+    tu_seed(&r, seed);
+    vttt_param_info info[32];
+    int n = vttt_layer_param_list(l, 0, info, 32);
+    ck_assert_int_le(n, 32);
+    for (int i = 0; i < n; i++) {
+        const char *nm = info[i].name;
+        float scale = strstr(nm, "proj") ? proj_gain / sqrtf((float)D) : 0.1f;
+        if (!strcmp(nm, "W1") || !strcmp(nm, "W2")) scale = 0.15f;
+        if (!strcmp(nm, "learnable_ttt_lr_bias")) scale = 0.5f;
+        tu_fill_normal(&r, info[i].data, (size_t)info[i].numel, scale);
+        if (strstr(nm, "norm_weight") || !strcmp(nm, "post_norm.weight"))
+            for (int64_t j = 0; j < info[i].numel; j++) info[i].data[j] += 1.0f;
+    }
+}
+
+vttt_param_info tu_layer_param(vttt_layer *l, const char *name) {
+    vttt_param_info info[32];
+    int n = vttt_layer_param_list(l, 0, info, 32);
+    for (int i = 0; i < n && i < 32; i++)
+        if (!strcmp(info[i].name, name)) return info[i];
+    ck_abort_msg("the layer has no parameter %s", name);
+}
+
+/* ---- logs ------------------------------------------------------------- */
+
+static void capture_fn(void *user, int level, const char *msg) {
+    tu_log *c = user;
+    size_t n = c->append ? strlen(c->text) : 0;
+    (void)level;
+    snprintf(c->text + n, sizeof c->text - n, c->append ? "%s\n" : "%s", msg);
+    c->count++;
+}
+
+vttt_logger tu_log_capture(tu_log *c, int level, int append) {
+    memset(c, 0, sizeof *c);
+    c->append = append;
+    vttt_logger lg = {capture_fn, c, level};
+    return lg;
+}
+
+static void quiet_fn(void *user, int level, const char *msg) { (void)user, (void)level, (void)msg; }
+
+vttt_logger tu_log_quiet(void) {
+    vttt_logger lg = {quiet_fn, NULL, VTTT_LOG_ERROR};
+    return lg;
+}
+
+/* ---- files ------------------------------------------------------------ */
+
+void tu_tmpdir(char *dir, size_t size, const char *tag) {
+    const char *base = getenv("TMPDIR") && *getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp";
+    int len = snprintf(dir, size, "%s/vttt_%s_XXXXXX", base, tag);
+    if (len < 0 || (size_t)len >= size || !mkdtemp(dir)) {
+        fprintf(stderr, "cannot create a temporary directory vttt_%s_* under %s (set TMPDIR to a short, "
+                "writable path)\n", tag, base);
+        exit(1);
+    }
+}
+
+static int rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw) {
+    (void)sb, (void)flag, (void)ftw;
+    remove(path);
+    return 0;
+}
+
+void tu_rm_rf(const char *dir) {
+    if (dir && strstr(dir, "/vttt_")) nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+int tu_count_entries(const char *dir) {
+    DIR *d = opendir(dir);
+    ck_assert_msg(d != NULL, "cannot open the directory %s", dir);
+    int n = 0;
+    struct dirent *e;
+    while ((e = readdir(d)))
+        if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..")) n++;
+    closedir(d);
+    return n;
+}
+
+void tu_write_file(const char *path, const void *p, size_t n) {
+    FILE *f = fopen(path, "wb");
+    ck_assert_msg(f != NULL, "cannot create %s", path);
+    ck_assert_uint_eq(fwrite(p, 1, n, f), n);
+    ck_assert_int_eq(fclose(f), 0);
+}
+
+void *tu_read_file(const char *path, size_t *n) {
+    FILE *f = fopen(path, "rb");
+    ck_assert_msg(f != NULL, "cannot open %s", path);
+    fseek(f, 0, SEEK_END);
+    long len = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    ck_assert_int_ge(len, 0);
+    char *p = malloc((size_t)len + 1);
+    ck_assert_ptr_nonnull(p);
+    ck_assert_uint_eq(fread(p, 1, (size_t)len, f), (size_t)len);
+    fclose(f);
+    p[len] = 0;
+    if (n) *n = (size_t)len;
+    return p;
+}
+
+/* ---- running ---------------------------------------------------------- */
+
+int tu_run(const char *name, TCase *tc, enum fork_status fork) {
+    Suite *s = suite_create(name);
+    suite_add_tcase(s, tc);
+    SRunner *sr = srunner_create(s);
+    srunner_set_fork_status(sr, fork);
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? 1 : 0;
+}
+
+int tu_cuda_open(vttt_backend **gpu, const vttt_logger *lg, const char *last_msg, const char *what) {
+    int err = vttt_backend_cuda_open(gpu, 0, lg);
+    if (err == VTTT_ENODEV) {
+        printf("SKIP: no CUDA device (%s); %s not run\n", last_msg[0] ? last_msg : vttt_strerror(err), what);
+        return 77;
+    }
+    if (err) {
+        fprintf(stderr, "vttt_backend_cuda_open: %s (%s)\n", vttt_strerror(err), last_msg);
+        return 1;
+    }
+    return 0;
 }

@@ -10,16 +10,15 @@ if ! command -v mpirun >/dev/null 2>&1; then
     echo "SKIP: mpirun not found (apt-get install openmpi-bin libopenmpi-dev, then rebuild)"
     exit 77
 fi
-T=$(mktemp -d "${TMPDIR:-/tmp}/vttt_train_mpi_XXXXXX")
-trap 'rm -rf "$T"' EXIT
+# shellcheck source=tests/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+tl_tmpdir train_mpi
 # as root Open MPI wants to be told; oversubscribe: the test may have fewer cores than ranks
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 MPIRUN=(mpirun -np 2 --oversubscribe)
 # sanitizer builds: Open MPI keeps allocations to the end that LeakSanitizer
 # reports (the same code runs leak-checked in one process in train_cli.sh)
 export ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0"
-FAILS=0
-fail() { echo "FAIL: $*"; FAILS=$((FAILS + 1)); }
 
 "$VTTT" textgen --bytes 200000 --seed 4 --out "$T/corpus.txt" || exit 1
 "$VTTT" tokenizer train --vocab-size 300 --out "$T/tok.bpe" "$T/corpus.txt" >/dev/null 2>&1 || exit 1
@@ -82,8 +81,4 @@ wait "$PID" 2>/dev/null
 cmp -s "$T/two/latest/model.safetensors" "$T/cut/latest/model.safetensors" ||
     fail "the resumed two-rank run differs from the uninterrupted one"
 
-if [ "$FAILS" -gt 0 ]; then
-    echo "$FAILS failure(s)"
-    exit 1
-fi
-echo "train_mpi: all passed"
+tl_finish "train_mpi: all passed"

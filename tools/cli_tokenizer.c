@@ -7,6 +7,7 @@
 
 #include "cli.h"
 #include "ingest.h"
+#include "token_ids.h"
 
 static void usage(void) {
     fprintf(stderr,
@@ -206,43 +207,6 @@ static int cmd_encode(int argc, char **argv) {
 
 /* ---- decode ------------------------------------------------------------- */
 
-/* Ids from a token shard (recognised by its magic number) or from text. */
-static int read_ids(const char *path, vttt_token_buf *ids) {
-    vttt_text_file f;
-    int err = vttt_text_file_open(&f, path, NULL);
-    if (err) return err;
-    uint32_t magic = 0;
-    for (int i = 0; i < 4 && f.n >= 4; i++) magic |= (uint32_t)f.data[i] << (8 * i);
-    if (strcmp(path, "-") && (magic == VTTT_SHARD_MAGIC_U16 || magic == VTTT_SHARD_MAGIC_U32)) {
-        vttt_text_file_close(&f);
-        vttt_token_shard *s;
-        if ((err = vttt_token_shard_open(&s, path, NULL))) return err;
-        int64_t n = vttt_token_shard_count(s);
-        int32_t *tmp = malloc((size_t)(n ? n : 1) * sizeof *tmp);
-        err = tmp ? vttt_token_shard_read(s, 0, n, tmp) : VTTT_ENOMEM;
-        if (!err) err = vttt_token_buf_append(ids, tmp, (size_t)n);
-        free(tmp);
-        vttt_token_shard_close(&s);
-        return err;
-    }
-    for (size_t i = 0; !err && i < f.n;) {
-        while (i < f.n && (f.data[i] == ' ' || (f.data[i] >= '\t' && f.data[i] <= '\r'))) i++;
-        if (i == f.n) break;
-        long long v = 0;
-        size_t start = i;
-        while (i < f.n && f.data[i] >= '0' && f.data[i] <= '9' && v < INT32_MAX) v = 10 * v + (f.data[i++] - '0');
-        if (i == start || v > INT32_MAX || (i < f.n && f.data[i] > ' ')) {
-            fprintf(stderr, "%s: byte %zu: expected a token id\n", path, i);
-            err = VTTT_EFORMAT;
-        } else {
-            int32_t id = (int32_t)v;
-            err = vttt_token_buf_append(ids, &id, 1);
-        }
-    }
-    vttt_text_file_close(&f);
-    return err;
-}
-
 static int cmd_decode(int argc, char **argv) {
     const char *tok = NULL, *in = "-";
     for (int i = 1; i < argc; i++) {
@@ -256,7 +220,7 @@ static int cmd_decode(int argc, char **argv) {
     vttt_token_buf ids = {0};
     uint8_t *bytes = NULL;
     size_t n = 0;
-    int err = read_ids(in, &ids);
+    int err = token_ids_read(in, &ids);
     if (!err && (err = vttt_bpe_decode(b, ids.ids, ids.n, &bytes, &n)) == VTTT_EINVAL)
         fprintf(stderr, "%s: an id is outside the tokenizer's vocabulary of %d\n", in, vttt_bpe_vocab_size(b));
     if (!err && fwrite(bytes, 1, n, stdout) != n) err = VTTT_EIO;

@@ -27,9 +27,6 @@ int lm_input_check(const lm_input *in, const char *cmd);
  * V; messages on stderr name cmd, the file and the problem. 0 or a
  * negative VTTT_E* code. */
 int lm_input_read(const lm_input *in, const char *cmd, int V, vttt_token_buf *out);
-/* Ids from a token shard (recognised by its magic number) or from text
- * holding whitespace-separated decimal ids; "-" reads stdin. */
-int lm_read_ids(const char *path, vttt_token_buf *out);
 
 /* Loads DIR (config.json + model.safetensors); a message naming cmd and
  * DIR on failure. */

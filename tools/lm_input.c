@@ -9,6 +9,7 @@
 #include <omp.h>
 
 #include "lm.h"
+#include "token_ids.h"
 
 int lm_parse_int(const char *cmd, const char *opt, const char *s, long long lo, long long hi, long long *out) {
     char *end;
@@ -50,56 +51,6 @@ int lm_input_check(const lm_input *in, const char *cmd) {
     return 0;
 }
 
-static int read_shard(const char *path, vttt_token_buf *out) {
-    vttt_token_shard *s;
-    int err = vttt_token_shard_open(&s, path, NULL);
-    if (err) return err;
-    int64_t n = vttt_token_shard_count(s);
-    int32_t *tmp = malloc((size_t)(n ? n : 1) * sizeof *tmp);
-    err = tmp ? vttt_token_shard_read(s, 0, n, tmp) : VTTT_ENOMEM;
-    if (!err) err = vttt_token_buf_append(out, tmp, (size_t)n);
-    free(tmp);
-    vttt_token_shard_close(&s);
-    return err;
-}
-
-static int is_space(uint8_t c) { return c == ' ' || (c >= '\t' && c <= '\r'); }
-
-/* Whitespace-separated decimal ids; stops at the first thing that is not
- * one, naming its byte offset. */
-static int parse_ids(const char *path, const uint8_t *p, size_t n, vttt_token_buf *out) {
-    int err = 0;
-    for (size_t i = 0; !err && i < n;) {
-        while (i < n && is_space(p[i])) i++;
-        if (i == n) break;
-        long long v = 0;
-        size_t start = i;
-        while (i < n && p[i] >= '0' && p[i] <= '9' && v <= INT32_MAX) v = 10 * v + (p[i++] - '0');
-        if (i == start || v > INT32_MAX || (i < n && !is_space(p[i]))) {
-            fprintf(stderr, "%s: byte %zu: expected a token id (a non-negative integer below 2^31)\n", path, start);
-            return VTTT_EFORMAT;
-        }
-        int32_t id = (int32_t)v;
-        err = vttt_token_buf_append(out, &id, 1);
-    }
-    return err;
-}
-
-int lm_read_ids(const char *path, vttt_token_buf *out) {
-    vttt_text_file f;
-    int err = vttt_text_file_open(&f, path, NULL);
-    if (err) return err;
-    uint32_t magic = 0;
-    for (int i = 0; i < 4 && f.n >= 4; i++) magic |= (uint32_t)f.data[i] << (8 * i);
-    if (strcmp(path, "-") && (magic == VTTT_SHARD_MAGIC_U16 || magic == VTTT_SHARD_MAGIC_U32)) {
-        vttt_text_file_close(&f);
-        return read_shard(path, out);
-    }
-    err = parse_ids(path, f.data, f.n, out);
-    vttt_text_file_close(&f);
-    return err;
-}
-
 /* Encodes a text file as `vttt ingest text` does: every document after an
  * <|endoftext|> token. */
 static int read_text(const lm_input *in, const char *cmd, int V, vttt_token_buf *out) {
@@ -129,7 +80,7 @@ static int read_text(const lm_input *in, const char *cmd, int V, vttt_token_buf 
 
 int lm_input_read(const lm_input *in, const char *cmd, int V, vttt_token_buf *out) {
     const char *path = in->tokens ? in->tokens : in->text;
-    int err = in->tokens ? lm_read_ids(in->tokens, out) : read_text(in, cmd, V, out);
+    int err = in->tokens ? token_ids_read(in->tokens, out) : read_text(in, cmd, V, out);
     if (err) {
         fprintf(stderr, "%s: cannot read tokens from %s (%s)\n", cmd, path, vttt_strerror(err));
         return err;

@@ -19,6 +19,13 @@ tools/ttt_oracle.py (per-token inner gradients by autograd, float64).
 
 Usage (Debian's torch; the pyenv python3 on PATH has none):
   /usr/bin/python3 tools/model_oracle.py [--out tests/data/model_ref]
+  /usr/bin/python3 tools/model_oracle.py --check-dir DIR --tokens FILE \
+      [--vttt build/vttt]
+The second form loads a model directory that vttt wrote (or a training run
+directory: its newest checkpoint), builds this model from its config.json and
+model.safetensors, runs it on the token ids in FILE (whitespace-separated, one
+sequence) and prints the max abs difference between its per-position NLLs and
+those of `vttt lm score --model DIR --tokens FILE`.
 """
 
 import argparse
@@ -26,6 +33,7 @@ import json
 import math
 import os
 import struct
+import subprocess
 import sys
 
 import torch
@@ -68,6 +76,7 @@ def make_case(name, over):
     c.update(over)
     c["name"] = name
     c["mamba"] = c["backbone"] == "mamba"
+    c.update(share_qk=c["mamba"], use_gate=c["mamba"], pre_conv=c["mamba"])
     return c
 
 
@@ -83,10 +92,10 @@ def config_json(c):
         "rms_norm_eps": RMS_EPS, "use_cache": False, "pad_token_id": None,
         "bos_token_id": 1, "eos_token_id": 2, "pretraining_tp": 1,
         "tie_word_embeddings": c["tied"], "rope_theta": lo.ROPE_THETA,
-        "use_gate": c["mamba"], "share_qk": c["mamba"],
+        "use_gate": c["use_gate"], "share_qk": c["share_qk"],
         "ttt_layer_type": "mlp" if c["kind"] == "ttt_mlp" else "linear",
         "ttt_base_lr": c["base_lr"], "mini_batch_size": c["b"],
-        "pre_conv": c["mamba"], "conv_kernel": lo.CONV_K,
+        "pre_conv": c["pre_conv"], "conv_kernel": lo.CONV_K,
         "scan_checkpoint_group_size": 0,
     }
     if c["kind"] == "attention":
@@ -98,7 +107,7 @@ def config_json(c):
 
 def layer_cfg(c):
     return lo.make_cfg(c["kind"], c["B"], c["T"], c["D"], c["H"], b=c["b"],
-                       share_qk=c["mamba"], use_gate=c["mamba"],
+                       share_qk=c["share_qk"], use_gate=c["use_gate"],
                        base_lr=c["base_lr"])
 
 
@@ -124,7 +133,7 @@ def make_params(c, seed):
         P[pre + "mlp.gate_proj.weight"] = n((I, D), 1.0 / math.sqrt(D))
         P[pre + "mlp.up_proj.weight"] = n((I, D), 1.0 / math.sqrt(D))
         P[pre + "mlp.down_proj.weight"] = n((D, I), 1.0 / math.sqrt(I))
-        if c["mamba"]:
+        if c["pre_conv"]:
             P[pre + "conv.norm.weight"] = n((D,), 0.1, 1.0)
             P[pre + "conv.conv.weight"] = n((D, 1, K), 0.4)
             P[pre + "conv.conv.bias"] = n((D,), 0.1)
@@ -150,7 +159,7 @@ def model_logits(c, P, tokens):
     lcfg = layer_cfg(c)
     for i in range(c["L"]):
         pre = "model.layers.%d." % i
-        if c["mamba"]:
+        if c["pre_conv"]:
             u = rms_norm(h, P[pre + "conv.norm.weight"])
             h = h + lo.causal_dwconv(u, P[pre + "conv.conv.weight"],
                                      P[pre + "conv.conv.bias"])
@@ -236,12 +245,109 @@ def run_case(c, seed, outdir):
         os.path.getsize(rpath)))
 
 
+def read_st(path):
+    """Hand-parsed safetensors with F32 tensors -> {name: float32 tensor}."""
+    import numpy as np
+    with open(path, "rb") as fh:
+        raw = fh.read()
+    (n,) = struct.unpack("<Q", raw[:8])
+    header = json.loads(raw[8:8 + n])
+    header.pop("__metadata__", None)
+    out = {}
+    for name, info in header.items():
+        if info["dtype"] != "F32":
+            raise ValueError("%s: %s is %s, not F32" % (path, name,
+                                                        info["dtype"]))
+        a, b = info["data_offsets"]
+        arr = np.frombuffer(raw[8 + n + a:8 + n + b], dtype="<f4")
+        out[name] = torch.from_numpy(arr.copy()).reshape(info["shape"])
+    return out
+
+
+def case_of_config(cfg, T):
+    """The case dict of a vttt-written config.json, for one sequence of T
+    tokens. Refuses settings this oracle does not model."""
+    kind = cfg.get("seq_modeling_block", "ttt")
+    if kind == "ttt":
+        kind = "ttt_mlp" if cfg["ttt_layer_type"] == "mlp" else "ttt_linear"
+    if cfg.get("rope_theta", lo.ROPE_THETA) != lo.ROPE_THETA or \
+            cfg.get("rms_norm_eps", RMS_EPS) != RMS_EPS or \
+            cfg.get("conv_kernel", lo.CONV_K) != lo.CONV_K or \
+            cfg.get("hidden_act", "silu") != "silu":
+        raise ValueError("config differs from the oracle's constants")
+    c = dict(V=cfg["vocab_size"], D=cfg["hidden_size"],
+             I=cfg["intermediate_size"], L=cfg["num_hidden_layers"],
+             H=cfg["num_attention_heads"], b=cfg["mini_batch_size"], B=1,
+             T=T, kind=kind, tied=cfg.get("tie_word_embeddings", True),
+             base_lr=cfg["ttt_base_lr"],
+             tokens_per_frame=cfg.get("tokens_per_frame") or 0,
+             share_qk=cfg.get("share_qk", False),
+             use_gate=cfg.get("use_gate", False),
+             pre_conv=cfg.get("pre_conv", False))
+    return c
+
+
+def vttt_nll(vttt, mdir, tokens_file, T):
+    """Per-position NLLs (T,) from `vttt lm score` (0 where none)."""
+    out = subprocess.run([vttt, "lm", "score", "--model", mdir, "--tokens",
+                          tokens_file, "--threads", "1"], check=True,
+                         capture_output=True, text=True).stdout
+    nll = torch.zeros(T, dtype=DT)
+    n = 0
+    for line in out.splitlines():
+        f = line.split()
+        if len(f) == 3 and f[0].isdigit():
+            nll[int(f[0]) - 1] = float(f[2])
+            n += 1
+    return nll, n
+
+
+def check_dir(args):
+    """--check-dir: this model on a vttt checkpoint against vttt lm score."""
+    mdir = args.check_dir
+    if not os.path.exists(os.path.join(mdir, "config.json")):
+        mdir = os.path.join(mdir, "latest")  # a training run directory
+    with open(os.path.join(mdir, "config.json")) as fh:
+        cfg = json.load(fh)
+    with open(args.tokens) as fh:
+        ids = [int(t) for t in fh.read().split()]
+    c = case_of_config(cfg, len(ids))
+    # requires_grad: the TTT inner steps are taken by autograd
+    P = {k: v.to(DT).requires_grad_() for k, v in
+         read_st(os.path.join(mdir, "model.safetensors")).items()}
+    tokens = torch.tensor([ids])
+    nll, loss = losses_of(c, model_logits(c, P, tokens), tokens)
+    nll, loss = nll.detach(), loss.detach()
+    ref, n = vttt_nll(args.vttt, mdir, args.tokens, len(ids))
+    shift = c["tokens_per_frame"] or 1
+    if n != len(ids) - shift:
+        print("vttt scored %d positions, expected %d" % (n, len(ids) - shift))
+        return 1
+    diff = (nll[0] - ref).abs().max().item()
+    print("%s: %s %s, %d tensors, %d tokens, oracle mean NLL %.6f, "
+          "vttt %.6f, max |dNLL| %.3e" % (
+              mdir, c["kind"], "mamba" if c["pre_conv"] else "transformer",
+              len(P), len(ids), loss.item(), ref[:len(ids) - shift].mean(),
+              diff))
+    return 0 if diff < args.tol else 1
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--out", default=os.path.join(
         os.path.dirname(os.path.abspath(__file__)), "..", "tests", "data",
         "model_ref"))
+    ap.add_argument("--check-dir", help="a vttt model or run directory")
+    ap.add_argument("--tokens", help="token ids for --check-dir")
+    ap.add_argument("--vttt", default=os.path.join(
+        os.path.dirname(os.path.abspath(__file__)), "..", "build", "vttt"))
+    ap.add_argument("--tol", type=float, default=1e-4,
+                    help="max |dNLL| --check-dir accepts")
     args = ap.parse_args()
+    if args.check_dir:
+        if not args.tokens:
+            ap.error("--check-dir needs --tokens")
+        return check_dir(args)
     out = os.path.normpath(args.out)
     os.makedirs(out, exist_ok=True)
     for i, (name, over) in enumerate(CASES):
