@@ -15,12 +15,6 @@
 #include "cli.h"
 #include "ttt.h"
 
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
 /* Peak RSS since the last reset, in MiB (Linux: VmHWM, reset through
  * /proc/self/clear_refs). */
 static void peak_reset(void) {
@@ -48,9 +42,9 @@ static double sgemm_rate(void) {
     for (size_t i = 0; i < (size_t)n * n; i++) a[i] = b[i] = (float)(i % 7) * 0.1f;
     double best = 1e30;
     for (int r = 0; r < 4; r++) {
-        double t = now_s();
+        double t = cli_now_s();
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, n, n, 1.0f, a, n, b, n, 0.0f, c, n);
-        t = now_s() - t;
+        t = cli_now_s() - t;
         if (r > 0 && t < best) best = t;
     }
     free(a), free(b), free(c);
@@ -94,17 +88,17 @@ static int bench_one(vttt_layer_kind kind, int T, int train, bench_row *row) {
     /* prefill through a state, then decode from there */
     if ((err = vttt_state_init(&st, l, 1, T + DECODE_TOKENS))) goto done;
     peak_reset();
-    double t0 = now_s();
+    double t0 = cli_now_s();
     if ((err = vttt_layer_prefill(l, st, y, x, T))) goto done;
-    double tp = now_s() - t0;
+    double tp = cli_now_s() - t0;
     row->prefill_tps = T / tp;
     row->prefill_gflops = flops / tp / 1e9;
     row->prefill_mib = peak_mib();
     size_t bytes0 = vttt_state_bytes(st);
-    t0 = now_s();
+    t0 = cli_now_s();
     for (int i = 0; i < DECODE_TOKENS; i++)
         if ((err = vttt_layer_decode(l, st, y, x + (size_t)i * D))) goto done;
-    row->decode_tps = DECODE_TOKENS / (now_s() - t0);
+    row->decode_tps = DECODE_TOKENS / (cli_now_s() - t0);
     row->decode_mib_growth = ((double)vttt_state_bytes(st) - (double)bytes0) / (1024.0 * 1024.0);
     vttt_state_free(&st);
     row->train_tps = row->train_gflops = row->train_mib = NAN;
@@ -115,11 +109,11 @@ static int bench_one(vttt_layer_kind kind, int T, int train, bench_row *row) {
         if ((err = vttt_layer_backward(l, dx, y))) goto done;
         vttt_layer_zero_grads(l);
         peak_reset();
-        t0 = now_s();
+        t0 = cli_now_s();
         if ((err = vttt_layer_forward(l, y, x, 1, T, VTTT_FORM_DUAL, 1))) goto done;
         fill(y, n, 2);
         if ((err = vttt_layer_backward(l, dx, y))) goto done;
-        double tt = now_s() - t0;
+        double tt = cli_now_s() - t0;
         row->train_tps = T / tt;
         row->train_gflops = 3.0 * flops / tt / 1e9; /* model FLOPs: backward counted as 2x forward */
         row->train_mib = peak_mib();

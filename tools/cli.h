@@ -8,6 +8,9 @@ typedef struct {
     int (*run)(int argc, char **argv);
 } cli_command;
 
+/* Monotonic clock in seconds, for progress lines and benchmarks. */
+double cli_now_s(void);
+
 int cli_help(int argc, char **argv);
 int cli_version(int argc, char **argv);
 int cli_example(int argc, char **argv);

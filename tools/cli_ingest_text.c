@@ -42,12 +42,6 @@ static void usage(void) {
             "  \"<|endoftext|>\" markers, is a document, written after an <|endoftext|> token\n");
 }
 
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
 static void shard_path(const split_out *s, int index, char *out, size_t size) {
     snprintf(out, size, "%s/%s_%06d.bin", s->dir, s->name, index);
 }
@@ -125,7 +119,7 @@ static int ingest_document(ingest_job *j, split_out *train, split_out *val, cons
 /* A progress line, redrawn about once a second on a terminal; the final
  * one always. */
 static void report(ingest_job *j, const split_out *train, const split_out *val, int final) {
-    double t = now_s();
+    double t = cli_now_s();
     if (j->quiet || (!final && (!isatty(STDERR_FILENO) || t - j->last_report < 1.0))) return;
     j->last_report = t;
     double mb = (double)j->bytes / 1e6;
@@ -204,7 +198,7 @@ static int run(ingest_job *j, const char *tok, const char *dir, int64_t per_shar
         struct stat sb;
         if (stat(in[i], &sb) == 0 && S_ISREG(sb.st_mode)) j->bytes_total += (uint64_t)sb.st_size;
     }
-    j->t0 = now_s();
+    j->t0 = cli_now_s();
     for (int i = 0; !err && i < n_in; i++) err = ingest_file(j, &train, &val, in[i]);
     split_out *splits[2] = {&train, &val};
     for (int i = 0; i < 2; i++) {
@@ -218,7 +212,7 @@ static int run(ingest_job *j, const char *tok, const char *dir, int64_t per_shar
         fprintf(stderr, "wrote %d train shard(s) (%lld tokens, %lld documents) and %d val shard(s) (%lld tokens, "
                 "%lld documents) of %d-byte tokens to %s in %.2f s\n", train.shards, (long long)train.tokens,
                 (long long)train.docs, val.shards, (long long)val.tokens, (long long)val.docs, token_size, dir,
-                now_s() - j->t0);
+                cli_now_s() - j->t0);
     if (!err && val.tokens == 0 && j->val_fraction > 0)
         fprintf(stderr, "warning: the validation split is empty: %lld document(s) at --val-fraction %g; give more "
                 "documents (files, or \"<|endoftext|>\" between documents) or a larger fraction\n",

@@ -25,12 +25,6 @@ static void usage(void) {
             "      vocabulary size, special token, first and longest tokens\n");
 }
 
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
 /* Writes bytes as a quoted string, escaping what is not printable ASCII. */
 static void print_escaped(FILE *out, const uint8_t *p, size_t n) {
     fputc('\'', out);
@@ -93,11 +87,11 @@ static int cmd_train(int argc, char **argv) {
     vttt_bpe_trainer *t;
     vttt_bpe *b = NULL;
     if (vttt_bpe_trainer_init(&t, &lg)) return 1;
-    double t0 = now_s();
+    double t0 = cli_now_s();
     uint64_t bytes = 0;
     int err = 0;
     for (int i = 0; !err && i < n_in; i++) err = feed_file(t, in[i], &bytes);
-    double t1 = now_s();
+    double t1 = cli_now_s();
     size_t pieces = 0;
     uint64_t fed;
     vttt_bpe_trainer_stats(t, &fed, &pieces);
@@ -105,7 +99,7 @@ static int cmd_train(int argc, char **argv) {
         fprintf(stderr, "read %.2f MB from %d file(s) in %.2f s: %zu distinct pieces\n", (double)bytes / 1e6, n_in,
                 t1 - t0, pieces);
     if (!err) err = vttt_bpe_trainer_train(t, &p, &b);
-    double t2 = now_s();
+    double t2 = cli_now_s();
     if (!err) err = vttt_bpe_save(b, out, &lg);
     if (!err && !quiet) {
         fprintf(stderr, "learnt %d merges in %.2f s (%.2f s in all): vocab %d, <|endoftext|> = %d, saved %s\n",
@@ -152,11 +146,11 @@ static int encode_bytes(encode_job *j, vttt_bpe_encoder *e, const uint8_t *p, si
     int err;
     do {
         size_t k = n - off < (1u << 20) ? n - off : (1u << 20);
-        double t0 = now_s();
+        double t0 = cli_now_s();
         err = vttt_bpe_encoder_feed(e, p + off, k, &ids);
         off += k;
         if (!err && off == n) err = vttt_bpe_encoder_finish(e, &ids);
-        j->seconds += now_s() - t0;
+        j->seconds += cli_now_s() - t0;
         print_ids(j, &ids);
         j->tokens += ids.n;
         ids.n = 0;

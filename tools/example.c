@@ -14,12 +14,6 @@
 #include "cli.h"
 #include "ttt.h"
 
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
 static double rel_err(const float *a, const float *b, size_t n) {
     double m = 0, s = 0;
     for (size_t i = 0; i < n; i++) {
@@ -51,18 +45,18 @@ static int run_kind(vttt_layer_kind kind, const char *name, int T) {
         s = s * 6364136223846793005ull + 1442695040888963407ull;
         x[i] = sinf(0.05f * (float)(i / D) + (float)(i % D)) + 0.3f * ((float)(s >> 40) / 16777216.0f - 0.5f);
     }
-    double t0 = now_s();
+    double t0 = cli_now_s();
     if ((err = vttt_layer_forward(l, yd, x, B, T, VTTT_FORM_DUAL, 0))) goto done;
-    double t1 = now_s();
+    double t1 = cli_now_s();
     if ((err = vttt_layer_forward(l, yp, x, B, T, VTTT_FORM_PRIMAL, 0))) goto done;
-    double t2 = now_s();
+    double t2 = cli_now_s();
     if ((err = vttt_state_init(&st, l, B, 0))) goto done;
     size_t bytes0 = vttt_state_bytes(st), bytes_max = bytes0;
     for (int t = 0; t < T; t++) {
         if ((err = vttt_layer_decode(l, st, yt + (size_t)t * D, x + (size_t)t * D))) goto done;
         if (vttt_state_bytes(st) > bytes_max) bytes_max = vttt_state_bytes(st);
     }
-    double t3 = now_s();
+    double t3 = cli_now_s();
     printf("%-10s T=%d D=%d H=%d: dual %.1f ms, primal %.1f ms, decode %.1f ms\n", name, T, D, H, (t1 - t0) * 1e3,
            (t2 - t1) * 1e3, (t3 - t2) * 1e3);
     printf("           max rel. difference: primal vs dual %.2e, decode vs dual %.2e\n", rel_err(yp, yd, n),

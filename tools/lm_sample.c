@@ -18,6 +18,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "cli.h"
 #include "lm.h"
 
 #define CMD "vttt lm sample"
@@ -52,12 +53,6 @@ static void usage(void) {
             "  (stderr); --no-eot: do not start the prompt with <|endoftext|>; --ignore-eot: keep\n"
             "  going past <|endoftext|>; --threads N: OpenMP/OpenBLAS threads (default: all for the\n"
             "  prompt; one for decoding models under 20M parameters)\n");
-}
-
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
 static double uniform01(sampler *s) {
@@ -120,10 +115,10 @@ static int generate(const sample_opts *o, vttt_model *m, const vttt_bpe *bpe, co
     if (!err) err = vttt_model_state_init(&st, m, 1, (int)(prompt->n + (size_t)o->max_tokens));
     if (!err && o->verbose)
         fprintf(stderr, "state: %zu bytes at position 0\n", vttt_model_state_bytes(st));
-    double t0 = now_s();
+    double t0 = cli_now_s();
     if (!err) err = vttt_model_prefill(m, st, prompt->ids, (int)prompt->n, logits, 0);
     if (!o->threads && vttt_model_num_params(m) < DECODE_SERIAL_PARAMS) lm_set_threads(1);
-    double t1 = now_s();
+    double t1 = cli_now_s();
     long long made = 0;
     for (; !err && made < o->max_tokens; made++) {
         int32_t next = sample_next(&s, logits, o->temperature, (int)o->top_k);
@@ -131,7 +126,7 @@ static int generate(const sample_opts *o, vttt_model *m, const vttt_bpe *bpe, co
         emit(o, bpe, next, made == 0);
         if (made + 1 < o->max_tokens) err = vttt_model_decode(m, st, &next, logits);
     }
-    double t2 = now_s();
+    double t2 = cli_now_s();
     printf("\n");
     fflush(stdout);   /* before the --verbose lines on stderr */
     if (err) fprintf(stderr, CMD ": generation failed (%s)\n", vttt_strerror(err));
