@@ -169,7 +169,7 @@ typedef struct vttt_state vttt_state;
 int vttt_state_init(vttt_state **out, const vttt_layer *l, int B, int max_T);
 void vttt_state_free(vttt_state **s);
 void vttt_state_reset(vttt_state *s);
-size_t vttt_state_bytes(const vttt_state *s);   /* bytes held now */
+size_t vttt_state_bytes(const vttt_state *s);   /* TTT: bytes of the state (constant); attention: KV cache in use (max_T is allocated) */
 int64_t vttt_state_position(const vttt_state *s);
 /* Continues the sequence held in s by T tokens: x, y (B, T, D). */
 int vttt_layer_prefill(vttt_layer *l, vttt_state *s, float *y, const float *x, int T);
