@@ -32,7 +32,6 @@ import argparse
 import json
 import math
 import os
-import struct
 import subprocess
 import sys
 
@@ -187,29 +186,6 @@ def losses_of(c, logits, tokens):
     return nll, nll[:, :T - shift].mean()
 
 
-def write_st(path, tensors, metadata):
-    """safetensors with F32 and I32 tensors, header padded to 8 bytes."""
-    header = {"__metadata__": {k: str(v) for k, v in metadata.items()}}
-    blobs, off = [], 0
-    for name, t in tensors.items():
-        t = t.detach().contiguous()
-        if t.dtype in (torch.int32, torch.int64):
-            data, dt = t.to(torch.int32).numpy().astype("<i4").tobytes(), "I32"
-        else:
-            data, dt = t.to(torch.float32).numpy().astype("<f4").tobytes(), "F32"
-        header[name] = {"dtype": dt, "shape": list(t.shape),
-                        "data_offsets": [off, off + len(data)]}
-        blobs.append(data)
-        off += len(data)
-    hj = json.dumps(header, separators=(",", ":")).encode()
-    hj += b" " * (-len(hj) % 8)
-    with open(path, "wb") as fh:
-        fh.write(struct.pack("<Q", len(hj)))
-        fh.write(hj)
-        for blob in blobs:
-            fh.write(blob)
-
-
 def run_case(c, seed, outdir):
     P32 = make_params(c, seed)
     g = torch.Generator().manual_seed(seed + 7)
@@ -228,7 +204,7 @@ def run_case(c, seed, outdir):
     files = dict(P32)
     if c["head_in_file"]:  # tied, but written out as some exporters do
         files["lm_head.weight"] = P32["model.embed_tokens.weight"].clone()
-    write_st(os.path.join(mdir, "model.safetensors"), files, {"format": "pt"})
+    lo.write_safetensors(os.path.join(mdir, "model.safetensors"), files, {"format": "pt"})
 
     ref = {"tokens": tokens.to(torch.int32), "logits": logits.detach(),
            "losses": nll.detach(), "loss": loss.detach().reshape(1)}
@@ -238,30 +214,11 @@ def run_case(c, seed, outdir):
             "generator": "tools/model_oracle.py (torch %s, float64)"
             % torch.__version__}
     rpath = os.path.join(outdir, c["name"] + ".safetensors")
-    write_st(rpath, ref, meta)
+    lo.write_safetensors(rpath, ref, meta)
     print("%s: loss %.6f, |logits| %.3f, %d gradients, %d + %d bytes" % (
         c["name"], loss.item(), logits.abs().max().item(), len(names),
         os.path.getsize(os.path.join(mdir, "model.safetensors")),
         os.path.getsize(rpath)))
-
-
-def read_st(path):
-    """Hand-parsed safetensors with F32 tensors -> {name: float32 tensor}."""
-    import numpy as np
-    with open(path, "rb") as fh:
-        raw = fh.read()
-    (n,) = struct.unpack("<Q", raw[:8])
-    header = json.loads(raw[8:8 + n])
-    header.pop("__metadata__", None)
-    out = {}
-    for name, info in header.items():
-        if info["dtype"] != "F32":
-            raise ValueError("%s: %s is %s, not F32" % (path, name,
-                                                        info["dtype"]))
-        a, b = info["data_offsets"]
-        arr = np.frombuffer(raw[8 + n + a:8 + n + b], dtype="<f4")
-        out[name] = torch.from_numpy(arr.copy()).reshape(info["shape"])
-    return out
 
 
 def case_of_config(cfg, T):
@@ -314,7 +271,7 @@ def check_dir(args):
     c = case_of_config(cfg, len(ids))
     # requires_grad: the TTT inner steps are taken by autograd
     P = {k: v.to(DT).requires_grad_() for k, v in
-         read_st(os.path.join(mdir, "model.safetensors")).items()}
+         lo.read_safetensors(os.path.join(mdir, "model.safetensors"))[0].items()}
     tokens = torch.tensor([ids])
     nll, loss = losses_of(c, model_logits(c, P, tokens), tokens)
     nll, loss = nll.detach(), loss.detach()

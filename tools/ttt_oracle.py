@@ -271,13 +271,17 @@ def run_case(cfg, x32, p32, dy32):
 
 def write_safetensors(path, tensors, metadata):
     """Hand-written safetensors: u64 LE header length, JSON header (padded
-    with spaces to a multiple of 8), then raw little-endian F32 data."""
+    with spaces to a multiple of 8), then raw little-endian data: F32, or
+    I32 for integer tensors."""
     header = {"__metadata__": {k: str(v) for k, v in metadata.items()}}
     blobs, off = [], 0
     for name, t in tensors.items():
-        data = t.detach().contiguous().to(torch.float32).numpy() \
-            .astype("<f4").tobytes()
-        header[name] = {"dtype": "F32", "shape": list(t.shape),
+        t = t.detach().contiguous()
+        if t.dtype in (torch.int32, torch.int64):
+            data, dt = t.to(torch.int32).numpy().astype("<i4").tobytes(), "I32"
+        else:
+            data, dt = t.to(torch.float32).numpy().astype("<f4").tobytes(), "F32"
+        header[name] = {"dtype": dt, "shape": list(t.shape),
                         "data_offsets": [off, off + len(data)]}
         blobs.append(data)
         off += len(data)
@@ -291,15 +295,19 @@ def write_safetensors(path, tensors, metadata):
 
 
 def read_safetensors(path):
-    """Minimal reader for the files above (used by --check)."""
+    """Minimal reader for F32 files like the above -> ({name: tensor},
+    metadata); other dtypes are refused."""
     import numpy as np
     with open(path, "rb") as fh:
         raw = fh.read()
     (n,) = struct.unpack("<Q", raw[:8])
     header = json.loads(raw[8:8 + n])
-    meta = header.pop("__metadata__")
+    meta = header.pop("__metadata__", {})
     base, out = 8 + n, {}
     for name, info in header.items():
+        if info["dtype"] != "F32":
+            raise ValueError("%s: %s is %s, not F32" % (path, name,
+                                                        info["dtype"]))
         a, b = info["data_offsets"]
         arr = np.frombuffer(raw[base + a:base + b], dtype="<f4")
         out[name] = torch.from_numpy(arr.copy()).reshape(info["shape"])
