@@ -8,7 +8,6 @@
  */
 #define _XOPEN_SOURCE 700
 #include <check.h>
-#include <ftw.h>
 #include <math.h>
 #include <signal.h>
 #include <stdio.h>
@@ -26,34 +25,6 @@
 #define VOCAB 16
 
 /* ---- helpers ------------------------------------------------------------ */
-
-typedef struct {
-    char text[8192];
-} log_capture;
-
-static void capture_fn(void *user, int level, const char *msg) {
-    log_capture *c = user;
-    size_t n = strlen(c->text);
-    if (level <= VTTT_LOG_WARNING) snprintf(c->text + n, sizeof c->text - n, "%s\n", msg);
-}
-
-static vttt_logger capture_logger(log_capture *c) {
-    memset(c, 0, sizeof *c);
-    vttt_logger lg = {capture_fn, c, VTTT_LOG_DEBUG};
-    return lg;
-}
-
-static int rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw) {
-    (void)sb, (void)flag, (void)ftw;
-    return remove(path);
-}
-
-static void remove_tree(const char *dir) { nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS); }
-
-static void make_tmpdir(char *dir, size_t n) {
-    snprintf(dir, n, "/tmp/vttt_train_XXXXXX");
-    ck_assert_ptr_nonnull(mkdtemp(dir));
-}
 
 /* A shard of n tokens of a learnable stream: each token is the previous
  * one + 1 (mod VOCAB), with a random jump every 32 tokens or so. */
@@ -93,24 +64,10 @@ static vttt_train_params small_run(const char *dir, const char *name) {
     return p;
 }
 
-static char *read_file(const char *path, size_t *n) {
-    FILE *f = fopen(path, "rb");
-    ck_assert_msg(f != NULL, "cannot open %s", path);
-    fseek(f, 0, SEEK_END);
-    long len = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *buf = malloc((size_t)len + 1);
-    ck_assert_int_eq(fread(buf, 1, (size_t)len, f), (size_t)len);
-    fclose(f);
-    buf[len] = '\0';
-    *n = (size_t)len;
-    return buf;
-}
-
 /* Whether two files have the same bytes. */
 static int same_file(const char *a, const char *b) {
     size_t na, nb;
-    char *x = read_file(a, &na), *y = read_file(b, &nb);
+    char *x = tu_read_file(a, &na), *y = tu_read_file(b, &nb);
     int same = na == nb && !memcmp(x, y, na);
     free(x), free(y);
     return same;
@@ -260,9 +217,9 @@ END_TEST
 
 START_TEST(test_data) {
     char dir[64], p[256];
-    log_capture cap;
-    vttt_logger lg = capture_logger(&cap);
-    make_tmpdir(dir, sizeof dir);
+    tu_log cap;
+    vttt_logger lg = tu_log_capture(&cap, VTTT_LOG_WARNING, 1);
+    tu_tmpdir(dir, sizeof dir, "train");
     int32_t a[100], b[50];
     for (int i = 0; i < 100; i++) a[i] = i;
     for (int i = 0; i < 50; i++) b[i] = 100 + i;
@@ -304,7 +261,7 @@ START_TEST(test_data) {
     ck_assert_int_eq(train_data_open(&d, dir, "train", 11, 10, &lg), VTTT_EFORMAT);
     ck_assert_ptr_nonnull(strstr(cap.text, "train_000001.bin"));
     ck_assert_ptr_null(d);
-    remove_tree(dir);
+    tu_rm_rf(dir);
 }
 END_TEST
 
@@ -339,8 +296,8 @@ START_TEST(test_params_json) {
     ck_assert_int_eq(train_params_from_json(&q, back, "x.json", NULL), VTTT_OK);
     ck_assert_int_eq(train_params_match(&p, &q, "run", NULL), VTTT_OK);
     ck_assert(q.lr == p.lr && q.seed == p.seed && !strcmp(q.data, "some/dir"));
-    log_capture cap;
-    vttt_logger lg = capture_logger(&cap);
+    tu_log cap;
+    vttt_logger lg = tu_log_capture(&cap, VTTT_LOG_WARNING, 1);
     q.lr = 2e-3f;
     ck_assert_int_eq(train_params_match(&p, &q, "run", &lg), VTTT_EINVAL);
     ck_assert_ptr_nonnull(strstr(cap.text, "--lr"));
@@ -361,7 +318,7 @@ END_TEST
 
 START_TEST(test_determinism) {
     char dir[64], a[1200], b[1200];
-    make_tmpdir(dir, sizeof dir);
+    tu_tmpdir(dir, sizeof dir, "train");
     make_data(dir);
     vttt_train_params p = small_run(dir, "a");
     ck_assert_int_eq(vttt_train_run(&p, NULL), VTTT_OK);
@@ -379,7 +336,7 @@ START_TEST(test_determinism) {
     snprintf(a, sizeof a, "%s/a/latest/model.safetensors", dir);
     snprintf(b, sizeof b, "%s/c/latest/model.safetensors", dir);
     ck_assert(!same_file(a, b));
-    remove_tree(dir);
+    tu_rm_rf(dir);
 }
 END_TEST
 
@@ -387,7 +344,7 @@ END_TEST
  * four: the same losses up to float rounding. */
 START_TEST(test_accumulation) {
     char dir[64], run[1100];
-    make_tmpdir(dir, sizeof dir);
+    tu_tmpdir(dir, sizeof dir, "train");
     make_data(dir);
     float la[6], lb[6];
     vttt_train_params p = small_run(dir, "one");
@@ -400,7 +357,7 @@ START_TEST(test_accumulation) {
     snprintf(run, sizeof run, "%s/four", dir);
     ck_assert_int_eq(read_losses(run, lb, 6), 6);
     for (int i = 0; i < 6; i++) ck_assert_float_eq_tol(la[i], lb[i], 1e-4f * la[i]);
-    remove_tree(dir);
+    tu_rm_rf(dir);
 }
 END_TEST
 
@@ -408,7 +365,7 @@ END_TEST
  * runs, evaluates, and learns the stream. */
 START_TEST(test_windows) {
     char dir[64], run[1100];
-    make_tmpdir(dir, sizeof dir);
+    tu_tmpdir(dir, sizeof dir, "train");
     make_data(dir);
     vttt_train_params p = small_run(dir, "win");
     p.seq = 128, p.window = 16, p.steps = 40, p.warmup = 4, p.batch = 2;
@@ -422,12 +379,12 @@ START_TEST(test_windows) {
     ck_assert_msg(last < first - 0.5f, "loss did not go down: %g -> %g", (double)first, (double)last);
     size_t n;
     snprintf(run, sizeof run, "%s/win/metrics.jsonl", dir);
-    char *m = read_file(run, &n);
+    char *m = tu_read_file(run, &n);
     ck_assert_ptr_nonnull(strstr(m, "{\"step\":20,\"val_loss\":"));
     ck_assert_ptr_nonnull(strstr(m, "{\"step\":40,\"val_loss\":"));
     ck_assert_ptr_nonnull(strstr(m, "\"val_ppl\":"));
     free(m);
-    remove_tree(dir);
+    tu_rm_rf(dir);
 }
 END_TEST
 
@@ -440,7 +397,7 @@ static void raise_at_3(void *user, const vttt_train_report *r) {
  * from it ends where an uninterrupted run does, bit for bit. */
 START_TEST(test_sigterm_resume) {
     char dir[64], a[1200], b[1200];
-    make_tmpdir(dir, sizeof dir);
+    tu_tmpdir(dir, sizeof dir, "train");
     make_data(dir);
     vttt_train_params p = small_run(dir, "full");
     p.ckpt_every = 2;
@@ -461,21 +418,21 @@ START_TEST(test_sigterm_resume) {
     ck_assert_int_eq(read_losses(a, la, 6), 6);
     ck_assert_int_eq(read_losses(b, lb, 6), 6);
     for (int i = 0; i < 6; i++) ck_assert(la[i] == lb[i]);
-    remove_tree(dir);
+    tu_rm_rf(dir);
 }
 END_TEST
 
 /* Runs p expecting err and a message containing want. */
 static void expect_fail(const vttt_train_params *p, int err, const char *want) {
-    log_capture cap;
-    vttt_logger lg = capture_logger(&cap);
+    tu_log cap;
+    vttt_logger lg = tu_log_capture(&cap, VTTT_LOG_WARNING, 1);
     ck_assert_int_eq(vttt_train_run(p, &lg), err);
     ck_assert_msg(strstr(cap.text, want) != NULL, "expected \"%s\" in: %s", want, cap.text);
 }
 
 START_TEST(test_wrong_settings) {
     char dir[64];
-    make_tmpdir(dir, sizeof dir);
+    tu_tmpdir(dir, sizeof dir, "train");
     make_data(dir);
     vttt_train_params p = small_run(dir, "w");
     p.seq = 64, p.window = 24;
@@ -508,14 +465,14 @@ START_TEST(test_wrong_settings) {
     expect_fail(&p, VTTT_EINVAL, "--lr: given 0.5");
     p.lr = 1e-2f, p.batch = 8;
     expect_fail(&p, VTTT_EINVAL, "--batch: given 8");
-    remove_tree(dir);
+    tu_rm_rf(dir);
 }
 END_TEST
 
 /* Copies file a to b. */
 static void copy_file(const char *a, const char *b) {
     size_t n;
-    char *x = read_file(a, &n);
+    char *x = tu_read_file(a, &n);
     FILE *f = fopen(b, "wb");
     ck_assert_int_eq(fwrite(x, 1, n, f), n);
     fclose(f);
@@ -524,7 +481,7 @@ static void copy_file(const char *a, const char *b) {
 
 START_TEST(test_damaged_checkpoints) {
     char dir[64], ck[1200], p2[1200], bak[1200];
-    make_tmpdir(dir, sizeof dir);
+    tu_tmpdir(dir, sizeof dir, "train");
     make_data(dir);
     vttt_train_params p = small_run(dir, "d");
     p.steps = 4, p.ckpt_every = 2;
@@ -558,7 +515,7 @@ START_TEST(test_damaged_checkpoints) {
     write_stream(p2, 20000, 1);
     /* intact again: it resumes (nothing left to do but the checkpoint exists) */
     ck_assert_int_eq(vttt_train_run(&p, NULL), VTTT_OK);
-    remove_tree(dir);
+    tu_rm_rf(dir);
 }
 END_TEST
 
@@ -566,7 +523,7 @@ END_TEST
  * leaves the previous checkpoint as it was. */
 START_TEST(test_save_failure) {
     char dir[64], p2[1200];
-    make_tmpdir(dir, sizeof dir);
+    tu_tmpdir(dir, sizeof dir, "train");
     make_data(dir);
     vttt_train_params p = small_run(dir, "f");
     p.steps = 4, p.ckpt_every = 2;
@@ -584,12 +541,11 @@ START_TEST(test_save_failure) {
     ck_assert_int_eq(vttt_train_run(&p, NULL), VTTT_OK);
     snprintf(p2, sizeof p2, "%s/f", dir);
     ck_assert_int_eq(train_ckpt_latest(p2, NULL, 0), 4);
-    remove_tree(dir);
+    tu_rm_rf(dir);
 }
 END_TEST
 
 int main(void) {
-    Suite *s = suite_create("train");
     TCase *tc = tcase_create("train");
     tcase_set_timeout(tc, 120);
     tcase_add_test(tc, test_schedule);
@@ -607,10 +563,5 @@ int main(void) {
     tcase_add_test(tc, test_wrong_settings);
     tcase_add_test(tc, test_damaged_checkpoints);
     tcase_add_test(tc, test_save_failure);
-    suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? 1 : 0;
+    return tu_run("train", tc, CK_FORK_GETENV);
 }

@@ -6,17 +6,12 @@
 # loss curves of two runs as a PNG. Usage: train_cli.sh path/to/vttt
 set -u
 VTTT=${1:?usage: train_cli.sh path/to/vttt}
-T=$(mktemp -d "${TMPDIR:-/tmp}/vttt_train_cli_XXXXXX")
+# shellcheck source=tests/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+tl_tmpdir train_cli
 PIDS=()
+# the training processes started in the background die with the script
 trap 'for p in "${PIDS[@]}"; do kill -9 "$p" 2>/dev/null; done; rm -rf "$T"' EXIT
-FAILS=0
-fail() { echo "FAIL: $*"; FAILS=$((FAILS + 1)); }
-expect_status() {  # expect_status WANT DESCRIPTION -- command...
-    local want=$1 what=$2; shift 3
-    "$@" >"$T/out.txt" 2>"$T/err.txt"
-    local got=$?
-    [ "$got" = "$want" ] || { fail "$what: exit $got, want $want"; sed 's/^/    /' "$T/err.txt" | head -5; }
-}
 # wait_for FILE SECONDS: until FILE exists
 wait_for() {
     local i=0
@@ -106,8 +101,4 @@ expect_status 0 "plot" -- "$VTTT" plot --out "$T/loss.png" --title "test runs" "
 [ "$(head -c 8 "$T/loss.png" | od -An -tx1 | tr -d ' \n')" = 89504e470d0a1a0a ] || fail "plot: not a PNG"
 expect_status 1 "plot of a missing run" -- "$VTTT" plot --out "$T/x.png" "$T/nowhere"
 
-if [ "$FAILS" -gt 0 ]; then
-    echo "$FAILS failure(s)"
-    exit 1
-fi
-echo "train_cli: all passed"
+tl_finish "train_cli: all passed"
