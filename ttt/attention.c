@@ -65,13 +65,13 @@ static void attn_linear(float *out, const float *inp, const float *w, int N, int
         ttt_linear_forward(out, inp, w, NULL, N, D, D);
         return;
     }
-    int nb = attn_blas_serial_begin(), nblk = (D + COL_BLOCK - 1) / COL_BLOCK;
+    int nb = ttt_blas_serial_begin(), nblk = (D + COL_BLOCK - 1) / COL_BLOCK;
 #pragma omp parallel for schedule(static)
     for (int j = 0; j < nblk; j++) {
         int j0 = j * COL_BLOCK, nc = D - j0 < COL_BLOCK ? D - j0 : COL_BLOCK;
         ttt_sgemm(0, 1, N, nc, D, 1.0f, inp, D, w + (size_t)j0 * D, D, 0.0f, out + j0, D);
     }
-    attn_blas_serial_end(nb);
+    ttt_blas_serial_end(nb);
 }
 
 /* q, k, v (B, T, D) from x (B, T, D); q and k rotated for positions

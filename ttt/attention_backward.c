@@ -107,7 +107,7 @@ int ttt_flash_backward(float *dq, float *dk, float *dv, const float *dout, const
     bwd_delta(delta, dout, o, B, T, H, f);
     bwd_args a = {q, k, v, dout, lse, delta, T, H, f, H * f, 1.0f / sqrtf((float)f)};
     long bh = (long)B * H;
-    int nb = attn_blas_serial_begin();
+    int nb = ttt_blas_serial_begin();
 #pragma omp parallel num_threads(nth)
     {
         float *P = scratch + (size_t)omp_get_thread_num() * per_thread, *dS = P + (size_t)BR * BC;
@@ -123,7 +123,7 @@ int ttt_flash_backward(float *dq, float *dk, float *dv, const float *dout, const
             bwd_dkv_tile(&a, dk, dv, (int)(t % bh) / H, (int)(t % bh) % H, j0, T - j0 < BC ? T - j0 : BC, P, dS);
         }
     }
-    attn_blas_serial_end(nb);
+    ttt_blas_serial_end(nb);
     free(delta);
     free(scratch);
     return VTTT_OK;

@@ -21,10 +21,6 @@ static inline int attn_visible(int64_t p, int64_t j0, int nc) {
     return nv < 0 ? 0 : nv > nc ? nc : (int)nv;
 }
 
-/* Hold OpenBLAS at one thread while OpenMP threads call it; begin returns
- * the count that end restores. */
-int attn_blas_serial_begin(void);
-void attn_blas_serial_end(int n);
 
 /* Causal softmax attention forward, scale 1/sqrt(f).
  * q, o: (B, Tq, D); k, v: (B, kv_rows, D), batch b's keys from row

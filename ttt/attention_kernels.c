@@ -11,7 +11,6 @@
  * at one thread for the duration of each parallel section.
  */
 
-#include <cblas.h>
 #include <math.h>
 #include <omp.h>
 #include <stdlib.h>
@@ -27,16 +26,6 @@ enum { BR = ATTN_BR, BC = ATTN_BC };
  * loops: BLAS would spend more time packing the key tile than multiplying,
  * and the work is bound by reading the KV cache anyway. */
 enum { SMALL_ROWS = 8 };
-
-int attn_blas_serial_begin(void) {
-    int n = openblas_get_num_threads();
-    if (n > 1) openblas_set_num_threads(1);
-    return n;
-}
-
-void attn_blas_serial_end(int n) {
-    if (n > 1) openblas_set_num_threads(n);
-}
 
 static int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
 
@@ -215,7 +204,7 @@ static int forward_tiles(const fwd_args *a, float *o, float *lse, int nth) {
         free(parts);
         return VTTT_ENOMEM;
     }
-    int nb = attn_blas_serial_begin();
+    int nb = ttt_blas_serial_begin();
 #pragma omp parallel for schedule(dynamic, 1) num_threads(nth)
     for (long t = 0; t < tiles * nsplit; t++) {
         float *S = scratch + (size_t)omp_get_thread_num() * per_thread;
@@ -228,7 +217,7 @@ static int forward_tiles(const fwd_args *a, float *o, float *lse, int nth) {
                  S);
         if (nsplit == 1) finish_tile(a, st, o, lse, p);
     }
-    attn_blas_serial_end(nb);
+    ttt_blas_serial_end(nb);
     if (nsplit > 1) {
 #pragma omp parallel for schedule(static) num_threads(nth)
         for (long tile = 0; tile < tiles; tile++) {

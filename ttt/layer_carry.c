@@ -6,7 +6,6 @@
  * layer's training activations are the same, so the layer's own backward
  * applies.
  */
-#include <cblas.h>
 #include <omp.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,13 +20,12 @@ static void carry_heads(vttt_layer *l, vttt_state *s, int T) {
     struct ttt_cache *c = l->tc;
     size_t numel = s->inner_numel;
     int H = l->H, B = s->B;
-    int blas_threads = openblas_get_num_threads();
-    openblas_set_num_threads(1); /* the heads run in parallel, each serial */
+    int blas_threads = ttt_blas_serial_begin(); /* the heads run in parallel, each serial */
 #pragma omp parallel for schedule(dynamic, 1) num_threads(c->nthreads)
     for (int bh = 0; bh < B * H; bh++)
         ttt_head_run(l, omp_get_thread_num(), bh / H, bh % H, T, s->pos, s->W0 + (size_t)bh * numel,
                      s->A + (size_t)bh * numel, c->ckpt + (size_t)bh * c->n_groups * numel, c->group);
-    openblas_set_num_threads(blas_threads);
+    ttt_blas_serial_end(blas_threads);
 }
 
 int ttt_layer_forward_carry(vttt_layer *l, vttt_state *s, float *y, const float *x, int T) {

@@ -19,6 +19,12 @@
 void ttt_sgemm(int ta, int tb, int M, int N, int K, float alpha, const float *A, int lda,
                const float *B, int ldb, float beta, float *C, int ldc);
 
+/* Hold OpenBLAS at one thread while our own OpenMP threads call it (each
+ * call then runs serially inside its thread); begin returns the thread
+ * count that end restores. */
+int ttt_blas_serial_begin(void);
+void ttt_blas_serial_end(int n);
+
 /* out (N,OC) = inp (N,C) . w(OC,C)^T + bias(OC); bias may be NULL. */
 void ttt_linear_forward(float *out, const float *inp, const float *w, const float *bias, int N, int C, int OC);
 void ttt_linear_backward(float *dinp, float *dw, float *dbias, const float *dout, const float *inp,

@@ -3,6 +3,16 @@
 
 #include "ops.h"
 
+int ttt_blas_serial_begin(void) {
+    int n = openblas_get_num_threads();
+    if (n > 1) openblas_set_num_threads(1);
+    return n;
+}
+
+void ttt_blas_serial_end(int n) {
+    if (n > 1) openblas_set_num_threads(n);
+}
+
 void ttt_sgemm(int ta, int tb, int M, int N, int K, float alpha, const float *A, int lda, const float *B, int ldb,
                float beta, float *C, int ldc) {
     if (M <= 0 || N <= 0) return;

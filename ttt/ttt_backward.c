@@ -6,11 +6,11 @@
  * differentiated in reverse. Memory holds n_groups + group states per
  * (sequence, head), about 2 sqrt(T / b), never one per token.
  */
-#include <cblas.h>
 #include <omp.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "ops.h"
 #include "ttt_inner.h"
 
 /* Per (sequence, head) outputs that are reduced into the layer's gradients
@@ -122,14 +122,13 @@ int ttt_backward(vttt_layer *l, float *dx, const float *dy) {
     }
     memset(dx, 0, ND * sizeof(float));
     ttt_outer_out_backward(l, dZ, dx, dy, c->x, c->Z, c->mean, c->rstd, c->normed, c->gpre, c->tmp, B, T);
-    int blas_threads = openblas_get_num_threads();
-    openblas_set_num_threads(1);
+    int blas_threads = ttt_blas_serial_begin();
 #pragma omp parallel for schedule(dynamic, 1) num_threads(c->nthreads)
     for (int bh = 0; bh < B * H; bh++) {
         int tid = omp_get_thread_num();
         head_backward(l, tid, bh / H, bh % H, dZ, dXQ, dXK, dXV, dlr, &hg[bh], st + (size_t)tid * states);
     }
-    openblas_set_num_threads(blas_threads);
+    ttt_blas_serial_end(blas_threads);
     reduce_heads(l, B, hg);
     /* c->tmp (2,B,T,D) is free again after ttt_outer_out_backward */
     ttt_outer_in_backward(l, dx, c->x, c->xqk, c->conv0, dXQ, dXK, dXV, dlr, c->lr, c->tmp, B, T);

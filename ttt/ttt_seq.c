@@ -7,7 +7,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <cblas.h>
 
 #include "ops.h"
 #include "ttt_inner.h"
@@ -174,8 +173,7 @@ void ttt_head_run(const vttt_layer *l, int tid, int bi, int h, int T, int64_t po
 static void inner_all(const vttt_layer *l, int B, int T, int64_t pos, float *W, float *A, float *ckpt) {
     ttt_dims d = ttt_dims_of(l);
     int H = l->H, nthr = l->tc->nthreads;
-    int blas_threads = openblas_get_num_threads();
-    openblas_set_num_threads(1);
+    int blas_threads = ttt_blas_serial_begin();
 #pragma omp parallel for schedule(dynamic, 1) num_threads(nthr)
     for (int bh = 0; bh < B * H; bh++) {
         float *a = A ? A + (size_t)bh * d.numel : NULL;
@@ -183,7 +181,7 @@ static void inner_all(const vttt_layer *l, int B, int T, int64_t pos, float *W, 
         ttt_head_run(l, omp_get_thread_num(), bh / H, bh % H, T, pos, W + (size_t)bh * d.numel, a, ck,
                      ckpt ? l->tc->group : 0);
     }
-    openblas_set_num_threads(blas_threads);
+    ttt_blas_serial_end(blas_threads);
 }
 
 /* Prefill of one chunk (T <= buffers' capacity) over the state. */
