@@ -11,4 +11,5 @@ $SUDO apt-get install -y --no-install-recommends \
     build-essential cmake pkg-config \
     libopenblas-dev libopenblas-openmp-dev check libcjson-dev libpng-dev \
     libavformat-dev libavcodec-dev libavutil-dev libswscale-dev libavfilter-dev ffmpeg \
-    libopenmpi-dev openmpi-bin
+    libopenmpi-dev openmpi-bin \
+    libmicrohttpd-dev curl

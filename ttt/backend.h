@@ -60,6 +60,21 @@ struct vttt_backend {
     int (*xent_forward)(float *losses, const float *logits, const int32_t *targets, int N, int V);
     void (*xent_backward)(float *dlogits, const float *dloss, const float *logits, const int32_t *targets,
                           int N, int V);
+
+    /* 2D image ops (ops.h). The convolutions take the backend's context
+     * (CUDA: the cuDNN handle, descriptors and algorithm chosen once per
+     * shape, workspace). */
+    int (*conv2d_forward)(void *ctx, float *out, const float *inp, const float *w, const float *bias, int N,
+                          int C, int H, int W, int OC, int KH, int KW, int stride, int pad);
+    int (*conv2d_backward)(void *ctx, float *dinp, float *dw, float *dbias, const float *dout, const float *inp,
+                           const float *w, int N, int C, int H, int W, int OC, int KH, int KW, int stride,
+                           int pad);
+    void (*groupnorm_forward)(float *out, float *mean, float *rstd, const float *inp, const float *w,
+                              const float *b, int N, int C, int HW, int G, float eps);
+    void (*groupnorm_backward)(float *dinp, float *dw, float *db, const float *dout, const float *inp,
+                               const float *w, const float *mean, const float *rstd, int N, int C, int HW, int G);
+    void (*upsample2x_forward)(float *out, const float *inp, int N, int C, int H, int W);
+    void (*upsample2x_backward)(float *dinp, const float *dout, int N, int C, int H, int W);
 };
 
 #endif

@@ -84,6 +84,31 @@ void ttt_embedding_backward(float *dtable, const float *dout, const int32_t *ids
 int ttt_xent_forward(float *losses, const float *logits, const int32_t *targets, int N, int V);
 void ttt_xent_backward(float *dlogits, const float *dloss, const float *logits, const int32_t *targets, int N, int V);
 
+/* ---- 2D image ops (the frame tokenizer, encoder/) -----------------------
+ * Images are NCHW fp32: (N, C, H, W), row-major. */
+
+/* 2D convolution (cross-correlation, as torch.nn.Conv2d with groups 1):
+ * out (N, OC, OH, OW) = bias(OC) + sum w (OC, C, KH, KW) * inp (N, C, H, W),
+ * OH = (H + 2 pad - KH) / stride + 1 (likewise OW); zero padding. bias may
+ * be NULL. CPU: im2col + sgemm. */
+void ttt_conv2d_forward(float *out, const float *inp, const float *w, const float *bias, int N, int C, int H,
+                        int W, int OC, int KH, int KW, int stride, int pad);
+/* Gradients for inp, w, bias (each may be NULL; all accumulate). */
+void ttt_conv2d_backward(float *dinp, float *dw, float *dbias, const float *dout, const float *inp,
+                         const float *w, int N, int C, int H, int W, int OC, int KH, int KW, int stride, int pad);
+
+/* GroupNorm over (N, C, HW) with G groups of C/G channels (torch.nn.GroupNorm):
+ * out = (inp - mean) * rstd * w[c] + b[c]; mean, rstd (N, G) are saved for
+ * the backward. */
+void ttt_groupnorm_forward(float *out, float *mean, float *rstd, const float *inp, const float *w, const float *b,
+                           int N, int C, int HW, int G, float eps);
+void ttt_groupnorm_backward(float *dinp, float *dw, float *db, const float *dout, const float *inp,
+                            const float *w, const float *mean, const float *rstd, int N, int C, int HW, int G);
+
+/* Nearest-neighbour 2x upsampling: out (N, C, 2H, 2W) from inp (N, C, H, W). */
+void ttt_upsample2x_forward(float *out, const float *inp, int N, int C, int H, int W);
+void ttt_upsample2x_backward(float *dinp, const float *dout, int N, int C, int H, int W);
+
 #ifdef __CUDACC__
 #define TTT_HOSTDEV __host__ __device__ /* nvcc also compiles the scalar helpers below for the GPU */
 #else

@@ -1,0 +1,116 @@
+/*
+ * encoder/encoder.h — the frame tokenizer: a convolutional encoder that
+ * downsamples an S×S RGB frame 8× to a G×G grid (G = S/8), finite scalar
+ * quantization (FSQ) that turns each grid cell into one token, and a
+ * convolutional decoder mirroring the encoder that turns tokens back into
+ * pixels. Also the image utilities the video stages share: PSNR, SSIM,
+ * PNG reading and writing.
+ *
+ * Conventions as in ttt/ttt.h: 0 or a negative VTTT_E* code with a message
+ * through the logger; nothing aborts on bad input. Frames are (N, S, S, 3)
+ * uint8 RGB, row-major (the frame shard layout of ingest/ingest.h); tokens
+ * are int32 (N, G*G) in raster order. A tokenizer is used by one thread at
+ * a time.
+ *
+ * A tokenizer directory holds config.json (the keys of vttt_encoder_config
+ * below, "model_type": "vttt_fsq_tokenizer") and model.safetensors.
+ */
+#ifndef VTTT_ENCODER_H
+#define VTTT_ENCODER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "model.h"
+#include "ttt.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define VTTT_FSQ_MAX_LEVELS 8
+
+typedef struct vttt_encoder_config {
+    int image_size;                      /* S: frames are S×S (64); a multiple of 8 */
+    int channels;                        /* width of the first conv stage; later stages widen (see docs) */
+    int num_groups;                      /* GroupNorm groups */
+    int num_levels;                      /* FSQ channels d */
+    int levels[VTTT_FSQ_MAX_LEVELS];     /* FSQ levels per channel (8,5,5,5: 1000 codes) */
+} vttt_encoder_config;
+
+/* S 64, levels 8,5,5,5 and the default widths. */
+vttt_encoder_config vttt_encoder_default_config(void);
+/* VTTT_EINVAL with a message naming the field. */
+int vttt_encoder_config_check(const vttt_encoder_config *cfg, const vttt_logger *lg);
+/* Parses "8,5,5,5" into cfg->levels / num_levels. */
+int vttt_encoder_levels_parse(vttt_encoder_config *cfg, const char *s, const vttt_logger *lg);
+
+typedef struct vttt_encoder vttt_encoder;
+
+/* Allocates a tokenizer for cfg with weights from seed (deterministic). */
+int vttt_encoder_init(vttt_encoder **out, const vttt_encoder_config *cfg, uint64_t seed, const vttt_logger *lg);
+void vttt_encoder_free(vttt_encoder **e);
+const vttt_encoder_config *vttt_encoder_get_config(const vttt_encoder *e);
+int vttt_encoder_tokens_per_frame(const vttt_encoder *e);   /* G*G */
+int vttt_encoder_vocab_size(const vttt_encoder *e);         /* product of the levels */
+
+/* Tokenizer directory: DIR/config.json + DIR/model.safetensors. Loading
+ * validates everything (shapes, finiteness, unknown keys): VTTT_EFORMAT /
+ * VTTT_EIO with a message naming the file. Saving replaces each file
+ * atomically and creates DIR. */
+int vttt_encoder_load(vttt_encoder **out, const char *dir, const vttt_logger *lg);
+int vttt_encoder_save(const vttt_encoder *e, const char *dir);
+
+/* frames (N, S, S, 3) -> tokens (N, G*G). */
+int vttt_encoder_encode(vttt_encoder *e, const uint8_t *frames, int N, int32_t *tokens);
+/* tokens (N, G*G) -> frames (N, S, S, 3). VTTT_EINVAL for a token outside
+ * [0, vocab). */
+int vttt_encoder_decode(vttt_encoder *e, const int32_t *tokens, int N, uint8_t *frames);
+
+/* Training: encoder -> FSQ (straight-through) -> decoder over N frames.
+ * *loss (may be NULL) is the mean squared error of the reconstruction in
+ * [0,1] pixel units; recon (N, S, S, 3) may be NULL. train != 0 keeps the
+ * activations for vttt_encoder_backward. */
+int vttt_encoder_forward(vttt_encoder *e, const uint8_t *frames, int N, int train, float *loss,
+                         uint8_t *recon);
+/* Accumulates (+=) dloss * d(loss)/d(params) into the gradients. */
+int vttt_encoder_backward(vttt_encoder *e, float dloss);
+/* Every parameter tensor with its gradient (names as in model.safetensors).
+ * Valid until vttt_encoder_free. */
+const vttt_model_tensor *vttt_encoder_tensors(const vttt_encoder *e, int *n);
+size_t vttt_encoder_num_params(const vttt_encoder *e);
+void vttt_encoder_zero_grads(vttt_encoder *e);
+/* FLOPs of one forward (encoder + decoder) over one frame. */
+double vttt_encoder_forward_flops(const vttt_encoder_config *cfg);
+
+/* Runs the tokenizer's ops on a backend (the CPU's by default). For a
+ * CUDA backend the weights are copied to the device and the convolutions
+ * run through cuDNN; VTTT_ENODEV/VTTT_ENOTSUP when unavailable. */
+int vttt_encoder_set_backend(vttt_encoder *e, const vttt_backend *be);
+
+/* ---- image utilities ------------------------------------------------------
+ * Images are (H, W, 3) uint8 RGB, row-major. */
+
+/* PSNR in dB over all pixels and channels (peak 255); +inf-free: identical
+ * images give 100 dB. */
+double vttt_image_psnr(const uint8_t *a, const uint8_t *b, int w, int h);
+/* SSIM (Wang et al. 2004: 11×11 Gaussian window, sigma 1.5, K1 0.01,
+ * K2 0.03) on the luma (BT.601), mean over the valid windows. */
+double vttt_image_ssim(const uint8_t *a, const uint8_t *b, int w, int h);
+
+/* PNG in memory: encodes rgb (h, w, 3) into a malloc'd buffer (*out, *n;
+ * the caller frees). */
+int vttt_png_encode(const uint8_t *rgb, int w, int h, uint8_t **out, size_t *n, const vttt_logger *lg);
+/* Decodes a PNG (any colour type and bit depth, converted to RGB 8-bit;
+ * alpha dropped) into a malloc'd (h, w, 3) buffer. VTTT_EFORMAT with a
+ * message for anything that is not a valid PNG, VTTT_EINVAL when larger
+ * than max_pixels (w*h). Never aborts on bad data. */
+int vttt_png_decode(const uint8_t *data, size_t n, uint8_t **rgb, int *w, int *h, int64_t max_pixels,
+                    const vttt_logger *lg);
+/* Writes rgb (h, w, 3) to path atomically (temporary file + rename). */
+int vttt_png_write(const char *path, const uint8_t *rgb, int w, int h, const vttt_logger *lg);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
