@@ -55,11 +55,19 @@ size_t vttt_stream_state_bytes(const vttt_stream *s); /* constant for TTT models
  * pred_tokens (horizon, tokens_per_frame) receive the predicted next
  * `horizon` frames; either may be NULL. horizon >= 1. */
 int vttt_stream_push(vttt_stream *s, const uint8_t *rgb, int horizon, uint8_t *pred, int32_t *pred_tokens);
+/* The model step of vttt_stream_push on an encoded frame: tokens
+ * (tokens_per_frame) in, pred_tokens (horizon, tokens_per_frame) out (may
+ * be NULL). vttt_stream_push is vttt_encoder_encode + this +
+ * vttt_encoder_decode. */
+int vttt_stream_push_tokens(vttt_stream *s, const int32_t *tokens, int horizon, int32_t *pred_tokens);
 /* The same for n streams at once (distinct streams of one predictor, one
  * frame each, horizon 1), batched into one model step: rgb (n, S, S, 3),
  * pred (n, S, S, 3), pred_tokens (n, tokens_per_frame), either may be NULL.
  * Results equal n separate vttt_stream_push calls. */
 int vttt_stream_push_batch(vttt_stream **s, int n, const uint8_t *rgb, uint8_t *pred, int32_t *pred_tokens);
+/* push_batch's model step on encoded frames: tokens (n, tokens_per_frame)
+ * in, pred_tokens (n, tokens_per_frame) out. */
+int vttt_stream_push_batch_tokens(vttt_stream **s, int n, const int32_t *tokens, int32_t *pred_tokens);
 
 /* Snapshots: the stream's whole state as bytes (a malloc'd buffer the
  * caller frees), and a new stream from such bytes. Restoring checks that
@@ -67,6 +75,39 @@ int vttt_stream_push_batch(vttt_stream **s, int n, const uint8_t *rgb, uint8_t *
  * or for damaged bytes). */
 int vttt_stream_snapshot(const vttt_stream *s, uint8_t **out, size_t *n);
 int vttt_stream_restore(vttt_stream **out, vttt_predictor *p, const uint8_t *data, size_t n);
+
+/* ---- the HTTP daemon (`vttt serve`; docs in infer/README.md) ------------
+ * libmicrohttpd's thread pool parses requests; one model thread owns the
+ * predictor (loaded in the background: /health answers 503 until then)
+ * and runs every stream operation, batching frames of distinct streams. */
+typedef struct vttt_server_params {
+    const char *model_dir, *encoder_dir;
+    const char *listen;        /* "HOST:PORT" ("127.0.0.1:8080"; "[::1]:8080"); port 0 picks a free one */
+    const char *token;         /* bearer token or NULL; required for a non-loopback address */
+    int max_streams;           /* open streams (64); more -> 429 */
+    size_t max_body;           /* request body bytes (16 MiB); more -> 413 */
+    int max_horizon;           /* frames predicted per request (16) */
+    double idle_timeout_s;     /* streams unused this long are closed (600) */
+    double request_timeout_s;  /* a request queued this long -> 503 (30); also the socket timeout */
+    int queue_size;            /* model jobs waiting (256); more -> 503 with Retry-After */
+    int max_batch;             /* frames of distinct streams per model step (16); 1: no batching */
+    int http_threads;          /* libmicrohttpd threads (4) */
+    double drain_s;            /* on stop, how long in-flight requests get to finish (30) */
+    vttt_logger log;
+} vttt_server_params;
+vttt_server_params vttt_server_default_params(void);
+
+typedef struct vttt_server vttt_server;
+/* Listens at once and starts loading the model on the model thread.
+ * VTTT_EINVAL (bad params, a non-loopback address without a token),
+ * VTTT_EIO (cannot listen) with a message. */
+int vttt_server_start(vttt_server **out, const vttt_server_params *p);
+int vttt_server_port(const vttt_server *s);   /* the bound port */
+/* Blocks until the model is loaded: 0, or the loading error. */
+int vttt_server_wait_ready(vttt_server *s);
+/* Stops accepting connections, lets in-flight requests finish (drain_s),
+ * answers what is still queued with 503, and frees everything. */
+void vttt_server_stop(vttt_server **s);
 
 #ifdef __cplusplus
 }
