@@ -173,6 +173,33 @@ int vttt_model_prefill(vttt_model *m, vttt_model_state *s, const int32_t *tokens
 /* One token per sequence: tokens (B), logits (B, V). */
 int vttt_model_decode(vttt_model *m, vttt_model_state *s, const int32_t *tokens, float *logits);
 
+/* Batching separate sequences into one model step (ttt/model_state_batch.c).
+ * gather: dst (B = n) = the n one-sequence states src[i] (B = 1), sequence
+ * i from src[i]. The sequences share one position counter, so their
+ * positions must agree: equal for models with attention layers; for TTT
+ * models congruent modulo the mini-batch size and tokens_per_frame (what
+ * rotary, the mini-batch split and the in-frame embedding see), e.g. every
+ * stream at a frame boundary. dst takes src[0]'s position. scatter: the
+ * inverse, into the states that were gathered (same order): dst[i] =
+ * sequence i of src, each position advanced by the tokens src took since
+ * the gather (src's position - dst[0]'s). VTTT_EINVAL with a message for
+ * other models, batch sizes or positions, or a KV cache too short. */
+int vttt_model_state_gather(vttt_model_state *dst, vttt_model_state *const *src, int n);
+int vttt_model_state_scatter(vttt_model_state *const *dst, int n, const vttt_model_state *src);
+
+/* Snapshots (ttt/model_state_io.c): the whole state as bytes (host byte
+ * order): magic, version, a fingerprint of the model's configuration, the
+ * batch size, the position, each layer's state, the pre-conv states and a
+ * checksum. *out is malloc'd (the caller frees). Loading into s (same
+ * model configuration and B) checks all of it and that every value is
+ * finite: VTTT_EFORMAT with a message for a snapshot of another model or
+ * batch size, or truncated or damaged bytes; s is unchanged then. */
+int vttt_model_state_save(const vttt_model_state *s, uint8_t **out, size_t *n);
+int vttt_model_state_load(vttt_model_state *s, const uint8_t *data, size_t n);
+/* 64-bit FNV-1a fingerprint of the configuration fields that shape the
+ * model and its state (everything but training-only settings). */
+uint64_t vttt_model_config_fingerprint(const vttt_model_config *cfg);
+
 /* Training on long sequences window by window: a train forward over tokens
  * (B, T) (B = the state's) that starts from the state s instead of the
  * learned initial state and leaves in s the state after the window, so

@@ -1,0 +1,38 @@
+/*
+ * infer/infer_internal.h — internal to infer/: the predictor and stream
+ * objects and the scratch the predictor lends to the pushes it serializes.
+ */
+#ifndef VTTT_INFER_INTERNAL_H
+#define VTTT_INFER_INTERNAL_H
+
+#include "infer.h"
+
+struct vttt_predictor {
+    vttt_model *m;
+    vttt_encoder *e;
+    vttt_logger log;
+    int S;                  /* frame size: frames are (S, S, 3) */
+    int P;                  /* tokens per frame */
+    int V;                  /* vocabulary */
+    uint64_t fingerprint;   /* of the model's configuration and weights (snapshots) */
+    /* scratch of the pushes, grown on demand */
+    size_t cap_rows;        /* token rows the buffers below hold */
+    float *logits;          /* (cap_rows, V) */
+    int32_t *tok;           /* (cap_rows) */
+    vttt_model_state *roll; /* B = 1: horizon roll-outs (NULL until needed) */
+    vttt_model_state *batch;/* B = batch_n: push_batch (NULL until needed) */
+    int batch_n;
+};
+
+struct vttt_stream {
+    vttt_predictor *p;
+    vttt_model_state *st;   /* B = 1 */
+    int64_t frames;
+};
+
+/* Makes the predictor's scratch hold `rows` token rows. */
+int infer_scratch_reserve(vttt_predictor *p, size_t rows);
+/* out (n) = argmax over V of each row of logits (n, V); ties: lowest id. */
+void infer_argmax(const float *logits, int n, int V, int32_t *out);
+
+#endif

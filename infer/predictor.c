@@ -1,0 +1,110 @@
+/*
+ * The predictor: a video model and its frame tokenizer loaded once and
+ * checked to agree, plus the scratch that the (serialized) pushes share.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "infer_internal.h"
+
+#define FNV_PRIME 0x100000001b3ull
+
+/* Fingerprint of the model: its configuration's and every parameter's
+ * bytes, so that a snapshot is only restored into the model it came from. */
+static uint64_t model_fingerprint(const vttt_model *m) {
+    uint64_t h = vttt_model_config_fingerprint(vttt_model_get_config(m));
+    int n = 0;
+    const vttt_model_tensor *t = vttt_model_tensors(m, &n);
+    for (int i = 0; i < n; i++) {
+        const uint8_t *b = (const uint8_t *)t[i].data;
+        size_t nb = (size_t)t[i].numel * sizeof(float);
+        for (size_t j = 0; j < nb; j++) h = (h ^ b[j]) * FNV_PRIME;
+    }
+    return h;
+}
+
+/* Model and tokenizer agree on tokens per frame and vocabulary. */
+static int check_pair(const vttt_model *m, const vttt_encoder *e, const char *model_dir, const char *encoder_dir,
+                      const vttt_logger *lg) {
+    const vttt_model_config *c = vttt_model_get_config(m);
+    int P = vttt_encoder_tokens_per_frame(e), V = vttt_encoder_vocab_size(e);
+    if (c->tokens_per_frame <= 0) {
+        vttt_log(lg, VTTT_LOG_ERROR,
+                 "predictor: %s is a text model (tokens_per_frame 0); train a video model on the token shards "
+                 "of tokenizer %s (`vttt encoder encode`, then `vttt train --data`)",
+                 model_dir, encoder_dir);
+        return VTTT_EFORMAT;
+    }
+    if (c->tokens_per_frame != P || c->vocab_size != V) {
+        vttt_log(lg, VTTT_LOG_ERROR,
+                 "predictor: model %s (tokens_per_frame %d, vocab %d) does not match tokenizer %s (%d tokens per "
+                 "frame, vocab %d); use the tokenizer whose token shards the model was trained on",
+                 model_dir, c->tokens_per_frame, c->vocab_size, encoder_dir, P, V);
+        return VTTT_EFORMAT;
+    }
+    return VTTT_OK;
+}
+
+int vttt_predictor_open(vttt_predictor **out, const char *model_dir, const char *encoder_dir,
+                        const vttt_logger *lg) {
+    if (!out || !model_dir || !encoder_dir) return VTTT_EINVAL;
+    *out = NULL;
+    vttt_predictor *p = calloc(1, sizeof *p);
+    if (!p) return VTTT_ENOMEM;
+    if (lg) p->log = *lg;
+    int err = vttt_model_load(&p->m, model_dir, lg);
+    if (!err) err = vttt_encoder_load(&p->e, encoder_dir, lg);
+    if (!err) err = check_pair(p->m, p->e, model_dir, encoder_dir, lg);
+    if (err) {
+        vttt_predictor_close(&p);
+        return err;
+    }
+    p->S = vttt_encoder_get_config(p->e)->image_size;
+    p->P = vttt_encoder_tokens_per_frame(p->e);
+    p->V = vttt_encoder_vocab_size(p->e);
+    p->fingerprint = model_fingerprint(p->m);
+    *out = p;
+    return VTTT_OK;
+}
+
+void vttt_predictor_close(vttt_predictor **pp) {
+    if (!pp || !*pp) return;
+    vttt_predictor *p = *pp;
+    vttt_model_state_free(&p->roll);
+    vttt_model_state_free(&p->batch);
+    vttt_model_free(&p->m);
+    vttt_encoder_free(&p->e);
+    free(p->logits);
+    free(p->tok);
+    free(p);
+    *pp = NULL;
+}
+
+int vttt_predictor_frame_size(const vttt_predictor *p) { return p->S; }
+int vttt_predictor_tokens_per_frame(const vttt_predictor *p) { return p->P; }
+vttt_model *vttt_predictor_model(vttt_predictor *p) { return p->m; }
+vttt_encoder *vttt_predictor_encoder(vttt_predictor *p) { return p->e; }
+
+int infer_scratch_reserve(vttt_predictor *p, size_t rows) {
+    if (rows <= p->cap_rows) return VTTT_OK;
+    float *lg = realloc(p->logits, rows * p->V * sizeof(float));
+    if (lg) p->logits = lg;
+    int32_t *tk = lg ? realloc(p->tok, rows * sizeof(int32_t)) : NULL;
+    if (tk) p->tok = tk;
+    if (!lg || !tk) {
+        vttt_log(&p->log, VTTT_LOG_ERROR, "predictor: cannot allocate logits for %zu tokens", rows);
+        return VTTT_ENOMEM;
+    }
+    p->cap_rows = rows;
+    return VTTT_OK;
+}
+
+void infer_argmax(const float *logits, int n, int V, int32_t *out) {
+    for (int i = 0; i < n; i++) {
+        const float *r = logits + (size_t)i * V;
+        int best = 0;
+        for (int v = 1; v < V; v++)
+            if (r[v] > r[best]) best = v;
+        out[i] = best;
+    }
+}
