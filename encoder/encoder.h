@@ -92,10 +92,12 @@ int vttt_encoder_set_backend(vttt_encoder *e, const vttt_backend *be);
  * Images are (H, W, 3) uint8 RGB, row-major. */
 
 /* PSNR in dB over all pixels and channels (peak 255); +inf-free: identical
- * images give 100 dB. */
+ * images give 100 dB, and no score exceeds it. Both measures return NaN
+ * for bad arguments (NULL, w or h <= 0). */
 double vttt_image_psnr(const uint8_t *a, const uint8_t *b, int w, int h);
 /* SSIM (Wang et al. 2004: 11×11 Gaussian window, sigma 1.5, K1 0.01,
- * K2 0.03) on the luma (BT.601), mean over the valid windows. */
+ * K2 0.03) on the luma (BT.601), mean over the valid windows. Images
+ * smaller than 11 use a min(w, h)-tap window (same Gaussian, renormalised). */
 double vttt_image_ssim(const uint8_t *a, const uint8_t *b, int w, int h);
 
 /* PNG in memory: encodes rgb (h, w, 3) into a malloc'd buffer (*out, *n;
