@@ -1,0 +1,184 @@
+/*
+ * The tokenizer's settings: defaults, checks, the "8,5,5,5" levels syntax,
+ * and config.json (read strictly: unknown keys and wrong types are
+ * rejected naming the file; written atomically).
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cjson/cJSON.h>
+
+#include "encoder_internal.h"
+#include "ingest.h"
+
+#define ENC_MODEL_TYPE "vttt_fsq_tokenizer"
+#define ENC_CONFIG_MAX_BYTES (1 << 16)
+
+vttt_encoder_config vttt_encoder_default_config(void) {
+    vttt_encoder_config c;
+    memset(&c, 0, sizeof c);
+    c.image_size = 64;
+    c.channels = 32;
+    c.num_groups = 8;
+    c.num_levels = 4;
+    c.levels[0] = 8, c.levels[1] = 5, c.levels[2] = 5, c.levels[3] = 5;
+    return c;
+}
+
+static int bad(const vttt_logger *lg, const char *what) {
+    vttt_log(lg, VTTT_LOG_ERROR, "tokenizer config: %s", what);
+    return VTTT_EINVAL;
+}
+
+int vttt_encoder_config_check(const vttt_encoder_config *c, const vttt_logger *lg) {
+    if (c->image_size < 8 || c->image_size > 1024 || c->image_size % 8)
+        return bad(lg, "image_size must be a multiple of 8 in [8, 1024]");
+    if (c->channels < 1 || c->channels > 512) return bad(lg, "channels must be in [1, 512]");
+    if (c->num_groups < 1 || c->channels % c->num_groups)
+        return bad(lg, "num_groups must be >= 1 and divide channels");
+    if (c->num_levels < 1 || c->num_levels > VTTT_FSQ_MAX_LEVELS)
+        return bad(lg, "num_levels (the number of FSQ levels) must be in [1, 8]");
+    int64_t v = 1;
+    for (int i = 0; i < c->num_levels; i++) {
+        if (c->levels[i] < 2 || c->levels[i] > 256) return bad(lg, "each FSQ level must be in [2, 256]");
+        v *= c->levels[i];
+        if (v > 65536) return bad(lg, "the product of the FSQ levels (the vocabulary) must be <= 65536 (uint16 tokens)");
+    }
+    return VTTT_OK;
+}
+
+int vttt_encoder_levels_parse(vttt_encoder_config *cfg, const char *s, const vttt_logger *lg) {
+    int n = 0, lv[VTTT_FSQ_MAX_LEVELS];
+    const char *p = s;
+    while (p && *p) {
+        char *end = NULL;
+        long v = strtol(p, &end, 10);
+        if (end == p || v < 2 || v > 256 || n == VTTT_FSQ_MAX_LEVELS || (*end && *end != ',')) {
+            vttt_log(lg, VTTT_LOG_ERROR, "--levels '%s': want 1 to 8 comma-separated integers in [2, 256], "
+                     "e.g. 8,5,5,5", s);
+            return VTTT_EINVAL;
+        }
+        lv[n++] = (int)v;
+        p = *end ? end + 1 : end;
+        if (*end && !*p) n = VTTT_FSQ_MAX_LEVELS + 1; /* trailing comma */
+    }
+    if (n < 1 || n > VTTT_FSQ_MAX_LEVELS) {
+        vttt_log(lg, VTTT_LOG_ERROR, "--levels '%s': want 1 to 8 comma-separated integers, e.g. 8,5,5,5", s ? s : "");
+        return VTTT_EINVAL;
+    }
+    vttt_encoder_config c = *cfg;
+    c.num_levels = n;
+    memset(c.levels, 0, sizeof c.levels);
+    memcpy(c.levels, lv, (size_t)n * sizeof *lv);
+    int err = vttt_encoder_config_check(&c, lg);
+    if (!err) *cfg = c;
+    return err;
+}
+
+static int fail(const vttt_logger *lg, const char *path, const char *what, const char *key) {
+    vttt_log(lg, VTTT_LOG_ERROR, "%s: %s%s%s (not a vttt tokenizer config.json?)", path, what, key ? " " : "",
+             key ? key : "");
+    return VTTT_EFORMAT;
+}
+
+/* A whole-number JSON value in [lo, hi], else -1 (callers check). */
+static int get_int(const cJSON *v, int lo, int hi, int *out) {
+    if (!cJSON_IsNumber(v) || !isfinite(v->valuedouble) || v->valuedouble != floor(v->valuedouble) ||
+        v->valuedouble < lo || v->valuedouble > hi)
+        return -1;
+    *out = (int)v->valuedouble;
+    return 0;
+}
+
+static int parse_levels(vttt_encoder_config *c, const cJSON *v, const char *path, const vttt_logger *lg) {
+    int n = cJSON_GetArraySize(v);
+    if (!cJSON_IsArray(v) || n < 1 || n > VTTT_FSQ_MAX_LEVELS)
+        return fail(lg, path, "\"levels\" must be a list of 1 to 8 integers", NULL);
+    for (int i = 0; i < n; i++)
+        if (get_int(cJSON_GetArrayItem(v, i), 2, 256, &c->levels[i]))
+            return fail(lg, path, "\"levels\" holds a value that is not an integer in [2, 256]", NULL);
+    c->num_levels = n;
+    return VTTT_OK;
+}
+
+/* One key of the file into c; seen[] marks the required ones. */
+static int parse_key(vttt_encoder_config *c, const cJSON *v, int *seen, const char *path, const vttt_logger *lg) {
+    static const char *ints[] = {"image_size", "channels", "num_groups", "num_levels"};
+    int *fields[] = {&c->image_size, &c->channels, &c->num_groups, &c->num_levels};
+    const char *k = v->string;
+    if (!strcmp(k, "model_type")) {
+        if (!cJSON_IsString(v) || strcmp(v->valuestring, ENC_MODEL_TYPE))
+            return fail(lg, path, "\"model_type\" must be \"" ENC_MODEL_TYPE "\"", NULL);
+        seen[5] = 1;
+        return VTTT_OK;
+    }
+    if (!strcmp(k, "levels")) {
+        seen[4] = 1;
+        return parse_levels(c, v, path, lg);
+    }
+    for (int i = 0; i < 4; i++) {
+        if (strcmp(k, ints[i])) continue;
+        seen[i] = 1;
+        return get_int(v, 0, 1 << 20, fields[i]) ? fail(lg, path, "not a non-negative integer:", k) : VTTT_OK;
+    }
+    return fail(lg, path, "unknown key", k);
+}
+
+static int parse_config(vttt_encoder_config *c, const cJSON *root, const char *path, const vttt_logger *lg) {
+    if (!cJSON_IsObject(root)) return fail(lg, path, "the top level must be a JSON object", NULL);
+    int seen[6] = {0}, err = VTTT_OK, num_levels = -1;
+    memset(c, 0, sizeof *c);
+    for (const cJSON *v = root->child; v && !err; v = v->next) {
+        err = parse_key(c, v, seen, path, lg);
+        if (!err && !strcmp(v->string, "num_levels")) num_levels = c->num_levels;
+    }
+    if (err) return err;
+    for (int i = 0; i < 6; i++)
+        if (!seen[i] && i != 3) return fail(lg, path, "a required key is missing (image_size, channels, num_groups, "
+                                            "levels, model_type)", NULL);
+    if (num_levels >= 0 && num_levels != c->num_levels)
+        return fail(lg, path, "\"num_levels\" disagrees with the length of \"levels\"", NULL);
+    if (vttt_encoder_config_check(c, lg)) return fail(lg, path, "the settings are out of range (see above)", NULL);
+    return VTTT_OK;
+}
+
+int enc_config_read(vttt_encoder_config *c, const char *path, const vttt_logger *lg) {
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        vttt_log(lg, VTTT_LOG_ERROR, "%s: cannot open (is this a tokenizer directory?)", path);
+        return VTTT_EIO;
+    }
+    char *buf = malloc(ENC_CONFIG_MAX_BYTES + 1);
+    size_t n = buf ? fread(buf, 1, ENC_CONFIG_MAX_BYTES + 1, f) : 0;
+    fclose(f);
+    if (!buf) return VTTT_ENOMEM;
+    if (n > ENC_CONFIG_MAX_BYTES) {
+        free(buf);
+        return fail(lg, path, "larger than 64 KiB", NULL);
+    }
+    cJSON *root = cJSON_ParseWithLength(buf, n);
+    free(buf);
+    int err = root ? parse_config(c, root, path, lg) : fail(lg, path, "not valid JSON", NULL);
+    cJSON_Delete(root);
+    return err;
+}
+
+int enc_config_write(const vttt_encoder_config *c, const char *path, const vttt_logger *lg) {
+    cJSON *j = cJSON_CreateObject();
+    cJSON_AddStringToObject(j, "model_type", ENC_MODEL_TYPE);
+    cJSON_AddNumberToObject(j, "image_size", c->image_size);
+    cJSON_AddNumberToObject(j, "channels", c->channels);
+    cJSON_AddNumberToObject(j, "num_groups", c->num_groups);
+    cJSON_AddNumberToObject(j, "num_levels", c->num_levels);
+    cJSON_AddItemToObject(j, "levels", cJSON_CreateIntArray(c->levels, c->num_levels));
+    char *text = cJSON_Print(j);
+    cJSON_Delete(j);
+    if (!text) return VTTT_ENOMEM;
+    size_t n = strlen(text);
+    text[n] = '\n'; /* the NUL becomes the final newline */
+    int err = vttt_file_write_atomic(path, text, n + 1, lg);
+    free(text);
+    return err;
+}

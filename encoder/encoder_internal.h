@@ -1,0 +1,129 @@
+/*
+ * encoder/encoder_internal.h — internal to encoder/ (and its tests): the
+ * layer table of the tokenizer, its buffers, and the FSQ pieces.
+ *
+ * The tokenizer is a list of conv layers (encoder_model.c builds it).
+ * Layer l maps x (N, cin, h, w) to y (N, cout, oh, ow):
+ *     a = norm ? silu(groupnorm(x)) : x
+ *     u = up ? upsample2x(a) : a
+ *     y = conv_k×k,stride(u) + bias
+ * Layers [0, n_enc) are the encoder (its last output is z, (N, d, G, G));
+ * FSQ maps z to q; layers [n_enc, n_layers) are the decoder, from q to the
+ * image y (N, 3, S, S) whose pixels are y + 0.5 in [0,1] units.
+ */
+#ifndef VTTT_ENCODER_INTERNAL_H
+#define VTTT_ENCODER_INTERNAL_H
+
+#include "backend.h"
+#include "encoder.h"
+
+#define ENC_MAX_LAYERS 16
+#define ENC_GN_EPS 1e-5f
+#define ENC_FSQ_EPS 1e-3f /* FSQ's bound keeps tanh's range just beyond the outer levels */
+
+/* Parameter slots of a layer (each may be absent: numel 0). */
+enum { ENC_P_GN_W = 0, ENC_P_GN_B = 1, ENC_P_CONV_W = 2, ENC_P_CONV_B = 3, ENC_P_COUNT = 4 };
+
+typedef struct enc_layer {
+    int cin, cout, k, stride, pad;
+    int norm, up;          /* GroupNorm + SiLU before; nearest 2x upsample before the conv */
+    int h, w;              /* input size; the conv sees (h, w) << up */
+    int oh, ow;            /* output size */
+    int64_t numel[ENC_P_COUNT];
+    float *p[ENC_P_COUNT];  /* host parameters (into the model's one allocation) */
+    float *g[ENC_P_COUNT];  /* host gradients */
+    float *dp[ENC_P_COUNT]; /* on the backend (== p on the CPU) */
+    float *dg[ENC_P_COUNT]; /* on the backend (== g on the CPU) */
+    /* activations on the backend, for cap frames */
+    float *gn;              /* (N, cin, h, w) groupnorm output (norm) */
+    float *mean, *rstd;     /* (N, groups) (norm) */
+    float *act;             /* (N, cin, h, w) silu output (norm) */
+    float *upb;             /* (N, cin, 2h, 2w) (up) */
+    float *y;               /* (N, cout, oh, ow) */
+    float *dy;              /* (N, cout, oh, ow) gradient of the loss wrt y */
+} enc_layer;
+
+struct vttt_encoder {
+    vttt_encoder_config cfg;
+    vttt_logger log;
+    const vttt_backend *be;
+    int n_layers, n_enc, groups;
+    enc_layer L[ENC_MAX_LAYERS];
+    int n_tensors;
+    vttt_model_tensor tensors[ENC_MAX_LAYERS * ENC_P_COUNT];
+    size_t n_params;
+    float *params, *grads;       /* (n_params) host, one allocation each */
+    float *dparams, *dgrads;     /* (n_params) on a non-CPU backend, else NULL */
+    /* buffers for up to cap frames */
+    int cap;
+    float *x;                    /* (cap, 3, S, S) network input, pixels - 0.5 (backend) */
+    float *q;                    /* (cap, d, G, G) FSQ output (backend) */
+    float *dq;                   /* (cap, d, G, G) (backend) */
+    float *dx;                   /* (cap, 3, S, S) input gradient (backend), tests only */
+    float *scr[3];               /* (cap * max layer size) gradient scratch (backend) */
+    float *zeros;                /* (cap * max layer size) host zeros, for clearing device buffers */
+    float *h_img;                /* (cap, 3, S, S) host: the target image in [0,1] */
+    float *h_y;                  /* (cap, 3, S, S) host: the reconstruction's y */
+    float *h_z;                  /* (cap, d, G, G) host staging of z / dz */
+    float *h_q;                  /* (cap, d, G, G) host staging of q / dq */
+    int N;                       /* frames of the last forward */
+    int has_fwd;                 /* a training forward is ready for backward */
+    /* test hooks */
+    int fsq_bypass;              /* 1: q = bound(z) / half_width, no rounding (a smooth path for FD) */
+    int want_dx;                 /* 1: backward also fills dx (d loss / d image in [0,1], both paths) */
+};
+
+/* ---- encoder_config.c: config.json ---- */
+int enc_config_read(vttt_encoder_config *c, const char *path, const vttt_logger *lg);
+int enc_config_write(const vttt_encoder_config *c, const char *path, const vttt_logger *lg);
+
+/* ---- encoder_model.c ---- */
+/* The name of layer l ("encoder.down.0", ...). */
+const char *enc_layer_name(int l);
+/* Largest activation (floats per frame) over the layers. */
+size_t enc_max_layer_floats(const vttt_encoder *e);
+/* Weights from seed: convs uniform(+-1/sqrt(fan_in)) (PyTorch's default),
+ * GroupNorm weight 1, bias 0. */
+void enc_init_weights(vttt_encoder *e, uint64_t seed);
+
+/* ---- encoder_buffers.c ---- */
+/* Makes the buffers hold N frames (grows, never shrinks). */
+int enc_buffers_reserve(vttt_encoder *e, int N);
+void enc_buffers_free(vttt_encoder *e);
+/* Sets n floats of backend memory p to zero. */
+int enc_buf_zero(vttt_encoder *e, float *p, size_t n);
+/* Uploads the host parameters (non-CPU backends; a no-op on the CPU). */
+int enc_params_sync(vttt_encoder *e);
+
+/* ---- fsq.c: finite scalar quantization (Mentzer et al. 2023) ----
+ * Channel i with L levels: b = tanh(z + shift) * hl - off with
+ * hl = (L - 1)(1 + eps) / 2, off = 0.5 for even L (else 0),
+ * shift = atanh(off / hl); q = round(b) / hw with hw = floor(L / 2).
+ * The digit round(b) + hw is in [0, L); the code is sum digit_i * base_i,
+ * base_0 = 1, base_{i+1} = base_i * L_i (the first level varies fastest). */
+/* z, q (N, d, P) with P = G*G cells; codes (N, P) may be NULL. bypass: q = b / hw. */
+void enc_fsq_forward(const vttt_encoder_config *cfg, float *q, int32_t *codes, const float *z, int N, int P,
+                     int bypass);
+/* dz (N, d, P) = dq * d q / d z with the straight-through rule (rounding's
+ * gradient taken as 1): dq / hw * hl * (1 - tanh^2(z + shift)). Assigns. */
+void enc_fsq_backward(const vttt_encoder_config *cfg, float *dz, const float *dq, const float *z, int N, int P);
+/* q (N, d, P) of codes (N, P); VTTT_EINVAL for a code outside [0, vocab). */
+int enc_fsq_codes_to_q(const vttt_encoder_config *cfg, float *q, const int32_t *codes, int N, int P);
+int enc_fsq_vocab(const vttt_encoder_config *cfg);
+
+/* ---- encoder_forward.c / encoder_backward.c ---- */
+/* img (N, 3, S, S) host, pixels in [0,1]. Runs the whole tokenizer; *loss
+ * = mean (y + 0.5 - img)^2. Keeps the activations for enc_backward. */
+int enc_forward_f(vttt_encoder *e, const float *img, int N, float *loss);
+/* Runs layers [l0, l1) on the backend for N frames (inputs in place). */
+int enc_layers_forward(vttt_encoder *e, int l0, int l1, int N);
+/* The input of layer l on the backend: x, q, or the previous y. */
+float *enc_layer_input(vttt_encoder *e, int l);
+/* Host copy of dx (N, 3, S, S) after a backward with want_dx. */
+int enc_get_dx(vttt_encoder *e, float *dx, int N);
+/* uint8 frames (N, S, S, 3) -> img (N, 3, S, S) in [0,1]; and back from
+ * y (pixels y + 0.5), rounded and clamped. */
+void enc_frames_to_img(float *img, const uint8_t *frames, int N, int S);
+void enc_y_to_frames(uint8_t *frames, const float *y, int N, int S);
+
+#endif
