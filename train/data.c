@@ -23,6 +23,7 @@ struct train_data {
     int len, stride;
     int64_t samples;
     int meta_vocab, meta_eot;
+    int meta_tpf;             /* video: tokens per frame (0: text) */
 };
 
 static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
@@ -93,9 +94,10 @@ static int find_shards(const char *spec, const char *split, char ***list, int *n
 }
 
 /* vocab_size and eot from the meta.json that `vttt ingest text` writes
- * beside its shards (0 and -1 when there is none). */
+ * beside its shards (0 and -1 when there is none), and tokens_per_frame
+ * from the one of `vttt encoder encode` (video, "kind": "video"; else 0). */
 static void read_meta(train_data *d, const char *shard) {
-    d->meta_vocab = 0, d->meta_eot = -1;
+    d->meta_vocab = 0, d->meta_eot = -1, d->meta_tpf = 0;
     char path[4096];
     snprintf(path, sizeof path, "%s", shard);
     char *slash = strrchr(path, '/');
@@ -110,7 +112,24 @@ static void read_meta(train_data *d, const char *shard) {
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(j, "vocab_size"), *e = cJSON_GetObjectItemCaseSensitive(j, "eot");
     if (cJSON_IsNumber(v) && v->valuedouble >= 1 && v->valuedouble < 1e9) d->meta_vocab = (int)v->valuedouble;
     if (cJSON_IsNumber(e) && e->valuedouble >= 0 && e->valuedouble < d->meta_vocab) d->meta_eot = (int)e->valuedouble;
+    const cJSON *p = cJSON_GetObjectItemCaseSensitive(j, "tokens_per_frame");
+    if (cJSON_IsNumber(p) && p->valuedouble >= 1 && p->valuedouble < 1e7) d->meta_tpf = (int)p->valuedouble;
     cJSON_Delete(j);
+}
+
+/* Video shards hold whole frames, so that samples (which start at
+ * multiples of the sequence length) start at frame boundaries. */
+static int check_frames(const train_data *d, const vttt_logger *lg) {
+    for (int i = 0; d->meta_tpf > 0 && i < d->n; i++) {
+        int64_t k = vttt_token_shard_count(d->shards[i]);
+        if (k % d->meta_tpf) {
+            vttt_log(lg, VTTT_LOG_ERROR, "%s: %lld tokens are not a whole number of frames of %d tokens (meta.json's "
+                     "tokens_per_frame); re-encode the video with `vttt encoder encode`",
+                     vttt_token_shard_path(d->shards[i]), (long long)k, d->meta_tpf);
+            return VTTT_EFORMAT;
+        }
+    }
+    return VTTT_OK;
 }
 
 int train_data_open(train_data **out, const char *spec, const char *split, int len, int stride,
@@ -132,6 +151,7 @@ int train_data_open(train_data **out, const char *spec, const char *split, int l
             d->start[i + 1] = d->start[i] + vttt_token_shard_count(d->shards[i]);
         }
         if (!err) read_meta(d, paths[0]);
+        if (!err) err = check_frames(d, lg);
     }
     if (!err && d->start[n] < len) {
         vttt_log(lg, VTTT_LOG_ERROR, "%s: the shards hold %lld tokens, fewer than one sample of %d (sequence plus "
@@ -163,6 +183,7 @@ int64_t train_data_tokens(const train_data *d) { return d->start[d->n]; }
 int train_data_files(const train_data *d) { return d->n; }
 int train_data_meta_vocab(const train_data *d) { return d->meta_vocab; }
 int train_data_meta_eot(const train_data *d) { return d->meta_eot; }
+int train_data_meta_tokens_per_frame(const train_data *d) { return d->meta_tpf; }
 
 const char *train_data_file(const train_data *d, int i, int64_t *tokens) {
     if (tokens) *tokens = vttt_token_shard_count(d->shards[i]);

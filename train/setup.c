@@ -57,6 +57,23 @@ static void set_vocab(vttt_model_config *cfg, const vttt_train_params *p, const 
     vttt_log(lg, VTTT_LOG_INFO, "vocabulary: %d tokens", cfg->vocab_size);
 }
 
+/* Video token shards (meta.json's tokens_per_frame P > 0) make a video
+ * model: P tokens per frame, the next-frame target shift. A config file
+ * may leave tokens_per_frame 0 (it is set) but not give another value. */
+static int set_frames(vttt_model_config *cfg, const vttt_train_params *p, const train_data *d,
+                      const vttt_logger *lg) {
+    int P = train_data_meta_tokens_per_frame(d);
+    if (P <= 0) return VTTT_OK;
+    if (cfg->tokens_per_frame > 0 && cfg->tokens_per_frame != P) {
+        vttt_log(lg, VTTT_LOG_ERROR, "%s has tokens_per_frame %d but the video token shards of %s have %d (meta.json); "
+                 "use a config for this tokenizer", p->model_config, cfg->tokens_per_frame, p->data, P);
+        return VTTT_EINVAL;
+    }
+    cfg->tokens_per_frame = P;
+    vttt_log(lg, VTTT_LOG_INFO, "video: %d tokens per frame (next-frame objective, target shift %d)", P, P);
+    return VTTT_OK;
+}
+
 /* Fills the settings the user left to the recipe (see train.h). */
 static void resolve(vttt_train_params *p, const vttt_model_config *cfg) {
     int mlp = cfg->seq_kind == VTTT_LAYER_TTT_MLP;
@@ -73,6 +90,14 @@ static int check_shape(train_ctx *c, const vttt_model_config *cfg) {
     if (p->batch % (size * p->accum)) {
         vttt_log(&c->log, VTTT_LOG_ERROR, "--batch %d does not split into %d rank(s) x %d micro-batch(es) (--accum); "
                  "use a multiple of %d", p->batch, size, p->accum, size * p->accum);
+        return VTTT_EINVAL;
+    }
+    int P = cfg->tokens_per_frame;
+    if (P > 0 && (p->seq % P || p->window % P)) {
+        vttt_log(&c->log, VTTT_LOG_ERROR, "--%s %d must be a multiple of the %d tokens per frame of this video model "
+                 "(samples and windows start at frame boundaries); e.g. %d frames = %d tokens",
+                 p->seq % P ? "seq" : "window", p->seq % P ? p->seq : p->window, P,
+                 (p->seq % P ? p->seq : p->window) / P + 1, ((p->seq % P ? p->seq : p->window) / P + 1) * P);
         return VTTT_EINVAL;
     }
     if (ttt && p->window < p->seq && p->window % cfg->mini_batch_size) {
@@ -113,6 +138,11 @@ static int setup_new(train_ctx *c, train_state *st) {
     vttt_model_config cfg;
     int err = new_config(&cfg, &c->p, &c->log);
     if (!err) err = open_data(c, &cfg);
+    if (!err) err = set_frames(&cfg, &c->p, c->data, &c->log);
+    if (!err && c->shift != vttt_model_config_target_shift(&cfg)) { /* video: samples reach one frame further */
+        train_data_close(&c->data), train_data_close(&c->val);
+        err = open_data(c, &cfg);
+    }
     if (err) return err;
     set_vocab(&cfg, &c->p, c->data, &c->log);
     resolve(&c->p, &cfg);
@@ -135,6 +165,12 @@ static int setup_resume(train_ctx *c, train_state *st, const char *dir) {
     const vttt_model_config *cfg = vttt_model_get_config(c->model);
     resolve(&c->p, cfg);
     if ((err = open_data(c, cfg))) return err;
+    int P = train_data_meta_tokens_per_frame(c->data);
+    if (P > 0 && P != cfg->tokens_per_frame) {
+        vttt_log(&c->log, VTTT_LOG_ERROR, "%s: the model has tokens_per_frame %d but the token shards of %s have %d "
+                 "(meta.json)", dir, cfg->tokens_per_frame, c->p.data, P);
+        return VTTT_EINVAL;
+    }
     snprintf(path, sizeof path, "%s/trainer_state.json", dir);
     if ((err = train_state_read(st, c->data, path, &c->log))) return err;
     if ((err = train_params_match(&c->p, &st->params, c->p.out, &c->log))) return err;

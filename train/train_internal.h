@@ -41,7 +41,11 @@ void train_adamw_update_flat(float *p, const float *g, float *m, float *v, size_
 int train_decays(const char *name, int ndim, const int64_t *shape);
 
 typedef struct train_adamw train_adamw;
-/* Moments for every tensor of the model, zero, step 0. */
+/* Moments for the n tensors ts (which must outlive the optimizer), zero,
+ * step 0. */
+int train_adamw_init_tensors(train_adamw **out, const vttt_model_tensor *ts, int n, float beta1, float beta2,
+                             float eps, float wd, const vttt_logger *lg);
+/* train_adamw_init_tensors over every tensor of the model. */
 int train_adamw_init(train_adamw **out, vttt_model *m, float beta1, float beta2, float eps, float wd,
                      const vttt_logger *lg);
 void train_adamw_free(train_adamw **o);
@@ -62,6 +66,9 @@ double train_grad_norm(vttt_model *m);
 /* Scales the gradients by max_norm / norm when norm > max_norm (> 0).
  * Returns the factor applied (1 when none). */
 float train_clip_grads(vttt_model *m, double norm, float max_norm);
+/* The same over a list of tensors (the frame tokenizer's). */
+double train_grad_norm_tensors(const vttt_model_tensor *ts, int n);
+float train_clip_grads_tensors(const vttt_model_tensor *ts, int n, double norm, float max_norm);
 /* Sums the gradients over the communicator's ranks. */
 int train_allreduce_grads(vttt_model *m, vttt_comm *c);
 
@@ -85,6 +92,8 @@ const char *train_data_file(const train_data *d, int i, int64_t *tokens);
 int train_data_meta_vocab(const train_data *d);
 /* The meta.json's end-of-text id ("eot"), or -1. */
 int train_data_meta_eot(const train_data *d);
+/* Video token shards: the meta.json's tokens_per_frame, or 0 (text). */
+int train_data_meta_tokens_per_frame(const train_data *d);
 /* Largest token id (a scan of every shard). */
 int64_t train_data_max_id(const train_data *d);
 /* out (len) = sample i. */
@@ -144,8 +153,16 @@ int train_state_read(train_state *s, const train_data *d, const char *path, cons
  * directory into dir (n bytes). Leftover temporary directories of a killed
  * save are removed. */
 int64_t train_ckpt_latest(const char *run, char *dir, size_t n);
-/* Writes run/step-N (model, optimizer, state) through a temporary
- * directory, points run/latest at it and prunes all but the newest keep. */
+/* Writes run/step-N (step) through a temporary directory that fill(user,
+ * tmpdir) fills, renames it into place, points run/latest at it and
+ * prunes all but the newest keep; dir (n bytes) gets its path. A step
+ * saved already is left alone. On failure the previous checkpoints are
+ * intact and nothing named step-N appears. */
+typedef int (*train_ckpt_fill_fn)(void *user, const char *tmpdir);
+int train_ckpt_write(const char *run, int64_t step, train_ckpt_fill_fn fill, void *user, int keep, char *dir,
+                     size_t n, const vttt_logger *lg);
+/* train_ckpt_write of the language model's checkpoint (model, optimizer,
+ * state). */
 int train_ckpt_save(const char *run, const vttt_model *m, const train_adamw *o, const train_state *s,
                     const train_data *d, int keep, char *dir, size_t n, const vttt_logger *lg);
 

@@ -1,0 +1,350 @@
+/*
+ * Streams (infer/): small random video models and tokenizers saved to a
+ * temporary directory and loaded as a predictor. Checks that
+ *  - a stream fed one frame at a time predicts the argmax of a one-shot
+ *    vttt_model_forward over the same tokens, and its predicted frames are
+ *    the tokenizer's decoding of those tokens;
+ *  - the encoded path (push_tokens, what `vttt predict` runs) equals push;
+ *  - a horizon K rolls forward on a copy: its frames are the argmax of a
+ *    forward over the true frames followed by the predicted ones, and the
+ *    stream itself continues as if the horizon had been 1;
+ *  - push_batch over streams at different frame counts equals separate
+ *    pushes;
+ *  - snapshot -> restore continues exactly; snapshots of another model,
+ *    damaged or truncated bytes are refused;
+ *  - the state (and snapshot) size does not grow over many frames;
+ *  - a model and tokenizer that disagree are refused with both names.
+ * Greedy tokens are compared where the top-2 logit margin of the oracle
+ * exceeds MARGIN (batched BLAS may round differently), and at least
+ * MIN_DECIDED of the positions must be that clear for a test to count.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "infer.h"
+#include "testutil.h"
+
+#define S 32          /* frame size: a 4 x 4 grid, 16 tokens per frame */
+#define MARGIN 1e-4f
+#define MIN_DECIDED 0.9
+
+typedef struct {
+    char dir[512], model[600], model2[600], enc[600];
+    int P, V;
+} fixture;
+
+/* A tokenizer (levels 5,5,5: vocab 125) and two video TTT-MLP models of the
+ * same configuration with different weights, saved under a tmp dir. */
+static void make_fixture(fixture *f, vttt_layer_kind kind) {
+    tu_tmpdir(f->dir, sizeof f->dir, "infer");
+    snprintf(f->model, sizeof f->model, "%s/model", f->dir);
+    snprintf(f->model2, sizeof f->model2, "%s/model2", f->dir);
+    snprintf(f->enc, sizeof f->enc, "%s/enc", f->dir);
+    vttt_encoder_config ec = vttt_encoder_default_config();
+    ec.image_size = S, ec.channels = 8, ec.num_groups = 4;
+    ck_assert_int_eq(vttt_encoder_levels_parse(&ec, "5,5,5", NULL), VTTT_OK);
+    vttt_encoder *e = NULL;
+    ck_assert_int_eq(vttt_encoder_init(&e, &ec, 7, NULL), VTTT_OK);
+    ck_assert_int_eq(vttt_encoder_save(e, f->enc), VTTT_OK);
+    f->P = vttt_encoder_tokens_per_frame(e), f->V = vttt_encoder_vocab_size(e);
+    vttt_encoder_free(&e);
+    vttt_model_config c = vttt_model_default_config();
+    ck_assert_int_eq(vttt_model_config_preset(&c, "test", NULL), VTTT_OK);
+    c.vocab_size = f->V, c.tokens_per_frame = f->P, c.mini_batch_size = 8, c.seq_kind = kind;
+    c.initializer_range = 0.2f; /* clear argmax margins */
+    c.max_position_embeddings = 4096;
+    for (int i = 0; i < 2; i++) {
+        vttt_model *m = NULL;
+        ck_assert_int_eq(vttt_model_init(&m, &c, NULL), VTTT_OK);
+        vttt_model_init_weights(m, 100 + i);
+        ck_assert_int_eq(vttt_model_save(m, i ? f->model2 : f->model), VTTT_OK);
+        vttt_model_free(&m);
+    }
+}
+
+/* n frames (n, S, S, 3) of a moving pattern (seeded). */
+static uint8_t *make_video(int n, uint64_t seed) {
+    uint8_t *v = malloc((size_t)n * S * S * 3);
+    tu_rng r;
+    tu_seed(&r, seed);
+    int dx = 1 + (int)(tu_uniform(&r) * 3), base = (int)(tu_uniform(&r) * 255);
+    for (int t = 0; t < n; t++)
+        for (int y = 0; y < S; y++)
+            for (int x = 0; x < S; x++)
+                for (int ch = 0; ch < 3; ch++)
+                    v[(((size_t)t * S + y) * S + x) * 3 + ch] =
+                        (uint8_t)(base + 8 * ((x + dx * t) % S) + 5 * y * (ch + 1) + (int)(tu_uniform(&r) * 20));
+    return v;
+}
+
+/* Oracle: argmax and top-2 margin of every position of a one-shot forward
+ * over tokens (T). */
+static void oracle(vttt_model *m, const int32_t *tokens, int T, int V, int32_t *arg, float *margin) {
+    float *lg = malloc((size_t)T * V * sizeof(float));
+    ck_assert_int_eq(vttt_model_forward(m, tokens, NULL, 1, T, 0, NULL, lg), VTTT_OK);
+    for (int t = 0; t < T; t++) {
+        const float *r = lg + (size_t)t * V;
+        int b = 0;
+        for (int v = 1; v < V; v++)
+            if (r[v] > r[b]) b = v;
+        float second = -1e30f;
+        for (int v = 0; v < V; v++)
+            if (v != b && r[v] > second) second = r[v];
+        arg[t] = b, margin[t] = r[b] - second;
+    }
+    free(lg);
+}
+
+/* got (n) equals want (n) wherever margin > MARGIN; returns the share of
+ * positions that were decided. */
+static double compare(const int32_t *got, const int32_t *want, const float *margin, int n, const char *what) {
+    int decided = 0;
+    for (int i = 0; i < n; i++) {
+        if (margin[i] <= MARGIN) continue;
+        decided++;
+        ck_assert_msg(got[i] == want[i], "%s: token %d is %d, the oracle says %d (margin %g)", what, i, got[i], want[i],
+                      (double)margin[i]);
+    }
+    return (double)decided / n;
+}
+
+static vttt_predictor *open_pred(const fixture *f, const char *model) {
+    vttt_predictor *p = NULL;
+    ck_assert_int_eq(vttt_predictor_open(&p, model, f->enc, NULL), VTTT_OK);
+    return p;
+}
+
+START_TEST(test_stream_matches_forward) {
+    fixture f;
+    make_fixture(&f, _i ? VTTT_LAYER_TTT_LINEAR : VTTT_LAYER_TTT_MLP);
+    vttt_predictor *p = open_pred(&f, f.model);
+    ck_assert_int_eq(vttt_predictor_frame_size(p), S);
+    int F = 6, P = f.P, V = f.V;
+    uint8_t *video = make_video(F, 1);
+    int32_t *tok = malloc((size_t)F * P * sizeof(int32_t)), *arg = malloc((size_t)F * P * sizeof(int32_t));
+    float *margin = malloc((size_t)F * P * sizeof(float));
+    ck_assert_int_eq(vttt_encoder_encode(vttt_predictor_encoder(p), video, F, tok), VTTT_OK);
+    oracle(vttt_predictor_model(p), tok, F * P, V, arg, margin);
+    vttt_stream *s = NULL, *s2 = NULL;
+    ck_assert_int_eq(vttt_stream_open(&s, p), VTTT_OK);
+    ck_assert_int_eq(vttt_stream_open(&s2, p), VTTT_OK);
+    int32_t *pt = malloc((size_t)P * sizeof(int32_t)), *pt2 = malloc((size_t)P * sizeof(int32_t));
+    uint8_t *pred = malloc((size_t)S * S * 3), *dec = malloc((size_t)S * S * 3);
+    double decided = 0;
+    for (int t = 0; t < F; t++) {
+        ck_assert_int_eq(vttt_stream_push(s, video + (size_t)t * S * S * 3, 1, pred, pt), VTTT_OK);
+        decided += compare(pt, arg + (size_t)t * P, margin + (size_t)t * P, P, "stream vs forward") / F;
+        ck_assert_int_eq(vttt_encoder_decode(vttt_predictor_encoder(p), pt, 1, dec), VTTT_OK);
+        ck_assert_msg(!memcmp(pred, dec, (size_t)S * S * 3), "frame %d: predicted frame is not the decoding", t);
+        /* the encoded path (vttt predict's) gives the same tokens */
+        ck_assert_int_eq(vttt_stream_push_tokens(s2, tok + (size_t)t * P, 1, pt2), VTTT_OK);
+        ck_assert_msg(!memcmp(pt, pt2, (size_t)P * sizeof(int32_t)), "frame %d: push_tokens differs from push", t);
+    }
+    ck_assert_msg(decided >= MIN_DECIDED, "only %.0f%% of the positions have a clear argmax", 100 * decided);
+    ck_assert_int_eq(vttt_stream_frames(s), F);
+    vttt_stream_free(&s), vttt_stream_free(&s2);
+    ck_assert_ptr_null(s);
+    free(video), free(tok), free(arg), free(margin), free(pt), free(pt2), free(pred), free(dec);
+    vttt_predictor_close(&p);
+    tu_rm_rf(f.dir);
+}
+END_TEST
+
+START_TEST(test_horizon) {
+    fixture f;
+    make_fixture(&f, VTTT_LAYER_TTT_MLP);
+    vttt_predictor *p = open_pred(&f, f.model);
+    int F = 4, K = 3, P = f.P, V = f.V;
+    uint8_t *video = make_video(F + 1, 2);
+    int32_t *tok = malloc((size_t)(F + K) * P * sizeof(int32_t)), *arg = malloc((size_t)(F + K) * P * sizeof(int32_t));
+    float *margin = malloc((size_t)(F + K) * P * sizeof(float));
+    ck_assert_int_eq(vttt_encoder_encode(vttt_predictor_encoder(p), video, F + 1, tok), VTTT_OK);
+    vttt_stream *s = NULL, *ref = NULL;
+    ck_assert_int_eq(vttt_stream_open(&s, p), VTTT_OK);
+    ck_assert_int_eq(vttt_stream_open(&ref, p), VTTT_OK);
+    int32_t *pk = malloc((size_t)K * P * sizeof(int32_t)), *p1 = malloc((size_t)P * sizeof(int32_t));
+    uint8_t *frames = malloc((size_t)K * S * S * 3);
+    for (int t = 0; t < F; t++) {
+        ck_assert_int_eq(vttt_stream_push(s, video + (size_t)t * S * S * 3, t == F - 1 ? K : 1,
+                                          t == F - 1 ? frames : NULL, pk), VTTT_OK);
+        ck_assert_int_eq(vttt_stream_push(ref, video + (size_t)t * S * S * 3, 1, NULL, p1), VTTT_OK);
+    }
+    /* the oracle sees the true frames, then the predicted frames 1..K-1 */
+    memcpy(tok + (size_t)F * P, pk, (size_t)(K - 1) * P * sizeof(int32_t));
+    oracle(vttt_predictor_model(p), tok, (F + K - 1) * P, V, arg, margin);
+    double d = 0;
+    for (int k = 0; k < K; k++)
+        d += compare(pk + (size_t)k * P, arg + (size_t)(F - 1 + k) * P, margin + (size_t)(F - 1 + k) * P, P,
+                     "horizon step") / K;
+    ck_assert_msg(d >= MIN_DECIDED, "only %.0f%% clear", 100 * d);
+    ck_assert_msg(!memcmp(pk, p1, (size_t)P * sizeof(int32_t)), "the horizon's first frame differs from horizon 1");
+    /* the stream's own state saw only true frames */
+    int32_t *a = malloc((size_t)P * sizeof(int32_t)), *b = malloc((size_t)P * sizeof(int32_t));
+    ck_assert_int_eq(vttt_stream_push(s, video + (size_t)F * S * S * 3, 1, NULL, a), VTTT_OK);
+    ck_assert_int_eq(vttt_stream_push(ref, video + (size_t)F * S * S * 3, 1, NULL, b), VTTT_OK);
+    ck_assert_msg(!memcmp(a, b, (size_t)P * sizeof(int32_t)), "a horizon push changed the stream's state");
+    uint8_t *dec = malloc((size_t)K * S * S * 3);
+    ck_assert_int_eq(vttt_encoder_decode(vttt_predictor_encoder(p), pk, K, dec), VTTT_OK);
+    ck_assert(!memcmp(dec, frames, (size_t)K * S * S * 3));
+    ck_assert_int_eq(vttt_stream_push(s, video, 0, NULL, NULL), VTTT_EINVAL);
+    vttt_stream_free(&s), vttt_stream_free(&ref);
+    free(video), free(tok), free(arg), free(margin), free(pk), free(p1), free(frames), free(a), free(b), free(dec);
+    vttt_predictor_close(&p);
+    tu_rm_rf(f.dir);
+}
+END_TEST
+
+START_TEST(test_push_batch) {
+    fixture f;
+    make_fixture(&f, _i ? VTTT_LAYER_ATTENTION : VTTT_LAYER_TTT_MLP);
+    vttt_predictor *p = open_pred(&f, f.model);
+    enum { N = 3, F = 4 };
+    int P = f.P, V = f.V;
+    size_t fb = (size_t)S * S * 3;
+    uint8_t *video[N];
+    int32_t *tok[N];
+    vttt_stream *s[N], *ref[N];
+    for (int i = 0; i < N; i++) {
+        video[i] = make_video(F + 1, 10 + i);
+        tok[i] = malloc((size_t)(F + 1) * P * sizeof(int32_t));
+        ck_assert_int_eq(vttt_encoder_encode(vttt_predictor_encoder(p), video[i], F + 1, tok[i]), VTTT_OK);
+        ck_assert_int_eq(vttt_stream_open(&s[i], p), VTTT_OK);
+        ck_assert_int_eq(vttt_stream_open(&ref[i], p), VTTT_OK);
+    }
+    /* stream i has seen F - i frames (separately), then two batched pushes */
+    int32_t *pb = malloc((size_t)N * P * sizeof(int32_t)), *pr = malloc((size_t)P * sizeof(int32_t));
+    int32_t *arg = malloc((size_t)(F + 1) * P * sizeof(int32_t));
+    float *margin = malloc((size_t)(F + 1) * P * sizeof(float));
+    uint8_t *rgb = malloc(N * fb), *pred = malloc(N * fb), *pred1 = malloc(fb);
+    for (int i = 0; i < N; i++)
+        for (int t = 0; t < F - 1 - i; t++) {
+            ck_assert_int_eq(vttt_stream_push(s[i], video[i] + t * fb, 1, NULL, NULL), VTTT_OK);
+            ck_assert_int_eq(vttt_stream_push(ref[i], video[i] + t * fb, 1, NULL, NULL), VTTT_OK);
+        }
+    double d = 0;
+    for (int round = 0; round < 2; round++) {
+        for (int i = 0; i < N; i++) memcpy(rgb + i * fb, video[i] + (F - 1 - i + round) * fb, fb);
+        ck_assert_int_eq(vttt_stream_push_batch(s, N, rgb, pred, pb), VTTT_OK);
+        for (int i = 0; i < N; i++) {
+            int t = F - 1 - i + round;
+            ck_assert_int_eq(vttt_stream_push(ref[i], rgb + i * fb, 1, pred1, pr), VTTT_OK);
+            ck_assert_int_eq(vttt_stream_frames(s[i]), t + 1);
+            oracle(vttt_predictor_model(p), tok[i], (t + 1) * P, V, arg, margin);
+            d += compare(pb + (size_t)i * P, arg + (size_t)t * P, margin + (size_t)t * P, P, "batched") / (2 * N);
+            compare(pr, arg + (size_t)t * P, margin + (size_t)t * P, P, "separate");
+        }
+    }
+    ck_assert_msg(d >= MIN_DECIDED, "only %.0f%% clear", 100 * d);
+    vttt_stream *dup[2] = {s[0], s[0]};
+    ck_assert_int_eq(vttt_stream_push_batch(dup, 2, rgb, NULL, NULL), VTTT_EINVAL);
+    for (int i = 0; i < N; i++) {
+        vttt_stream_free(&s[i]), vttt_stream_free(&ref[i]);
+        free(video[i]), free(tok[i]);
+    }
+    free(pb), free(pr), free(arg), free(margin), free(rgb), free(pred), free(pred1);
+    vttt_predictor_close(&p);
+    tu_rm_rf(f.dir);
+}
+END_TEST
+
+START_TEST(test_snapshot) {
+    fixture f;
+    make_fixture(&f, VTTT_LAYER_TTT_MLP);
+    tu_log cap;
+    vttt_logger lg = tu_log_capture(&cap, VTTT_LOG_ERROR, 0);
+    vttt_predictor *p = NULL, *p2 = NULL;
+    ck_assert_int_eq(vttt_predictor_open(&p, f.model, f.enc, &lg), VTTT_OK);
+    ck_assert_int_eq(vttt_predictor_open(&p2, f.model2, f.enc, &lg), VTTT_OK);
+    int F = 40, P = f.P;
+    size_t fb = (size_t)S * S * 3;
+    uint8_t *video = make_video(F, 3);
+    vttt_stream *s = NULL, *r = NULL, *x = NULL;
+    ck_assert_int_eq(vttt_stream_open(&s, p), VTTT_OK);
+    size_t bytes0 = vttt_stream_state_bytes(s), snap0 = 0;
+    uint8_t *snap = NULL;
+    size_t n = 0;
+    for (int t = 0; t < F - 1; t++) {
+        ck_assert_int_eq(vttt_stream_push(s, video + t * fb, 1, NULL, NULL), VTTT_OK);
+        ck_assert_uint_eq(vttt_stream_state_bytes(s), bytes0); /* constant memory */
+        if (t == 1 || t == F - 2) {
+            free(snap);
+            ck_assert_int_eq(vttt_stream_snapshot(s, &snap, &n), VTTT_OK);
+            if (t == 1) snap0 = n;
+        }
+    }
+    ck_assert_uint_eq(n, snap0); /* snapshot size does not grow either */
+    ck_assert_int_eq(vttt_stream_restore(&r, p, snap, n), VTTT_OK);
+    ck_assert_int_eq(vttt_stream_frames(r), F - 1);
+    int32_t *a = malloc((size_t)P * sizeof(int32_t)), *b = malloc((size_t)P * sizeof(int32_t));
+    ck_assert_int_eq(vttt_stream_push(s, video + (F - 1) * fb, 1, NULL, a), VTTT_OK);
+    ck_assert_int_eq(vttt_stream_push(r, video + (F - 1) * fb, 1, NULL, b), VTTT_OK);
+    ck_assert_msg(!memcmp(a, b, (size_t)P * sizeof(int32_t)), "a restored stream predicts differently");
+    /* another model (same configuration, other weights) */
+    ck_assert_int_eq(vttt_stream_restore(&x, p2, snap, n), VTTT_EFORMAT);
+    ck_assert_ptr_nonnull(strstr(cap.text, "another model"));
+    ck_assert_ptr_null(x);
+    /* damaged, truncated */
+    uint8_t *bad = malloc(n);
+    memcpy(bad, snap, n);
+    bad[n - 100] ^= 1;
+    ck_assert_int_eq(vttt_stream_restore(&x, p, bad, n), VTTT_EFORMAT);
+    ck_assert_ptr_nonnull(strstr(cap.text, "checksum"));
+    ck_assert_int_eq(vttt_stream_restore(&x, p, snap, n - 9), VTTT_EFORMAT);
+    ck_assert_int_eq(vttt_stream_restore(&x, p, snap, 10), VTTT_EFORMAT);
+    memcpy(bad, snap, n);
+    int64_t frames = 5;
+    memcpy(bad + 24, &frames, 8); /* frame count that does not match the state */
+    ck_assert_int_eq(vttt_stream_restore(&x, p, bad, n), VTTT_EFORMAT);
+    ck_assert_ptr_null(x);
+    vttt_stream_free(&s), vttt_stream_free(&r);
+    free(video), free(snap), free(bad), free(a), free(b);
+    vttt_predictor_close(&p), vttt_predictor_close(&p2);
+    tu_rm_rf(f.dir);
+}
+END_TEST
+
+START_TEST(test_mismatch_refused) {
+    fixture f;
+    make_fixture(&f, VTTT_LAYER_TTT_MLP);
+    tu_log cap;
+    vttt_logger lg = tu_log_capture(&cap, VTTT_LOG_ERROR, 0);
+    /* a tokenizer of another frame size: 64 tokens per frame */
+    char enc64[700], text[700];
+    snprintf(enc64, sizeof enc64, "%s/enc64", f.dir);
+    snprintf(text, sizeof text, "%s/text", f.dir);
+    vttt_encoder_config ec = vttt_encoder_default_config();
+    ec.channels = 8, ec.num_groups = 4;
+    ck_assert_int_eq(vttt_encoder_levels_parse(&ec, "5,5,5", NULL), VTTT_OK);
+    vttt_encoder *e = NULL;
+    ck_assert_int_eq(vttt_encoder_init(&e, &ec, 1, NULL), VTTT_OK);
+    ck_assert_int_eq(vttt_encoder_save(e, enc64), VTTT_OK);
+    vttt_encoder_free(&e);
+    vttt_predictor *p = NULL;
+    ck_assert_int_eq(vttt_predictor_open(&p, f.model, enc64, &lg), VTTT_EFORMAT);
+    ck_assert_ptr_nonnull(strstr(cap.text, f.model));
+    ck_assert_ptr_nonnull(strstr(cap.text, enc64));
+    ck_assert_ptr_null(p);
+    vttt_model_config c = vttt_model_default_config();
+    ck_assert_int_eq(vttt_model_config_preset(&c, "test", NULL), VTTT_OK);
+    c.vocab_size = f.V;
+    vttt_model *m = NULL;
+    ck_assert_int_eq(vttt_model_init(&m, &c, NULL), VTTT_OK);
+    vttt_model_init_weights(m, 1);
+    ck_assert_int_eq(vttt_model_save(m, text), VTTT_OK);
+    vttt_model_free(&m);
+    ck_assert_int_eq(vttt_predictor_open(&p, text, f.enc, &lg), VTTT_EFORMAT);
+    ck_assert_ptr_nonnull(strstr(cap.text, "text model"));
+    tu_rm_rf(f.dir);
+}
+END_TEST
+
+int main(void) {
+    TCase *tc = tcase_create("infer");
+    tcase_set_timeout(tc, 120);
+    tcase_add_loop_test(tc, test_stream_matches_forward, 0, 2);
+    tcase_add_test(tc, test_horizon);
+    tcase_add_loop_test(tc, test_push_batch, 0, 2);
+    tcase_add_test(tc, test_snapshot);
+    tcase_add_test(tc, test_mismatch_refused);
+    return tu_run("infer", tc, CK_FORK_GETENV);
+}
