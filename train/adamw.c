@@ -1,6 +1,7 @@
 /*
- * AdamW (decoupled weight decay, Loshchilov & Hutter) over the model's
- * parameter tensors, and its state file optimizer.safetensors.
+ * AdamW (decoupled weight decay, Loshchilov & Hutter) over a list of named
+ * parameter tensors (the language model's or the frame tokenizer's), and
+ * its state file optimizer.safetensors.
  */
 #include <math.h>
 #include <stdio.h>
@@ -11,7 +12,6 @@
 #include "train_internal.h"
 
 struct train_adamw {
-    vttt_model *model;
     vttt_logger log;
     float beta1, beta2, eps, wd;
     int64_t t;                /* updates done */
@@ -50,17 +50,16 @@ int train_decays(const char *name, int ndim, const int64_t *shape) {
     return !(ends_with(name, "bias") || ends_with(name, ".b1") || ends_with(name, ".b2"));
 }
 
-int train_adamw_init(train_adamw **out, vttt_model *model, float beta1, float beta2, float eps, float wd,
-                     const vttt_logger *lg) {
+int train_adamw_init_tensors(train_adamw **out, const vttt_model_tensor *ts, int n, float beta1, float beta2,
+                             float eps, float wd, const vttt_logger *lg) {
     *out = NULL;
     train_adamw *o = calloc(1, sizeof *o);
     if (!o) return VTTT_ENOMEM;
-    o->model = model;
     if (lg) o->log = *lg;
     o->beta1 = beta1, o->beta2 = beta2, o->eps = eps, o->wd = wd;
-    o->ts = vttt_model_tensors(model, &o->n);
-    o->off = calloc((size_t)o->n, sizeof *o->off);
-    o->decay = calloc((size_t)o->n, 1);
+    o->ts = ts, o->n = n;
+    o->off = calloc((size_t)o->n + 1, sizeof *o->off);
+    o->decay = calloc((size_t)o->n + 1, 1);
     for (int i = 0; o->off && o->decay && i < o->n; i++) {
         o->off[i] = o->total;
         o->total += (size_t)o->ts[i].numel;
@@ -77,6 +76,13 @@ int train_adamw_init(train_adamw **out, vttt_model *model, float beta1, float be
     }
     *out = o;
     return VTTT_OK;
+}
+
+int train_adamw_init(train_adamw **out, vttt_model *model, float beta1, float beta2, float eps, float wd,
+                     const vttt_logger *lg) {
+    int n = 0;
+    const vttt_model_tensor *ts = vttt_model_tensors(model, &n);
+    return train_adamw_init_tensors(out, ts, n, beta1, beta2, eps, wd, lg);
 }
 
 void train_adamw_free(train_adamw **op) {

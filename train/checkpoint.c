@@ -116,10 +116,10 @@ static void point_latest(const char *run, const char *name) {
     if (symlink(name, tmp) == 0 && rename(tmp, link) != 0) unlink(tmp);
 }
 
-int train_ckpt_save(const char *run, const vttt_model *m, const train_adamw *o, const train_state *s,
-                    const train_data *d, int keep, char *dir, size_t n, const vttt_logger *lg) {
-    char name[64], tmp[4096], path[4200];
-    snprintf(name, sizeof name, CKPT_PREFIX "%08lld", (long long)s->step);
+int train_ckpt_write(const char *run, int64_t step, train_ckpt_fill_fn fill, void *user, int keep, char *dir,
+                     size_t n, const vttt_logger *lg) {
+    char name[64], tmp[4096];
+    snprintf(name, sizeof name, CKPT_PREFIX "%08lld", (long long)step);
     snprintf(dir, n, "%s/%s", run, name);
     struct stat sb;
     if (stat(dir, &sb) == 0) return VTTT_OK; /* this step is saved already */
@@ -130,11 +130,7 @@ int train_ckpt_save(const char *run, const vttt_model *m, const train_adamw *o, 
         vttt_log(lg, VTTT_LOG_ERROR, "%s: cannot create the checkpoint directory: %s", tmp, strerror(errno));
         err = VTTT_EIO;
     }
-    if (!err) err = vttt_model_save(m, tmp);
-    snprintf(path, sizeof path, "%s/optimizer.safetensors", tmp);
-    if (!err) err = train_adamw_save(o, path);
-    snprintf(path, sizeof path, "%s/trainer_state.json", tmp);
-    if (!err) err = train_state_write(s, d, path, lg);
+    if (!err) err = fill(user, tmp);
     if (!err && (sync_dir(tmp) || rename(tmp, dir) != 0 || sync_dir(run))) {
         vttt_log(lg, VTTT_LOG_ERROR, "%s: cannot move the checkpoint into place: %s", dir, strerror(errno));
         err = VTTT_EIO;
@@ -142,10 +138,36 @@ int train_ckpt_save(const char *run, const vttt_model *m, const train_adamw *o, 
     if (err) {
         remove_dir(tmp);
         vttt_log(lg, VTTT_LOG_ERROR, "%s: checkpoint of step %lld not written (%s); the previous one is intact",
-                 run, (long long)s->step, vttt_strerror(err));
+                 run, (long long)step, vttt_strerror(err));
         return err;
     }
     point_latest(run, name);
     prune(run, keep);
     return VTTT_OK;
+}
+
+typedef struct {
+    const vttt_model *m;
+    const train_adamw *o;
+    const train_state *s;
+    const train_data *d;
+    const vttt_logger *lg;
+} lm_ckpt;
+
+/* The language model's checkpoint files. */
+static int lm_fill(void *user, const char *tmp) {
+    const lm_ckpt *c = user;
+    char path[4200];
+    int err = vttt_model_save(c->m, tmp);
+    snprintf(path, sizeof path, "%s/optimizer.safetensors", tmp);
+    if (!err) err = train_adamw_save(c->o, path);
+    snprintf(path, sizeof path, "%s/trainer_state.json", tmp);
+    if (!err) err = train_state_write(c->s, c->d, path, c->lg);
+    return err;
+}
+
+int train_ckpt_save(const char *run, const vttt_model *m, const train_adamw *o, const train_state *s,
+                    const train_data *d, int keep, char *dir, size_t n, const vttt_logger *lg) {
+    lm_ckpt c = {m, o, s, d, lg};
+    return train_ckpt_write(run, s->step, lm_fill, &c, keep, dir, n, lg);
 }

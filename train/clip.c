@@ -1,6 +1,7 @@
 /*
- * Gradient reductions over the model's flat gradient blocks: the global
- * norm (thread-count independent), clipping, and the sum over ranks.
+ * Gradient reductions over the model's flat gradient blocks (or a list of
+ * tensors: the frame tokenizer's): the global norm (thread-count
+ * independent), clipping, and the sum over ranks.
  */
 #include <math.h>
 #include <stdlib.h>
@@ -54,6 +55,20 @@ float train_clip_grads(vttt_model *m, double norm, float max_norm) {
 #pragma omp parallel for if (k > 65536)
         for (size_t j = 0; j < k; j++) g[j] *= s;
     }
+    return s;
+}
+
+double train_grad_norm_tensors(const vttt_model_tensor *ts, int n) {
+    double ss = 0.0;
+    for (int i = 0; i < n; i++) ss += sum_squares(ts[i].grad, (size_t)ts[i].numel);
+    return sqrt(ss);
+}
+
+float train_clip_grads_tensors(const vttt_model_tensor *ts, int n, double norm, float max_norm) {
+    if (!(max_norm > 0.0f) || !(norm > max_norm)) return 1.0f;
+    float s = (float)(max_norm / norm);
+    for (int i = 0; i < n; i++)
+        for (int64_t j = 0; j < ts[i].numel; j++) ts[i].grad[j] *= s;
     return s;
 }
 

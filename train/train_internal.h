@@ -210,6 +210,8 @@ int train_step(train_ctx *c, float *loss, float *grad_norm);
 int train_eval(train_ctx *c, float *loss);
 /* SIGINT/SIGTERM set c->stop while installed. */
 void train_signals_install(train_ctx *c);
+/* The same for any trainer's flag (the frame tokenizer's). */
+void train_signals_install_flag(volatile sig_atomic_t *stop);
 void train_signals_restore(void);
 
 #endif

@@ -1,0 +1,180 @@
+/*
+ * trainer_state.json of a frame tokenizer run: the step, the data
+ * position, the seed, the shards (paths and frame counts) and the run's
+ * settings. Written atomically; read back with every field checked.
+ */
+#include <math.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cjson/cJSON.h>
+
+#include "encoder_train_internal.h"
+
+#define STATE_FORMAT "vttt encoder trainer state"
+#define STATE_VERSION 1
+#define STATE_MAX_BYTES (1 << 20)
+
+typedef enum { F_INT, F_I64, F_F32 } field_type;
+
+/* The settings saved with a run (the tokenizer's own are its config.json;
+ * the seed is a string in "rng"). */
+static const struct {
+    const char *key;
+    field_type type;
+    size_t off;
+} fields[] = {
+#define F(k, t) {#k, t, offsetof(vttt_encoder_train_params, k)}
+    F(val_frames, F_INT), F(steps, F_I64),       F(batch, F_INT),     F(lr, F_F32),
+    F(min_lr, F_F32),     F(warmup, F_I64),      F(weight_decay, F_F32), F(beta1, F_F32),
+    F(beta2, F_F32),      F(eps, F_F32),         F(grad_clip, F_F32), F(eval_every, F_I64),
+    F(eval_frames, F_INT), F(ckpt_every, F_I64), F(keep, F_INT),
+#undef F
+};
+#define N_FIELDS (sizeof fields / sizeof *fields)
+
+static cJSON *params_json(const vttt_encoder_train_params *p) {
+    cJSON *j = cJSON_CreateObject();
+    for (size_t i = 0; i < N_FIELDS; i++) {
+        const char *at = (const char *)p + fields[i].off;
+        double v = fields[i].type == F_INT ? *(const int *)at
+                   : fields[i].type == F_I64 ? (double)*(const int64_t *)at
+                                             : (double)*(const float *)at;
+        cJSON_AddNumberToObject(j, fields[i].key, v);
+    }
+    return j;
+}
+
+static cJSON *data_json(const enc_state *s, const enc_data *d) {
+    cJSON *j = cJSON_CreateObject(), *files = cJSON_AddArrayToObject(j, "files");
+    cJSON_AddNumberToObject(j, "epoch", (double)s->epoch);
+    cJSON_AddNumberToObject(j, "cursor", (double)s->cursor);
+    cJSON_AddNumberToObject(j, "samples", (double)s->samples);
+    for (int i = 0; i < d->n; i++) {
+        cJSON *f = cJSON_CreateObject();
+        cJSON_AddStringToObject(f, "path", d->paths[i]);
+        cJSON_AddNumberToObject(f, "frames", (double)d->frames[i]);
+        cJSON_AddItemToArray(files, f);
+    }
+    return j;
+}
+
+int enc_state_write(const enc_state *s, const enc_data *d, const char *path, const vttt_logger *lg) {
+    cJSON *j = cJSON_CreateObject(), *rng = cJSON_CreateObject();
+    cJSON_AddStringToObject(j, "format", STATE_FORMAT);
+    cJSON_AddNumberToObject(j, "version", STATE_VERSION);
+    cJSON_AddNumberToObject(j, "step", (double)s->step);
+    cJSON_AddNumberToObject(j, "frames", (double)s->frames);
+    cJSON_AddItemToObject(j, "data", data_json(s, d));
+    char seed[32];
+    snprintf(seed, sizeof seed, "%llu", (unsigned long long)s->params.seed);
+    cJSON_AddStringToObject(rng, "seed", seed);
+    cJSON_AddStringToObject(rng, "generator", "splitmix64 (seed, epoch) Fisher-Yates");
+    cJSON_AddItemToObject(j, "rng", rng);
+    cJSON_AddItemToObject(j, "config", params_json(&s->params));
+    char *text = cJSON_Print(j);
+    cJSON_Delete(j);
+    if (!text) return VTTT_ENOMEM;
+    size_t n = strlen(text);
+    text[n] = '\n';
+    int err = vttt_file_write_atomic(path, text, n + 1, lg);
+    free(text);
+    return err;
+}
+
+static int fail(const vttt_logger *lg, const char *path, const char *what) {
+    vttt_log(lg, VTTT_LOG_ERROR, "%s: %s (a damaged checkpoint?)", path, what);
+    return VTTT_EFORMAT;
+}
+
+/* A non-negative whole number member of j; -1 when missing or malformed. */
+static int64_t get_count(const cJSON *j, const char *key) {
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(j, key);
+    if (!cJSON_IsNumber(v) || !(v->valuedouble >= 0.0) || v->valuedouble > 9007199254740992.0 ||
+        v->valuedouble != floor(v->valuedouble))
+        return -1;
+    return (int64_t)v->valuedouble;
+}
+
+static int parse_params(vttt_encoder_train_params *p, const cJSON *j, const char *path, const vttt_logger *lg) {
+    if (!cJSON_IsObject(j)) return fail(lg, path, "\"config\" is not an object");
+    for (const cJSON *v = j->child; v; v = v->next) {
+        size_t i = 0;
+        while (i < N_FIELDS && strcmp(fields[i].key, v->string)) i++;
+        if (i == N_FIELDS || !cJSON_IsNumber(v) || !isfinite(v->valuedouble)) {
+            vttt_log(lg, VTTT_LOG_ERROR, "%s: config.%s is unknown or not a number", path, v->string);
+            return VTTT_EFORMAT;
+        }
+        char *at = (char *)p + fields[i].off;
+        if (fields[i].type == F_INT) *(int *)at = (int)v->valuedouble;
+        else if (fields[i].type == F_I64) *(int64_t *)at = (int64_t)v->valuedouble;
+        else *(float *)at = (float)v->valuedouble;
+    }
+    return VTTT_OK;
+}
+
+static int parse_files(enc_state *s, const cJSON *files, const char *path, const vttt_logger *lg) {
+    int n = cJSON_GetArraySize(files);
+    if (!cJSON_IsArray(files) || n < 1 || n > VTTT_ENCODER_TRAIN_MAX_SHARDS)
+        return fail(lg, path, "data.files is not a list of shards");
+    s->files = calloc((size_t)n, sizeof *s->files);
+    s->file_frames = calloc((size_t)n, sizeof *s->file_frames);
+    if (!s->files || !s->file_frames) return VTTT_ENOMEM;
+    s->n_files = n;
+    for (int i = 0; i < n; i++) {
+        const cJSON *f = cJSON_GetArrayItem(files, i), *p = cJSON_GetObjectItemCaseSensitive(f, "path");
+        if (!cJSON_IsString(p) || (s->file_frames[i] = get_count(f, "frames")) < 1)
+            return fail(lg, path, "data.files has a malformed entry");
+        if (!(s->files[i] = strdup(p->valuestring))) return VTTT_ENOMEM;
+    }
+    return VTTT_OK;
+}
+
+static int parse(enc_state *s, const cJSON *j, const char *path, const vttt_logger *lg) {
+    const cJSON *fmt = cJSON_GetObjectItemCaseSensitive(j, "format");
+    const cJSON *data = cJSON_GetObjectItemCaseSensitive(j, "data"), *rng = cJSON_GetObjectItemCaseSensitive(j, "rng");
+    if (!cJSON_IsString(fmt) || strcmp(fmt->valuestring, STATE_FORMAT))
+        return fail(lg, path, "not the trainer state of a tokenizer run");
+    if (get_count(j, "version") != STATE_VERSION) return fail(lg, path, "unsupported version");
+    s->step = get_count(j, "step"), s->frames = get_count(j, "frames");
+    s->epoch = get_count(data, "epoch"), s->cursor = get_count(data, "cursor");
+    s->samples = get_count(data, "samples");
+    const cJSON *seed = cJSON_GetObjectItemCaseSensitive(rng, "seed");
+    if (s->step < 0 || s->frames < 0 || s->epoch < 0 || s->cursor < 0 || s->samples < 1 || s->cursor > s->samples ||
+        !cJSON_IsString(seed) || train_parse_u64(seed->valuestring, &s->params.seed))
+        return fail(lg, path, "step, frames, data position or seed missing or out of range");
+    int err = parse_params(&s->params, cJSON_GetObjectItemCaseSensitive(j, "config"), path, lg);
+    return err ? err : parse_files(s, cJSON_GetObjectItemCaseSensitive(data, "files"), path, lg);
+}
+
+void enc_state_free(enc_state *s) {
+    for (int i = 0; s->files && i < s->n_files; i++) free(s->files[i]);
+    free(s->files), free(s->file_frames);
+    s->files = NULL, s->file_frames = NULL, s->n_files = 0;
+}
+
+int enc_state_read(enc_state *s, const char *path, const vttt_logger *lg) {
+    memset(s, 0, sizeof *s);
+    s->params = vttt_encoder_train_default_params();
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        vttt_log(lg, VTTT_LOG_ERROR, "%s: cannot open the trainer state", path);
+        return VTTT_EIO;
+    }
+    char *buf = malloc(STATE_MAX_BYTES + 1);
+    size_t n = buf ? fread(buf, 1, STATE_MAX_BYTES + 1, f) : 0;
+    fclose(f);
+    if (!buf) return VTTT_ENOMEM;
+    if (n > STATE_MAX_BYTES) {
+        free(buf);
+        return fail(lg, path, "larger than 1 MiB");
+    }
+    cJSON *j = cJSON_ParseWithLength(buf, n);
+    free(buf);
+    int err = j ? parse(s, j, path, lg) : fail(lg, path, "not valid JSON");
+    cJSON_Delete(j);
+    if (err) enc_state_free(s);
+    return err;
+}

@@ -1,0 +1,173 @@
+/*
+ * The frame tokenizer's training loop: steps (forward, backward, clip,
+ * AdamW), reports and metrics, evaluations on the held-out frames,
+ * checkpoints, and stopping on a signal.
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "encoder_train_internal.h"
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static double psnr_of(double mse) { return mse > 1e-10 ? 10.0 * log10(1.0 / mse) : 100.0; }
+
+static void report(enc_train_ctx *c, const vttt_train_report *r) {
+    if (c->p.on_report) c->p.on_report(c->p.user, r);
+}
+
+/* One optimizer step over the next batch of training frames. */
+static int step(enc_train_ctx *c, float *loss, float *grad_norm) {
+    int B = c->p.batch, err = VTTT_OK;
+    size_t fb = (size_t)c->data.S * c->data.S * 3;
+    for (int b = 0; b < B && !err; b++) err = enc_data_read(&c->data, 0, train_sampler_next(&c->sampler), c->batch + b * fb);
+    if (err) return err;
+    vttt_encoder_zero_grads(c->enc);
+    if ((err = vttt_encoder_forward(c->enc, c->batch, B, 1, loss, NULL)) || (err = vttt_encoder_backward(c->enc, 1.0f)))
+        return err;
+    int n = 0;
+    const vttt_model_tensor *ts = vttt_encoder_tensors(c->enc, &n);
+    double norm = train_grad_norm_tensors(ts, n);
+    *grad_norm = (float)norm;
+    if (!isfinite(norm) || !isfinite(*loss)) {
+        vttt_log(&c->log, VTTT_LOG_ERROR, "step %lld: non-finite loss (%g) or gradient norm (%g); stopping without "
+                 "applying it (the last checkpoint is intact; try a lower --lr)", (long long)c->step + 1,
+                 (double)*loss, norm);
+        return VTTT_ENAN;
+    }
+    train_clip_grads_tensors(ts, n, norm, c->p.grad_clip);
+    train_adamw_step(c->opt, train_schedule_lr(&c->sched, c->step));
+    c->step++;
+    c->frames += B;
+    return VTTT_OK;
+}
+
+/* Mean MSE over the held-out frames (the first eval_frames of them). */
+static int evaluate(enc_train_ctx *c) {
+    int64_t n = enc_data_val(&c->data);
+    if (c->p.eval_frames > 0 && c->p.eval_frames < n) n = c->p.eval_frames;
+    if (n == 0) return VTTT_OK;
+    size_t fb = (size_t)c->data.S * c->data.S * 3;
+    double sum = 0.0;
+    int err = VTTT_OK;
+    for (int64_t i0 = 0; i0 < n && !err; i0 += c->p.batch) {
+        int k = (int)(n - i0 < c->p.batch ? n - i0 : c->p.batch);
+        float loss = 0.0f;
+        for (int b = 0; b < k && !err; b++) err = enc_data_read(&c->data, 1, i0 + b, c->batch + b * fb);
+        if (!err) err = vttt_encoder_forward(c->enc, c->batch, k, 0, &loss, NULL);
+        sum += (double)loss * k;
+    }
+    if (err) return err;
+    vttt_train_report r = {.event = VTTT_TRAIN_EVENT_EVAL, .step = c->step, .steps = c->p.steps,
+                           .tokens = c->frames, .val_loss = (float)(sum / (double)n)};
+    if (c->metrics) {
+        fprintf(c->metrics, "{\"step\":%lld,\"val_loss\":%.9g,\"val_psnr\":%.9g}\n", (long long)r.step,
+                (double)r.val_loss, psnr_of(r.val_loss));
+        fflush(c->metrics);
+    }
+    report(c, &r);
+    return VTTT_OK;
+}
+
+/* The checkpoint's files: the tokenizer directory, the optimizer, the state. */
+static int fill_ckpt(void *user, const char *tmp) {
+    enc_train_ctx *c = user;
+    char path[VTTT_TRAIN_PATH_MAX + 64];
+    int err = vttt_encoder_save(c->enc, tmp);
+    snprintf(path, sizeof path, "%s/optimizer.safetensors", tmp);
+    if (!err) err = train_adamw_save(c->opt, path);
+    enc_state st = {.step = c->step, .frames = c->frames, .epoch = c->sampler.epoch, .cursor = c->sampler.cursor,
+                    .samples = c->sampler.n, .params = c->p};
+    snprintf(path, sizeof path, "%s/trainer_state.json", tmp);
+    if (!err) err = enc_state_write(&st, &c->data, path, &c->log);
+    return err;
+}
+
+static int save(enc_train_ctx *c) {
+    char dir[VTTT_TRAIN_PATH_MAX + 32] = "";
+    if (c->step == c->saved_step) return VTTT_OK;
+    int err = train_ckpt_write(c->p.out, c->step, fill_ckpt, c, c->p.keep, dir, sizeof dir, &c->log);
+    if (err) return err;
+    c->saved_step = c->step;
+    vttt_train_report r = {.event = VTTT_TRAIN_EVENT_CHECKPOINT, .step = c->step, .steps = c->p.steps,
+                           .tokens = c->frames, .checkpoint = dir};
+    report(c, &r);
+    return VTTT_OK;
+}
+
+static int step_and_report(enc_train_ctx *c, double t_start, int64_t step0) {
+    const vttt_encoder_train_params *p = &c->p;
+    vttt_train_report r = {.event = VTTT_TRAIN_EVENT_STEP, .steps = p->steps};
+    r.lr = train_schedule_lr(&c->sched, c->step);
+    double t0 = now_s();
+    int err = step(c, &r.loss, &r.grad_norm);
+    if (err) return err;
+    double t1 = now_s();
+    r.step = c->step, r.tokens = c->frames;
+    r.tokens_per_s = (double)p->batch / (t1 - t0 > 1e-9 ? t1 - t0 : 1e-9);
+    r.eta_s = (t1 - t_start) / (double)(c->step - step0) * (double)(p->steps - c->step);
+    if (c->metrics) {
+        fprintf(c->metrics, "{\"step\":%lld,\"loss\":%.9g,\"psnr\":%.9g,\"lr\":%.9g,\"grad_norm\":%.9g,\"frames\":%lld,"
+                "\"frames_per_s\":%.1f}\n", (long long)r.step, (double)r.loss, psnr_of(r.loss), (double)r.lr,
+                (double)r.grad_norm, (long long)r.tokens, r.tokens_per_s);
+        fflush(c->metrics);
+    }
+    report(c, &r);
+    if (p->eval_every > 0 && c->step % p->eval_every == 0 && (err = evaluate(c))) return err;
+    if (p->ckpt_every > 0 && c->step % p->ckpt_every == 0 && (err = save(c))) return err;
+    return VTTT_OK;
+}
+
+static int loop(enc_train_ctx *c) {
+    const vttt_encoder_train_params *p = &c->p;
+    vttt_train_report r = {.event = VTTT_TRAIN_EVENT_START, .step = c->step, .steps = p->steps, .tokens = c->frames,
+                           .params = (int64_t)vttt_encoder_num_params(c->enc), .ranks = 1};
+    report(c, &r);
+    double t_start = now_s();
+    int64_t step0 = c->step;
+    int err = VTTT_OK;
+    while (!err && c->step < p->steps && !c->stop) err = step_and_report(c, t_start, step0);
+    if (err) return err; /* nothing saved: the last checkpoint stays the one to resume from */
+    if (c->stop) {
+        vttt_log(&c->log, VTTT_LOG_WARNING, "stopped by a signal after step %lld; saving a checkpoint",
+                 (long long)c->step);
+    } else if (!(p->eval_every > 0 && c->step % p->eval_every == 0)) {
+        if ((err = evaluate(c))) return err;
+    }
+    return save(c);
+}
+
+int vttt_encoder_train_run(const vttt_encoder_train_params *p, const vttt_logger *lg) {
+    if (!p) return VTTT_EINVAL;
+    enc_train_ctx *c = calloc(1, sizeof *c);
+    if (!c) return VTTT_ENOMEM;
+    int64_t from = -1;
+    int err = enc_train_setup(c, p, lg, &from);
+    if (!err) {
+        if (from >= 0) vttt_log(lg, VTTT_LOG_INFO, "resuming %s from step %lld", p->out, (long long)from);
+        if (p->handle_signals) train_signals_install_flag(&c->stop);
+        err = loop(c);
+        if (p->handle_signals) train_signals_restore();
+    }
+    enc_train_teardown(c);
+    free(c);
+    return err;
+}
+
+int vttt_encoder_load_any(vttt_encoder **out, const char *dir, char *used, size_t n, const vttt_logger *lg) {
+    char ck[VTTT_TRAIN_PATH_MAX + 32], cfg[VTTT_TRAIN_PATH_MAX + 48];
+    snprintf(cfg, sizeof cfg, "%s/config.json", dir);
+    FILE *f = fopen(cfg, "rb");
+    if (f) fclose(f);
+    const char *use = dir;
+    if (!f && train_ckpt_latest(dir, ck, sizeof ck) >= 0) use = ck; /* a training run: its newest checkpoint */
+    if (used) snprintf(used, n, "%s", use);
+    return vttt_encoder_load(out, use, lg);
+}
