@@ -44,6 +44,21 @@ static int cpu_linear_backward(void *ctx, float *dinp, float *dw, float *dbias, 
     return VTTT_OK;
 }
 
+static int cpu_conv2d_forward(void *ctx, float *out, const float *inp, const float *w, const float *bias, int N,
+                              int C, int H, int W, int OC, int KH, int KW, int stride, int pad) {
+    (void)ctx;
+    ttt_conv2d_forward(out, inp, w, bias, N, C, H, W, OC, KH, KW, stride, pad);
+    return VTTT_OK;
+}
+
+static int cpu_conv2d_backward(void *ctx, float *dinp, float *dw, float *dbias, const float *dout,
+                               const float *inp, const float *w, int N, int C, int H, int W, int OC, int KH, int KW,
+                               int stride, int pad) {
+    (void)ctx;
+    ttt_conv2d_backward(dinp, dw, dbias, dout, inp, w, N, C, H, W, OC, KH, KW, stride, pad);
+    return VTTT_OK;
+}
+
 static const vttt_backend cpu_backend = {
     .name = "cpu",
     .device = VTTT_DEVICE_CPU,
@@ -76,6 +91,12 @@ static const vttt_backend cpu_backend = {
     .embedding_backward = ttt_embedding_backward,
     .xent_forward = ttt_xent_forward,
     .xent_backward = ttt_xent_backward,
+    .conv2d_forward = cpu_conv2d_forward,
+    .conv2d_backward = cpu_conv2d_backward,
+    .groupnorm_forward = ttt_groupnorm_forward,
+    .groupnorm_backward = ttt_groupnorm_backward,
+    .upsample2x_forward = ttt_upsample2x_forward,
+    .upsample2x_backward = ttt_upsample2x_backward,
 };
 
 /* The table is constant: the CPU backend holds no state. */
