@@ -20,6 +20,7 @@
 #include <stdlib.h>
 
 #include "cuda/ttt_cuda.h"
+#include "layer_dev.h"
 #include "testutil.h"
 #include "ttt.h"
 
@@ -112,6 +113,64 @@ START_TEST(test_layers) {
 }
 END_TEST
 
+/* The whole layer on the GPU (vttt_layer_dev: cuBLAS projections, the
+ * fused kernels, the device arena, decode through CUDA graphs) against
+ * the CPU layer, through ttt_layer_dev_check_run (tests/test_layer_dev.c
+ * runs the same harness on the CPU backend). Tolerances as above for fp32;
+ * the forward with bf16 projections (inputs and weights rounded to bf16,
+ * fp32 accumulation) within TOL_BF16 of the CPU's fp32 output: rounding
+ * only x and the weights to bf16 in the CPU layer moves y by 2.8e-3 to
+ * 3.5e-3 at these shapes (measured on the CPU), and the GPU also rounds
+ * o_proj's input. */
+#define TOL_BF16 2e-2
+
+typedef struct {
+    vttt_layer_kind kind;
+    int share_qk, gate;
+    int B, T, n_prefill, n_decode;
+} dev_case;
+
+static const dev_case dev_cases[] = {
+    {VTTT_LAYER_TTT_LINEAR, 0, 0, 2, 80, 21, 23},
+    {VTTT_LAYER_TTT_MLP, 0, 1, 2, 75, 16, 20},
+    {VTTT_LAYER_TTT_MLP, 1, 0, 1, 64, 5, 30},
+};
+#define NDEV ((int)(sizeof dev_cases / sizeof dev_cases[0]))
+
+START_TEST(test_layer_dev) {
+    const dev_case *c = &dev_cases[_i];
+    vttt_layer_config cfg = vttt_layer_default_config(c->kind, 128, 2);
+    cfg.share_qk = c->share_qk;
+    cfg.use_gate = c->gate;
+    vttt_layer *l = NULL;
+    ck_assert_int_eq(vttt_layer_init(&l, &cfg, NULL), VTTT_OK);
+    tu_layer_randomize(l, 300 + (uint64_t)_i, 1.0f);
+    size_t n = (size_t)c->B * c->T * 128;
+    tu_rng r;
+    tu_seed(&r, 30 + (uint64_t)_i);
+    float *x = tu_alloc_normal(&r, n, 1.0f), *dy = tu_alloc_normal(&r, n, 1.0f);
+    ttt_layer_dev_check res;
+    int err = ttt_layer_dev_check_run(l, g_gpu, x, dy, c->B, c->T, c->n_prefill, c->n_decode, &res);
+    ck_assert_msg(err == VTTT_OK, "device layer case %d: %s (%s)", _i, vttt_strerror(err), g_last_msg);
+    printf("device layer case %d: y %.2g dx %.2g params %.2g (%s) | gen y %.2g state %.2g | bf16 y %.2g | "
+           "graphs captured %d, replays %ld\n",
+           _i, res.y, res.dx, res.dparams, res.worst, res.gen_y, res.gen_state, res.bf16_y, res.captured, res.replays);
+    ck_assert_msg(res.y <= TOL_FWD, "case %d: y %g", _i, res.y);
+    ck_assert_msg(res.dx <= TOL_BWD, "case %d: dx %g", _i, res.dx);
+    ck_assert_msg(res.dparams <= TOL_PARAM, "case %d: gradient of %s %g", _i, res.worst, res.dparams);
+    ck_assert_msg(res.gen_y <= TOL_FWD, "case %d: prefill/decode outputs %g", _i, res.gen_y);
+    ck_assert_msg(res.gen_state <= TOL_FWD, "case %d: final W0/A %g", _i, res.gen_state);
+    ck_assert_msg(res.bf16_y <= TOL_BF16, "case %d: bf16 forward %g", _i, res.bf16_y);
+    /* every index of the mini-batch captured once, every step replayed */
+    int want = c->n_decode < 16 ? c->n_decode : 16;
+    ck_assert_msg(res.captured == want, "case %d: %d graphs captured, want %d (see the log: capture failed?)", _i,
+                  res.captured, want);
+    ck_assert_int_eq(res.replays, c->n_decode);
+    free(x), free(dy);
+    vttt_layer_free(&l);
+}
+END_TEST
+
 /* Bad arguments are error codes, not crashes. */
 START_TEST(test_bad_args) {
     ttt_cuda_shape s = {1, 16, 1, 8, 8, 16, 0};
@@ -132,6 +191,7 @@ int main(void) {
     tcase_set_timeout(tc, 600);
     tcase_add_loop_test(tc, test_layers, 0, NCASES);
     tcase_add_test(tc, test_bad_args);
+    tcase_add_loop_test(tc, test_layer_dev, 0, NDEV);
     status = tu_run("ttt_cuda", tc, CK_NOFORK);
     vttt_backend_cuda_close(&g_gpu);
     return status;

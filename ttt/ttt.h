@@ -179,6 +179,36 @@ int vttt_layer_decode(vttt_layer *l, vttt_state *s, float *y, const float *x);
 /* FLOPs of one forward over (B, T) (multiply-adds count 2). */
 double vttt_layer_forward_flops(const vttt_layer_config *cfg, int B, int T);
 
+/* ---- a TTT layer on a backend's device ----------------------------------
+ * The same layer run on a backend (CUDA: cuBLAS projections and the fused
+ * TTT kernels, shared by the trainer and the streaming daemon; the CPU
+ * table runs the same steps). TTT-Linear and TTT-MLP. x, y, dx, dy are
+ * memory of that backend, (B,T,D). One arena holds the parameters, their
+ * gradients and every buffer for up to max_B sequences of max_T tokens;
+ * the calls below allocate nothing. */
+typedef struct vttt_layer_dev vttt_layer_dev;
+int vttt_layer_dev_init(vttt_layer_dev **out, vttt_layer *l, const vttt_backend *be, int max_B, int max_T);
+void vttt_layer_dev_free(vttt_layer_dev **d);
+/* l's parameters to the device (call after they change on the host). */
+int vttt_layer_dev_upload(vttt_layer_dev *d);
+/* Adds the device's accumulated gradients into vttt_layer_get_grads(l)
+ * and zeroes them on the device. */
+int vttt_layer_dev_grads_to_host(vttt_layer_dev *d);
+/* As vttt_layer_forward (dual form) / vttt_layer_backward. */
+int vttt_layer_dev_forward(vttt_layer_dev *d, float *y, const float *x, int B, int T, int train);
+int vttt_layer_dev_backward(vttt_layer_dev *d, float *dx, const float *dy);
+/* Generation state on the device (constant size); decode replays one
+ * CUDA graph per position inside the mini-batch where the backend has
+ * graphs. */
+typedef struct vttt_state_dev vttt_state_dev;
+int vttt_state_dev_init(vttt_state_dev **out, vttt_layer_dev *d, int B);
+void vttt_state_dev_free(vttt_state_dev **s);
+int vttt_state_dev_reset(vttt_state_dev *s);
+int64_t vttt_state_dev_position(const vttt_state_dev *s);
+/* As vttt_layer_prefill (T <= max_T, or any T when B == 1) / decode. */
+int vttt_layer_dev_prefill(vttt_layer_dev *d, vttt_state_dev *s, float *y, const float *x, int T);
+int vttt_layer_dev_decode(vttt_layer_dev *d, vttt_state_dev *s, float *y, const float *x);
+
 #ifdef __cplusplus
 }
 #endif

@@ -172,6 +172,15 @@ static int probe_device(int dev, const vttt_logger *lg) {
     return VTTT_OK;
 }
 
+/* Frees the cuBLAS / cuBLASLt handles and workspaces that exist. */
+static void blas_close(ttt_cuda_ctx *ctx) {
+    if (ctx->lt) ttt_cublas_err(&ctx->log, cublasLtDestroy(ctx->lt), "cublasLtDestroy");
+    if (ctx->blas) ttt_cublas_err(&ctx->log, cublasDestroy(ctx->blas), "cublasDestroy");
+    if (ctx->lt_ws) cudaFree(ctx->lt_ws);
+    if (ctx->blas_ws) cudaFree(ctx->blas_ws);
+    ctx->lt = NULL, ctx->blas = NULL, ctx->lt_ws = ctx->blas_ws = NULL;
+}
+
 /* Opens device `dev` for this thread (cudaSetDevice), with a cuBLAS handle
  * on the legacy default stream. On failure *out is NULL and nothing leaks. */
 extern "C" int vttt_backend_cuda_open(vttt_backend **out, int dev, const vttt_logger *lg) {
@@ -193,8 +202,12 @@ extern "C" int vttt_backend_cuda_open(vttt_backend **out, int dev, const vttt_lo
     err = ttt_cublas_err(lg, cublasCreate(&ctx->blas), "cublasCreate");
     if (!err) err = ttt_cublas_err(lg, cublasSetStream(ctx->blas, ctx->stream), "cublasSetStream");
     if (!err) err = ttt_cublas_err(lg, cublasSetMathMode(ctx->blas, CUBLAS_DEFAULT_MATH), "cublasSetMathMode");
+    if (!err) err = ttt_cuda_err(lg, cudaMalloc(&ctx->blas_ws, TTT_CUDA_BLAS_WS), "allocating cuBLAS's workspace");
+    if (!err) err = ttt_cublas_err(lg, cublasSetWorkspace(ctx->blas, ctx->blas_ws, TTT_CUDA_BLAS_WS), "cublasSetWorkspace");
+    if (!err) err = ttt_cuda_err(lg, cudaMalloc(&ctx->lt_ws, TTT_CUDA_BLAS_WS), "allocating cuBLASLt's workspace");
+    if (!err) err = ttt_cublas_err(lg, cublasLtCreate(&ctx->lt), "cublasLtCreate");
     if (err) {
-        if (ctx->blas) cublasDestroy(ctx->blas);
+        blas_close(ctx);
         free(cb);
         return err;
     }
@@ -209,7 +222,7 @@ extern "C" void vttt_backend_cuda_close(vttt_backend **be) {
     if (!be || !*be) return;
     cuda_backend *cb = (cuda_backend *)*be;
     ttt_cuda_err(&cb->ctx.log, cudaStreamSynchronize(cb->ctx.stream), "sync at close");
-    ttt_cublas_err(&cb->ctx.log, cublasDestroy(cb->ctx.blas), "cublasDestroy");
+    blas_close(&cb->ctx);
     free(cb);
     *be = NULL;
 }

@@ -1,6 +1,7 @@
 /* The CUDA backend's entry points in a build without CUDA: no device. */
 #include "ttt.h"
 #include "ttt_cuda.h"
+#include "layer_dev.h"
 
 int vttt_backend_cuda_open(vttt_backend **out, int dev, const vttt_logger *lg) {
     (void)dev;
@@ -53,3 +54,20 @@ void ttt_cuda_timer_free(ttt_cuda_timer **t) {
 int ttt_cuda_gemm_rate(const vttt_backend *be, int bf16, int n, double *tflops) { return VTTT_ENODEV; }
 
 int ttt_cuda_device_name(const vttt_backend *be, char *buf, size_t len) { return VTTT_ENODEV; }
+
+int ttt_cuda_to_bf16(const vttt_backend *be, uint16_t *dst, const float *src, size_t n) { return VTTT_ENODEV; }
+
+int ttt_cuda_from_bf16(const vttt_backend *be, float *dst, const uint16_t *src, size_t n) { return VTTT_ENODEV; }
+
+int ttt_cuda_gemm_bf16(const vttt_backend *be, float *out, const uint16_t *xb, const uint16_t *wb, int N, int C,
+                       int OC) {
+    return VTTT_ENODEV;
+}
+
+int ttt_cuda_linear_bf16(const vttt_backend *be, float *out, const float *inp, const uint16_t *wb, uint16_t *xb,
+                         int N, int C, int OC) {
+    return VTTT_ENODEV;
+}
+
+/* The device layer has no CUDA ops in this build (ttt/layer_dev.h). */
+const ttt_dev_ops *ttt_dev_ops_cuda(void) { return NULL; }

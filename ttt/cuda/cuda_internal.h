@@ -7,27 +7,37 @@
  *
  * Streams: the table's elementwise entries take no context, so they cannot
  * be told which stream to use. Everything in this backend therefore runs on
- * the legacy default stream (stream 0; this code must not be compiled with
- * --default-stream per-thread), which orders all work of the process on the
- * device. The context's stream and cuBLAS handle are bound to it too.
+ * one fixed stream, the calling thread's per-thread default stream
+ * (cudaStreamPerThread), which orders all of a thread's work on the device
+ * (and is ordered with the legacy stream 0). It is not the legacy stream
+ * because that one cannot be captured into a CUDA graph (the device
+ * layer's decode step is, ttt/layer_dev_state.c). A backend is used by the
+ * thread that opened it. The context's stream and cuBLAS handles are bound
+ * to it too.
  */
 #ifndef VTTT_CUDA_INTERNAL_H
 #define VTTT_CUDA_INTERNAL_H
 
+#include <cublasLt.h>
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
 
 #include "backend.h"
 
-#define TTT_CUDA_STREAM ((cudaStream_t)0) /* the legacy default stream, see above */
+#define TTT_CUDA_STREAM cudaStreamPerThread /* see above */
 
 /* The backend's private state, allocated together with its table. */
 typedef struct ttt_cuda_ctx {
     int dev;              /* device ordinal */
     cudaStream_t stream;  /* TTT_CUDA_STREAM */
     cublasHandle_t blas;  /* bound to stream, CUBLAS_DEFAULT_MATH (exact fp32, no TF32) */
+    cublasLtHandle_t lt;  /* bf16 projections (bf16_cuda.cu) */
+    void *blas_ws;        /* TTT_CUDA_BLAS_WS bytes, cuBLAS's workspace (set explicitly so graph capture allocates nothing) */
+    void *lt_ws;          /* TTT_CUDA_BLAS_WS bytes, cuBLASLt's */
     vttt_logger log;
 } ttt_cuda_ctx;
+
+#define TTT_CUDA_BLAS_WS ((size_t)32 << 20) /* bytes; NVIDIA's recommendation for Hopper */
 
 /* Maps a failed CUDA runtime call to a negative VTTT code, logs "what" with
  * the CUDA message, and clears the (non-sticky) error so a later sync does

@@ -226,6 +226,20 @@ int ttt_cuda_gemm_rate(const vttt_backend *be, int bf16, int n, double *tflops);
 /* The device's name ("NVIDIA H100 80GB HBM3"). */
 int ttt_cuda_device_name(const vttt_backend *be, char *buf, size_t len);
 
+/* ---- bf16 (bf16_cuda.cu) ------------------------------------------------------ */
+
+/* dst (n) = src rounded to bf16 (nearest even, as vttt_f32_to_bf16), and
+ * back (exact). bf16 values travel as uint16_t bit patterns. */
+int ttt_cuda_to_bf16(const vttt_backend *be, uint16_t *dst, const float *src, size_t n);
+int ttt_cuda_from_bf16(const vttt_backend *be, float *dst, const uint16_t *src, size_t n);
+/* out (N,OC) fp32 = xb (N,C) . wb (OC,C)^T, bf16 inputs, fp32 accumulation
+ * (cuBLASLt). */
+int ttt_cuda_gemm_bf16(const vttt_backend *be, float *out, const uint16_t *xb, const uint16_t *wb, int N, int C,
+                       int OC);
+/* The same from an fp32 input: xb (N*C bf16) receives bf16(inp) first. */
+int ttt_cuda_linear_bf16(const vttt_backend *be, float *out, const float *inp, const uint16_t *wb, uint16_t *xb,
+                         int N, int C, int OC);
+
 /* ---- checking harness (ttt/ttt_cuda_check.c) ------------------------------- */
 
 /* Tolerances on the relative errors below, in fp32 (shared by
