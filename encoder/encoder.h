@@ -82,6 +82,8 @@ size_t vttt_encoder_num_params(const vttt_encoder *e);
 void vttt_encoder_zero_grads(vttt_encoder *e);
 /* FLOPs of one forward (encoder + decoder) over one frame. */
 double vttt_encoder_forward_flops(const vttt_encoder_config *cfg);
+/* FLOPs of the encoder half alone (vttt_encoder_encode) over one frame. */
+double vttt_encoder_encode_flops(const vttt_encoder_config *cfg);
 
 /* Runs the tokenizer's ops on a backend (the CPU's by default). For a
  * CUDA backend the weights are copied to the device and the convolutions

@@ -104,9 +104,10 @@ static int parse_levels(vttt_encoder_config *c, const cJSON *v, const char *path
 }
 
 /* One key of the file into c; seen[] marks the required ones. */
-static int parse_key(vttt_encoder_config *c, const cJSON *v, int *seen, const char *path, const vttt_logger *lg) {
+static int parse_key(vttt_encoder_config *c, const cJSON *v, int *seen, int *num_levels, const char *path,
+                     const vttt_logger *lg) {
     static const char *ints[] = {"image_size", "channels", "num_groups", "num_levels"};
-    int *fields[] = {&c->image_size, &c->channels, &c->num_groups, &c->num_levels};
+    int *fields[] = {&c->image_size, &c->channels, &c->num_groups, num_levels};
     const char *k = v->string;
     if (!strcmp(k, "model_type")) {
         if (!cJSON_IsString(v) || strcmp(v->valuestring, ENC_MODEL_TYPE))
@@ -130,10 +131,7 @@ static int parse_config(vttt_encoder_config *c, const cJSON *root, const char *p
     if (!cJSON_IsObject(root)) return fail(lg, path, "the top level must be a JSON object", NULL);
     int seen[6] = {0}, err = VTTT_OK, num_levels = -1;
     memset(c, 0, sizeof *c);
-    for (const cJSON *v = root->child; v && !err; v = v->next) {
-        err = parse_key(c, v, seen, path, lg);
-        if (!err && !strcmp(v->string, "num_levels")) num_levels = c->num_levels;
-    }
+    for (const cJSON *v = root->child; v && !err; v = v->next) err = parse_key(c, v, seen, &num_levels, path, lg);
     if (err) return err;
     for (int i = 0; i < 6; i++)
         if (!seen[i] && i != 3) return fail(lg, path, "a required key is missing (image_size, channels, num_groups, "

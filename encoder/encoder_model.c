@@ -131,6 +131,7 @@ int vttt_encoder_init(vttt_encoder **out, const vttt_encoder_config *cfg, uint64
     vttt_encoder *e = calloc(1, sizeof *e);
     if (!e) return VTTT_ENOMEM;
     e->cfg = *cfg;
+    for (int i = cfg->num_levels; i < VTTT_FSQ_MAX_LEVELS; i++) e->cfg.levels[i] = 0; /* one form per config */
     if (lg) e->log = *lg;
     e->be = vttt_backend_cpu();
     build_layers(e);
@@ -189,15 +190,20 @@ size_t enc_max_layer_floats(const vttt_encoder *e) {
     return m;
 }
 
-double vttt_encoder_forward_flops(const vttt_encoder_config *cfg) {
+/* Conv FLOPs (multiply-adds as 2) of layers [l0, l1) for one frame. */
+static double flops(const vttt_encoder_config *cfg, int l0, int l1) {
     vttt_encoder e;
     memset(&e, 0, sizeof e);
     e.cfg = *cfg;
     build_layers(&e);
     double f = 0.0;
-    for (int l = 0; l < e.n_layers; l++) {
+    for (int l = l0; l < l1 && l < e.n_layers; l++) {
         const enc_layer *L = &e.L[l];
         f += 2.0 * L->cin * L->cout * L->k * L->k * L->oh * L->ow;
     }
     return f;
 }
+
+double vttt_encoder_forward_flops(const vttt_encoder_config *cfg) { return flops(cfg, 0, N_LAYERS); }
+
+double vttt_encoder_encode_flops(const vttt_encoder_config *cfg) { return flops(cfg, 0, N_ENC); }

@@ -22,6 +22,8 @@ static const cli_command commands[] = {
     {"ingest", "ingestion jobs: `vttt ingest video --out DIR [--fps R] [--size S] [--jobs N] FILES...`, `vttt ingest text ...`", cli_ingest},
     {"frames", "inspect frame shards: `vttt frames dump --shard F [--png DIR | --raw] [--start N --count M]`", cli_frames},
     {"train", "train a language model on token shards: `vttt train --data DIR --out DIR [--layer ttt_mlp|ttt_linear|attention] ...`", cli_train},
+    {"encoder", "the frame tokenizer: `vttt encoder train|eval|encode|decode|bench ...` (conv encoder, FSQ tokens, "
+                "decoder)", cli_encoder},
     {"plot", "loss curves of training runs as a PNG: `vttt plot --out PNG RUN_DIR...`", cli_plot},
     {"lm", "use a language model: `vttt lm score|loss-by-position|sample --model DIR ...`", cli_lm},
     {"version", "print the version", cli_version},
