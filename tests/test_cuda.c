@@ -434,6 +434,76 @@ START_TEST(test_xent) {
 }
 END_TEST
 
+/* ---- bf16 (ttt/cuda/bf16_cuda.cu) ------------------------------------------------
+ * Tolerances per dtype: conversions are exact (the GPU's round-to-nearest-
+ * even bits equal vttt_f32_to_bf16's, and bf16 -> fp32 is exact). A bf16
+ * GEMM with fp32 accumulation is compared two ways: against the CPU's fp32
+ * linear on the same bf16-rounded inputs, where every product is exact in
+ * fp32 and only the order of the sums differs (TOL_REDUCE), and against
+ * the fp32 linear on the unrounded inputs, where bf16's 8-bit significand
+ * (relative rounding <= 2^-9 per input) shows: TOL_BF16_VS_F32. */
+#define TOL_BF16_VS_F32 1e-2
+
+#include "cuda/ttt_cuda.h"
+
+/* Floats that exercise the rounding: random, ties (low half 0x8000) of
+ * even and odd significands, the largest finite values, infinities. */
+static void bf16_inputs(float *x, size_t n) {
+    tu_fill_normal(&g_rng, x, n, 3.0f);
+    uint32_t special[] = {0x3f808000u, 0x3f818000u, 0xbf808000u, 0x7f7fffffu, 0x7f800000u, 0xff800000u,
+                          0x00000000u, 0x80000000u, 0x00008000u, 0x3f80ffffu};
+    for (size_t i = 0; i < sizeof special / sizeof special[0] && i < n; i++) memcpy(&x[i * 7 % n], &special[i], 4);
+}
+
+START_TEST(test_bf16_convert) {
+    size_t n = 10007;
+    float *x = host_alloc(n * sizeof(float)), *back = host_alloc(n * sizeof(float));
+    uint16_t *got = host_alloc(n * sizeof(uint16_t));
+    bf16_inputs(x, n);
+    float *xd = upload(x, n * sizeof(float)), *backd = dev_alloc(n * sizeof(float));
+    uint16_t *bd = dev_alloc(n * sizeof(uint16_t));
+    ck_assert_int_eq(ttt_cuda_to_bf16(g_gpu, bd, xd, n), VTTT_OK);
+    ck_assert_int_eq(ttt_cuda_from_bf16(g_gpu, backd, bd, n), VTTT_OK);
+    ck_assert_int_eq(g_gpu->to_host(g_gpu->ctx, got, bd, n * sizeof(uint16_t)), VTTT_OK);
+    ck_assert_int_eq(g_gpu->to_host(g_gpu->ctx, back, backd, n * sizeof(float)), VTTT_OK);
+    for (size_t i = 0; i < n; i++) {
+        ck_assert_msg(got[i] == vttt_f32_to_bf16(x[i]), "to_bf16(%a) = 0x%04x, host 0x%04x", (double)x[i], got[i],
+                      vttt_f32_to_bf16(x[i]));
+        float want = vttt_bf16_to_f32(got[i]);
+        ck_assert_msg(memcmp(&back[i], &want, 4) == 0, "from_bf16(0x%04x) = %a, host %a", got[i], (double)back[i],
+                      (double)want);
+    }
+}
+END_TEST
+
+static void check_gemm_bf16(int N, int C, int OC) {
+    buf2 x = rand2((size_t)N * C, 1.0f), w = rand2((size_t)OC * C, 0.05f);
+    buf2 y = rand2((size_t)N * OC, 1.0f);
+    buf2 yr = {host_alloc(y.n * sizeof(float)), NULL, y.n};
+    float *xr = host_alloc(x.n * sizeof(float)), *wr = host_alloc(w.n * sizeof(float));
+    uint16_t *wbh = host_alloc(w.n * sizeof(uint16_t));
+    for (size_t i = 0; i < x.n; i++) xr[i] = vttt_bf16_to_f32(vttt_f32_to_bf16(x.h[i]));
+    for (size_t i = 0; i < w.n; i++) wbh[i] = vttt_f32_to_bf16(w.h[i]), wr[i] = vttt_bf16_to_f32(wbh[i]);
+    uint16_t *wb = upload(wbh, w.n * sizeof(uint16_t)), *xb = dev_alloc(x.n * sizeof(uint16_t));
+    ck_assert_int_eq(ttt_cuda_linear_bf16(g_gpu, y.d, x.d, wb, xb, N, C, OC), VTTT_OK);
+    ck_assert_int_eq(g_cpu->linear_forward(NULL, yr.h, xr, wr, NULL, N, C, OC), VTTT_OK);
+    ck_assert_int_eq(g_cpu->linear_forward(NULL, y.h, x.h, w.h, NULL, N, C, OC), VTTT_OK);
+    /* yr.h: fp32 on the rounded inputs; y.h: fp32 on the originals */
+    buf2 same = {yr.h, y.d, y.n};
+    char what[96];
+    snprintf(what, sizeof what, "bf16 linear %dx%dx%d vs fp32 on bf16 inputs", N, C, OC);
+    expect_close(what, same, TOL_REDUCE);
+    snprintf(what, sizeof what, "bf16 linear %dx%dx%d vs fp32", N, C, OC);
+    expect_close(what, y, TOL_BF16_VS_F32);
+}
+
+START_TEST(test_gemm_bf16) {
+    check_gemm_bf16(37, 128, 96);
+    check_gemm_bf16(256, 768, 768);
+    check_gemm_bf16(2048, 768, 12); /* the learning-rate gate's shape */
+}
+END_TEST
+
 /* ---- main ---------------------------------------------------------------------- */
 
 int main(void) {
@@ -454,6 +524,8 @@ int main(void) {
     tcase_add_test(tc, test_conv1d);
     tcase_add_test(tc, test_embedding);
     tcase_add_test(tc, test_xent);
+    tcase_add_test(tc, test_bf16_convert);
+    tcase_add_test(tc, test_gemm_bf16);
     status = tu_run("cuda", tc, CK_NOFORK);
     vttt_backend_cuda_close(&g_gpu);
     return status;

@@ -15,6 +15,9 @@
  * (multiply-adds as 2); a training step counts 3x the forward (model
  * FLOPs, as `vttt bench ttt`). GB/s counts the compulsory traffic: the
  * activations read and written once, the state in and out, checkpoints.
+ * Then (bench_cuda_layer.c, --parts layer,gemm) the whole layer on the GPU
+ * (vttt_layer_dev) with fp32 and bf16 projections, and the projection
+ * GEMM alone, each checked against the CPU before it is timed.
  * Without a GPU it prints "no CUDA device" and exits 0.
  */
 #include <math.h>
@@ -24,22 +27,22 @@
 
 #include "backend.h"
 #include "cli.h"
+#include "bench_cuda.h"
 #include "cuda/ttt_cuda.h"
 #include "ttt.h"
 
-#define BENCH_D 768
-#define BENCH_H 12
 #define MAX_CTX 32
 
 typedef struct {
     int ctx[MAX_CTX], nctx;
     int kinds[2];   /* TTT-Linear, TTT-MLP wanted */
     int B, reps, train, decode_steps;
+    int parts[3];   /* the fused kernels, the whole layer, the projection GEMM */
 } bench_opts;
 
 static void usage(void) {
     fprintf(stderr, "usage: vttt bench cuda [--contexts 2048,4096,...] [--kinds ttt_linear,ttt_mlp] [--batch B]\n"
-                    "                       [--reps N] [--no-train] [--quick]\n");
+                    "                       [--reps N] [--no-train] [--quick] [--parts kernels,layer,gemm]\n");
 }
 
 static int parse_opts(int argc, char **argv, bench_opts *o) {
@@ -47,6 +50,7 @@ static int parse_opts(int argc, char **argv, bench_opts *o) {
     memset(o, 0, sizeof *o);
     o->kinds[0] = o->kinds[1] = 1;
     o->B = 1, o->reps = 3, o->train = 1, o->decode_steps = 64;
+    o->parts[0] = o->parts[1] = o->parts[2] = 1;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--contexts") && i + 1 < argc) snprintf(contexts, sizeof contexts, "%s", argv[++i]);
         else if (!strcmp(argv[i], "--kinds") && i + 1 < argc) {
@@ -55,6 +59,11 @@ static int parse_opts(int argc, char **argv, bench_opts *o) {
         } else if (!strcmp(argv[i], "--batch") && i + 1 < argc) o->B = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--reps") && i + 1 < argc) o->reps = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--no-train")) o->train = 0;
+        else if (!strcmp(argv[i], "--parts") && i + 1 < argc) {
+            const char *k = argv[++i];
+            o->parts[0] = strstr(k, "kernels") != NULL, o->parts[1] = strstr(k, "layer") != NULL;
+            o->parts[2] = strstr(k, "gemm") != NULL;
+        }
         else if (!strcmp(argv[i], "--quick")) snprintf(contexts, sizeof contexts, "2048,8192");
         else return -1;
     }
@@ -337,7 +346,7 @@ int cli_bench_cuda(int argc, char **argv) {
     int failed = 0;
     err = print_device(be, &o, rate);
     if (!err) err = ttt_cuda_timer_new(be, &tm);
-    for (int mlp = 0; mlp < 2 && !err; mlp++) {
+    for (int mlp = 0; mlp < 2 && !err && o.parts[0]; mlp++) {
         if (!o.kinds[mlp]) continue;
         if (!check_kind(be, mlp ? VTTT_LAYER_TTT_MLP : VTTT_LAYER_TTT_LINEAR)) {
             failed = 1;
@@ -345,6 +354,15 @@ int cli_bench_cuda(int argc, char **argv) {
         }
         for (int ci = 0; ci < o.nctx; ci++)
             if (bench_row(be, tm, &o, mlp, o.ctx[ci], rate)) failed = 1;
+    }
+    if (!err && o.parts[1]) bench_cuda_layer_header();
+    for (int mlp = 0; mlp < 2 && !err && o.parts[1]; mlp++)
+        for (int ci = 0; o.kinds[mlp] && ci < o.nctx; ci++)
+            if (bench_cuda_layer_row(be, tm, mlp, o.B, o.ctx[ci], o.reps, o.train, rate[1], ci == 0)) failed = 1;
+    if (!err && o.parts[2]) {
+        int Ns[MAX_CTX];
+        for (int ci = 0; ci < o.nctx; ci++) Ns[ci] = o.B * o.ctx[ci];
+        if (bench_cuda_gemm(be, tm, Ns, o.nctx, o.reps, rate[1])) failed = 1;
     }
     if (err) fprintf(stderr, "vttt bench cuda: %s\n", vttt_strerror(err));
     ttt_cuda_timer_free(&tm);
