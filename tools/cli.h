@@ -16,6 +16,7 @@ int cli_version(int argc, char **argv);
 int cli_example(int argc, char **argv);
 int cli_bench(int argc, char **argv);
 int cli_bench_cuda(int argc, char **argv); /* `vttt bench cuda`, tools/bench_cuda.c */
+int cli_bench_conv(int argc, char **argv); /* `vttt bench conv`, tools/bench_conv.c */
 int cli_tokenizer(int argc, char **argv);   /* cli_tokenizer.c */
 int cli_textgen(int argc, char **argv);     /* cli_textgen.c */
 int cli_ingest_text(int argc, char **argv); /* cli_ingest_text.c: `vttt ingest text` */

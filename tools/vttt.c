@@ -5,9 +5,10 @@
 
 #include "cli.h"
 
-/* `vttt bench cuda ...` is tools/bench_cuda.c; the other benches bench.c. */
+/* `vttt bench cuda ...` is tools/bench_cuda.c, `vttt bench conv` tools/bench_conv.c; the other benches bench.c. */
 static int bench_dispatch(int argc, char **argv) {
     if (argc >= 2 && !strcmp(argv[1], "cuda")) return cli_bench_cuda(argc - 1, argv + 1);
+    if (argc >= 2 && !strcmp(argv[1], "conv")) return cli_bench_conv(argc - 1, argv + 1);
     return cli_bench(argc, argv);
 }
 
@@ -15,7 +16,8 @@ static const cli_command commands[] = {
     {"help", "list the subcommands", cli_help},
     {"example", "run the built-in example: a TTT-MLP layer over a synthetic sequence, three ways", cli_example},
     {"bench", "benchmarks: `vttt bench ttt [--contexts LIST] [--kinds LIST] [--no-train] [--quick]`; "
-              "`vttt bench cuda [--contexts LIST] [--kinds LIST] [--batch B] [--quick]` (fused GPU kernels)",
+              "`vttt bench cuda [--contexts LIST] [--kinds LIST] [--batch B] [--quick]` (fused GPU kernels); "
+              "`vttt bench conv [--batch N] [--channels C] [--size S]` (the frame tokenizer's image ops, CPU)",
      bench_dispatch},
     {"tokenizer", "byte-level BPE: `vttt tokenizer train|encode|decode|info ...`", cli_tokenizer},
     {"textgen", "generate English-like example text: `vttt textgen [--bytes N] [--seed S] [--out FILE]`", cli_textgen},
