@@ -504,6 +504,116 @@ START_TEST(test_gemm_bf16) {
 }
 END_TEST
 
+/* ---- 2D image ops (conv2d_cudnn.cu, image_cuda.cu) ----------------------------
+ * cuDNN runs in FMA math (no TF32) with deterministic algorithms, so the
+ * convolutions differ from im2col + sgemm only in the order of the sums:
+ * TOL_REDUCE. Upsampling copies exactly; its backward adds four values. */
+
+/* want bits: 1 dinp, 2 dw, 4 dbias. */
+static void check_conv2d(int N, int C, int H, int W, int OC, int K, int stride, int pad, int with_bias, int want) {
+    int OH = (H + 2 * pad - K) / stride + 1, OW = (W + 2 * pad - K) / stride + 1;
+    size_t ni = (size_t)N * C * H * W, nw = (size_t)OC * C * K * K, no = (size_t)N * OC * OH * OW;
+    buf2 x = rand2(ni, 1.0f), w = rand2(nw, 0.3f), b = rand2(OC, 1.0f), y = rand2(no, 1.0f), dy = rand2(no, 1.0f);
+    buf2 dx = rand2(ni, GRAD_FILL), dw = rand2(nw, GRAD_FILL), db = rand2(OC, GRAD_FILL);
+    char what[128];
+    snprintf(what, sizeof what, "conv2d N%d C%d %dx%d OC%d k%d s%d p%d bias%d want%d", N, C, H, W, OC, K, stride, pad,
+             with_bias, want);
+    ck_assert_int_eq(g_cpu->conv2d_forward(NULL, y.h, x.h, w.h, PH(b, with_bias), N, C, H, W, OC, K, K, stride, pad),
+                     VTTT_OK);
+    ck_assert_int_eq(g_gpu->conv2d_forward(g_gpu->ctx, y.d, x.d, w.d, PD(b, with_bias), N, C, H, W, OC, K, K, stride,
+                                           pad),
+                     VTTT_OK);
+    expect_close(what, y, TOL_REDUCE);
+    ck_assert_int_eq(g_cpu->conv2d_backward(NULL, PH(dx, want & 1), PH(dw, want & 2), PH(db, want & 4), dy.h, x.h,
+                                            w.h, N, C, H, W, OC, K, K, stride, pad),
+                     VTTT_OK);
+    ck_assert_int_eq(g_gpu->conv2d_backward(g_gpu->ctx, PD(dx, want & 1), PD(dw, want & 2), PD(db, want & 4), dy.d,
+                                            x.d, w.d, N, C, H, W, OC, K, K, stride, pad),
+                     VTTT_OK);
+    expect_close(what, dx, TOL_REDUCE);
+    expect_close(what, dw, TOL_REDUCE);
+    expect_close(what, db, TOL_REDUCE);
+}
+
+START_TEST(test_conv2d) {
+    /* the tokenizer's shapes (64x64 frames, widths 32/64) at batch 4 */
+    check_conv2d(4, 3, 64, 64, 32, 3, 1, 1, 1, 7);
+    check_conv2d(4, 32, 64, 64, 32, 3, 2, 1, 1, 7);
+    check_conv2d(4, 64, 8, 8, 4, 1, 1, 0, 1, 7);
+    check_conv2d(4, 64, 16, 16, 32, 3, 1, 1, 1, 7);
+    /* odd sizes, kernel 4, stride 2 without padding, strided 1x1, N = 1 */
+    check_conv2d(3, 5, 11, 10, 7, 4, 2, 1, 1, 7);
+    check_conv2d(2, 4, 9, 7, 3, 3, 2, 0, 0, 7);
+    check_conv2d(1, 6, 7, 9, 5, 1, 2, 0, 1, 7);
+    /* each gradient alone; the same shapes again reuse their plans */
+    check_conv2d(3, 5, 11, 10, 7, 4, 2, 1, 1, 1);
+    check_conv2d(3, 5, 11, 10, 7, 4, 2, 1, 1, 2);
+    check_conv2d(3, 5, 11, 10, 7, 4, 2, 1, 1, 4);
+    check_conv2d(4, 3, 64, 64, 32, 3, 1, 1, 0, 3);
+}
+END_TEST
+
+/* More shapes than the plan cache holds: the oldest plans are replaced and
+ * rebuilt when their shapes come back. A bad shape is VTTT_EINVAL. */
+START_TEST(test_conv2d_plan_cache) {
+    for (int i = 0; i < 40; i++) check_conv2d(1, 2, 5 + i % 20, 6, 3, 3, 1 + i / 20, 1, 1, 7);
+    check_conv2d(1, 2, 5, 6, 3, 3, 1, 1, 1, 7);
+    buf2 x = rand2(16, 1.0f), w = rand2(9, 1.0f), y = rand2(16, 1.0f);
+    g_expect_error = 1;
+    ck_assert_int_eq(g_gpu->conv2d_forward(g_gpu->ctx, y.d, x.d, w.d, NULL, 1, 1, 2, 2, 1, 3, 3, 1, 0), VTTT_EINVAL);
+    ck_assert_int_eq(g_gpu->conv2d_forward(g_gpu->ctx, y.d, x.d, w.d, NULL, 0, 1, 4, 4, 1, 3, 3, 1, 1), VTTT_EINVAL);
+    g_expect_error = 0;
+    ck_assert_int_eq(g_gpu->sync(g_gpu->ctx), VTTT_OK);
+}
+END_TEST
+
+static void check_groupnorm(int N, int C, int HW, int G, int affine, int want) {
+    size_t n = (size_t)N * C * HW;
+    buf2 x = rand2(n, 2.0f), w = rand2(C, 1.0f), b = rand2(C, 1.0f), y = rand2(n, 1.0f), dy = rand2(n, 1.0f);
+    buf2 mean = rand2((size_t)N * G, 1.0f), rstd = rand2((size_t)N * G, 1.0f);
+    buf2 dx = rand2(n, GRAD_FILL), dw = rand2(C, GRAD_FILL), db = rand2(C, GRAD_FILL);
+    char what[96];
+    snprintf(what, sizeof what, "groupnorm N%d C%d HW%d G%d affine%d want%d", N, C, HW, G, affine, want);
+    g_cpu->groupnorm_forward(y.h, mean.h, rstd.h, x.h, PH(w, affine), PH(b, affine), N, C, HW, G, 1e-5f);
+    g_gpu->groupnorm_forward(y.d, mean.d, rstd.d, x.d, PD(w, affine), PD(b, affine), N, C, HW, G, 1e-5f);
+    expect_close(what, y, TOL_REDUCE);
+    expect_close(what, mean, TOL_REDUCE);
+    expect_close(what, rstd, TOL_REDUCE);
+    g_cpu->groupnorm_backward(PH(dx, want & 1), PH(dw, want & 2), PH(db, want & 4), dy.h, x.h, PH(w, affine), mean.h,
+                              rstd.h, N, C, HW, G);
+    g_gpu->groupnorm_backward(PD(dx, want & 1), PD(dw, want & 2), PD(db, want & 4), dy.d, x.d, PD(w, affine), mean.d,
+                              rstd.d, N, C, HW, G);
+    expect_close(what, dx, TOL_REDUCE);
+    expect_close(what, dw, TOL_REDUCE);
+    expect_close(what, db, TOL_REDUCE);
+}
+
+START_TEST(test_groupnorm) {
+    check_groupnorm(4, 32, 64 * 64, 8, 1, 7);   /* the tokenizer's widest activation */
+    check_groupnorm(3, 6, 35, 3, 1, 7);
+    check_groupnorm(2, 4, 9, 1, 1, 7);
+    check_groupnorm(2, 4, 9, 4, 0, 7);
+    check_groupnorm(5, 64, 8 * 8, 8, 1, 1);
+    check_groupnorm(5, 64, 8 * 8, 8, 1, 6);
+}
+END_TEST
+
+START_TEST(test_upsample2x) {
+    const int shapes[][4] = {{4, 64, 8, 8}, {3, 5, 7, 3}, {1, 1, 1, 1}};
+    for (int s = 0; s < 3; s++) {
+        int N = shapes[s][0], C = shapes[s][1], H = shapes[s][2], W = shapes[s][3];
+        size_t n = (size_t)N * C * H * W;
+        buf2 x = rand2(n, 1.0f), y = rand2(4 * n, 1.0f), dy = rand2(4 * n, 1.0f), dx = rand2(n, GRAD_FILL);
+        g_cpu->upsample2x_forward(y.h, x.h, N, C, H, W);
+        g_gpu->upsample2x_forward(y.d, x.d, N, C, H, W);
+        expect_close("upsample2x_forward", y, 0.0);
+        g_cpu->upsample2x_backward(dx.h, dy.h, N, C, H, W);
+        g_gpu->upsample2x_backward(dx.d, dy.d, N, C, H, W);
+        expect_close("upsample2x_backward", dx, TOL_POINTWISE);
+    }
+}
+END_TEST
+
 /* ---- main ---------------------------------------------------------------------- */
 
 int main(void) {
@@ -526,6 +636,10 @@ int main(void) {
     tcase_add_test(tc, test_xent);
     tcase_add_test(tc, test_bf16_convert);
     tcase_add_test(tc, test_gemm_bf16);
+    tcase_add_test(tc, test_conv2d);
+    tcase_add_test(tc, test_conv2d_plan_cache);
+    tcase_add_test(tc, test_groupnorm);
+    tcase_add_test(tc, test_upsample2x);
     status = tu_run("cuda", tc, CK_NOFORK);
     vttt_backend_cuda_close(&g_gpu);
     return status;

@@ -136,6 +136,12 @@ static void fill_table(vttt_backend *be, ttt_cuda_ctx *ctx) {
     be->embedding_backward = ttt_cuda_embedding_backward;
     be->xent_forward = ttt_cuda_xent_forward;
     be->xent_backward = ttt_cuda_xent_backward;
+    be->conv2d_forward = ttt_cuda_conv2d_forward;
+    be->conv2d_backward = ttt_cuda_conv2d_backward;
+    be->groupnorm_forward = ttt_cuda_groupnorm_forward;
+    be->groupnorm_backward = ttt_cuda_groupnorm_backward;
+    be->upsample2x_forward = ttt_cuda_upsample2x_forward;
+    be->upsample2x_backward = ttt_cuda_upsample2x_backward;
 }
 
 /* Checks that device `dev` exists and can run the kernels (built for
@@ -222,6 +228,7 @@ extern "C" void vttt_backend_cuda_close(vttt_backend **be) {
     if (!be || !*be) return;
     cuda_backend *cb = (cuda_backend *)*be;
     ttt_cuda_err(&cb->ctx.log, cudaStreamSynchronize(cb->ctx.stream), "sync at close");
+    ttt_cudnn_close(&cb->ctx);
     blas_close(&cb->ctx);
     free(cb);
     *be = NULL;

@@ -34,6 +34,7 @@ typedef struct ttt_cuda_ctx {
     cublasLtHandle_t lt;  /* bf16 projections (bf16_cuda.cu) */
     void *blas_ws;        /* TTT_CUDA_BLAS_WS bytes, cuBLAS's workspace (set explicitly so graph capture allocates nothing) */
     void *lt_ws;          /* TTT_CUDA_BLAS_WS bytes, cuBLASLt's */
+    struct ttt_cudnn *dnn; /* cuDNN handle, per-shape conv plans, workspace (conv2d_cudnn.cu); made on first use */
     vttt_logger log;
 } ttt_cuda_ctx;
 
@@ -139,5 +140,18 @@ void ttt_cuda_embedding_backward(float *dtable, const float *dout, const int32_t
 int ttt_cuda_xent_forward(float *losses, const float *logits, const int32_t *targets, int N, int V);
 void ttt_cuda_xent_backward(float *dlogits, const float *dloss, const float *logits, const int32_t *targets,
                             int N, int V);
+/* conv2d_cudnn.cu: ctx is the ttt_cuda_ctx; ttt_cudnn_close frees ctx->dnn */
+int ttt_cuda_conv2d_forward(void *ctx, float *out, const float *inp, const float *w, const float *bias, int N, int C,
+                            int H, int W, int OC, int KH, int KW, int stride, int pad);
+int ttt_cuda_conv2d_backward(void *ctx, float *dinp, float *dw, float *dbias, const float *dout, const float *inp,
+                             const float *w, int N, int C, int H, int W, int OC, int KH, int KW, int stride, int pad);
+void ttt_cudnn_close(ttt_cuda_ctx *ctx);
+/* image_cuda.cu */
+void ttt_cuda_groupnorm_forward(float *out, float *mean, float *rstd, const float *inp, const float *w,
+                                const float *b, int N, int C, int HW, int G, float eps);
+void ttt_cuda_groupnorm_backward(float *dinp, float *dw, float *db, const float *dout, const float *inp,
+                                 const float *w, const float *mean, const float *rstd, int N, int C, int HW, int G);
+void ttt_cuda_upsample2x_forward(float *out, const float *inp, int N, int C, int H, int W);
+void ttt_cuda_upsample2x_backward(float *dinp, const float *dout, int N, int C, int H, int W);
 
 #endif
