@@ -82,8 +82,8 @@ int enc_config_write(const vttt_encoder_config *c, const char *path, const vttt_
 const char *enc_layer_name(int l);
 /* Largest activation (floats per frame) over the layers. */
 size_t enc_max_layer_floats(const vttt_encoder *e);
-/* Weights from seed: convs uniform(+-1/sqrt(fan_in)) (PyTorch's default),
- * GroupNorm weight 1, bias 0. */
+/* Weights from seed: convs uniform(+-1/sqrt(fan_in)) (PyTorch's default;
+ * a tenth of that for the decoder's last conv), GroupNorm weight 1, bias 0. */
 void enc_init_weights(vttt_encoder *e, uint64_t seed);
 
 /* ---- encoder_buffers.c ---- */

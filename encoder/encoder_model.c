@@ -115,6 +115,7 @@ void enc_init_weights(vttt_encoder *e, uint64_t seed) {
     for (int l = 0; l < e->n_layers; l++) {
         enc_layer *L = &e->L[l];
         float bound = 1.0f / sqrtf((float)(L->cin * L->k * L->k));
+        if (l == e->n_layers - 1) bound *= 0.1f; /* start near mid-grey: a small first loss */
         for (int k = 0; k < ENC_P_COUNT; k++) {
             for (int64_t i = 0; i < L->numel[k]; i++) {
                 float u = (float)((mix(&s) >> 40) * (1.0 / 16777216.0)) * 2.0f - 1.0f;

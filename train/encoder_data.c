@@ -116,12 +116,16 @@ int enc_data_open(enc_data *d, char **paths, int n, int val_frames, const vttt_l
     d->val_off = calloc((size_t)n + 1, sizeof *d->val_off);
     if (!d->sh || !d->frames || !d->train_off || !d->val_off) {
         enc_data_close(d);
+        d->paths = NULL, d->n = 0;
         return VTTT_ENOMEM;
     }
     int err = n > 0 ? VTTT_OK : VTTT_EINVAL;
     if (err) vttt_log(lg, VTTT_LOG_ERROR, "no frame shards given (--frames)");
     for (int i = 0; i < n && !err; i++) err = open_one(d, i, lg);
-    if (err) enc_data_close(d);
+    if (err) {
+        enc_data_close(d);
+        d->paths = NULL, d->n = 0; /* the caller still owns the list */
+    }
     return err;
 }
 
