@@ -1,14 +1,15 @@
 /*
  * The CUDA instance of the device layer's ops (ttt/layer_dev.h): the fused
  * TTT launchers of ttt_fused_fwd.cu / ttt_fused_bwd.cu, the elementwise
- * steps of the layer's outer part, CUDA graphs of the backend's stream,
- * and the bf16 projections of bf16_cuda.cu.
+ * steps of the layer's outer part (bodies shared with the CPU instance in
+ * ttt/layer_dev_elem.h), CUDA graphs of the backend's stream, and the
+ * bf16 projections of bf16_cuda.cu.
  */
 #include <stdlib.h>
 
 #include "cuda_internal.h"
 #include "layer_dev.h"
-#include "ops.h"
+#include "layer_dev_elem.h"
 
 static ttt_cuda_ctx *ctx_of_be(const vttt_backend *be) { return (ttt_cuda_ctx *)be->ctx; }
 
@@ -16,41 +17,30 @@ static ttt_cuda_ctx *ctx_of_be(const vttt_backend *be) { return (ttt_cuda_ctx *)
 
 __global__ void lr_forward_kernel(float *lr, size_t n, float scale) {
     for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x)
-        lr[i] = scale / (1.0f + ttt_expf(-lr[i]));
+        lr[i] = ttt_elem_lr(lr[i], scale);
 }
 
 __global__ void lr_backward_kernel(float *da, const float *dlr, const float *lr, size_t n, float scale) {
     for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x)
-        da[i] = scale > 0.0f ? dlr[i] * lr[i] * (1.0f - lr[i] / scale) : 0.0f;
+        da[i] = ttt_elem_lr_grad(dlr[i], lr[i], scale);
 }
 
 __global__ void gate_forward_kernel(float *o, const float *gpre, const float *nrm, size_t n) {
     for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x)
-        o[i] = ttt_gelu(gpre[i]) * nrm[i];
+        o[i] = ttt_elem_gate(gpre[i], nrm[i]);
 }
 
 __global__ void gate_backward_kernel(float *dg, float *d_o, const float *gpre, const float *nrm, size_t n) {
-    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x) {
-        float g = gpre[i], dout = d_o[i];
-        dg[i] = dout * nrm[i] * ttt_gelu_d1(g);
-        d_o[i] = dout * ttt_gelu(g);
-    }
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x)
+        ttt_elem_gate_grad(gpre[i], nrm[i], &dg[i], &d_o[i]);
 }
 
-/* One thread per (sequence, channel) walks the K-1 slots oldest first:
- * slot j takes slot j+T (still unread, since j+T > j) or input row
- * T-(K-1)+j, as ttt_conv1d_state_update. */
+/* One thread per (sequence, channel) walks its column's K-1 slots. */
 __global__ void conv_state_kernel(float *state, const float *inp, int B, int T, int C, int K) {
     size_t total = (size_t)B * C;
     for (size_t idx = blockIdx.x * (size_t)blockDim.x + threadIdx.x; idx < total;
-         idx += (size_t)gridDim.x * blockDim.x) {
-        size_t b = idx / C, c = idx % C;
-        float *st = state + b * (K - 1) * C + c;
-        for (int j = 0; j < K - 1; j++) {
-            int s = T - (K - 1) + j;
-            st[(size_t)j * C] = s >= 0 ? inp[(b * T + s) * C + c] : st[(size_t)(j + T) * C];
-        }
-    }
+         idx += (size_t)gridDim.x * blockDim.x)
+        ttt_elem_conv_state(state, inp, idx / C, idx % C, T, C, K);
 }
 
 static int launched(const vttt_backend *be, const char *what) {
