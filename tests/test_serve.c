@@ -1,0 +1,877 @@
+/*
+ * The HTTP daemon (infer/serve_*.c) in-process on an ephemeral loopback
+ * port, with a small random video model and tokenizer saved to a tmp dir,
+ * spoken to over raw sockets (tools/http_client.c). Checks that
+ *  - every endpoint answers as documented (status, content type, JSON
+ *    fields, Location, PNG sizes, horizon strips, raw rgb24, metrics);
+ *  - predictions through the daemon are bit-identical to vttt_stream_push
+ *    on a local stream fed the same frames (PNG pixels and token ids);
+ *  - a snapshot restores into a stream that continues identically, and
+ *    damaged snapshot bytes are refused with 400;
+ *  - idle streams expire, busy ones do not;
+ *  - limits: max streams -> 429 with Retry-After, huge bodies -> 413, bad
+ *    PNG -> 400, wrong sizes -> 422/400, unknown ids -> 404, garbage HTTP
+ *    -> 400, bad JSON -> 400, wrong methods -> 405, unknown routes -> 404,
+ *    a full queue -> 503 with Retry-After; other streams keep working;
+ *  - 32 concurrent clients with their own streams are all answered, with
+ *    batching off (bit-identical to local pushes) and on (the same tokens
+ *    up to batched rounding of near ties);
+ *  - RSS stays flat over many frames after warm-up;
+ *  - the bearer token is enforced, and required off loopback;
+ *  - clients that disconnect mid-request do not wedge the model thread;
+ *  - stopping drains an in-flight request; a model that cannot load keeps
+ *    /health at 503.
+ */
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cjson/cJSON.h>
+
+#include "http_client.h"
+#include "infer.h"
+#include "testutil.h"
+
+#define S 32   /* frames 32x32: a 4x4 grid, 16 tokens per frame */
+#define P 16
+#define FB ((size_t)S * S * 3)
+
+typedef struct {
+    char dir[512], model[600], enc[600];
+} fixture;
+
+static void make_fixture(fixture *f) {
+    tu_tmpdir(f->dir, sizeof f->dir, "serve");
+    snprintf(f->model, sizeof f->model, "%s/model", f->dir);
+    snprintf(f->enc, sizeof f->enc, "%s/enc", f->dir);
+    vttt_encoder_config ec = vttt_encoder_default_config();
+    ec.image_size = S, ec.channels = 8, ec.num_groups = 4;
+    ck_assert_int_eq(vttt_encoder_levels_parse(&ec, "5,5,5", NULL), VTTT_OK);
+    vttt_encoder *e = NULL;
+    ck_assert_int_eq(vttt_encoder_init(&e, &ec, 7, NULL), VTTT_OK);
+    ck_assert_int_eq(vttt_encoder_save(e, f->enc), VTTT_OK);
+    ck_assert_int_eq(vttt_encoder_tokens_per_frame(e), P);
+    vttt_model_config c = vttt_model_default_config();
+    ck_assert_int_eq(vttt_model_config_preset(&c, "test", NULL), VTTT_OK);
+    c.vocab_size = vttt_encoder_vocab_size(e), c.tokens_per_frame = P, c.mini_batch_size = 8;
+    c.seq_kind = VTTT_LAYER_TTT_MLP, c.initializer_range = 0.2f;
+    vttt_encoder_free(&e);
+    vttt_model *m = NULL;
+    ck_assert_int_eq(vttt_model_init(&m, &c, NULL), VTTT_OK);
+    vttt_model_init_weights(m, 100);
+    ck_assert_int_eq(vttt_model_save(m, f->model), VTTT_OK);
+    vttt_model_free(&m);
+}
+
+static vttt_server_params params(const fixture *f) {
+    vttt_server_params p = vttt_server_default_params();
+    p.model_dir = f->model, p.encoder_dir = f->enc, p.listen = "127.0.0.1:0";
+    p.log = tu_log_quiet();
+    return p;
+}
+
+static vttt_server *start(const vttt_server_params *p) {
+    vttt_server *s = NULL;
+    ck_assert_int_eq(vttt_server_start(&s, p), VTTT_OK);
+    ck_assert_int_eq(vttt_server_wait_ready(s), VTTT_OK);
+    ck_assert_int_gt(vttt_server_port(s), 0);
+    return s;
+}
+
+/* Frame t of video seed (S, S, 3): a moving pattern with noise. */
+static void make_frame(uint8_t *rgb, uint64_t seed, int t) {
+    tu_rng r;
+    tu_seed(&r, seed * 1000 + (uint64_t)t);
+    for (int y = 0; y < S; y++)
+        for (int x = 0; x < S; x++)
+            for (int ch = 0; ch < 3; ch++)
+                rgb[((size_t)y * S + x) * 3 + ch] =
+                    (uint8_t)((int)seed * 40 + 8 * ((x + 2 * t) % S) + 5 * y * (ch + 1) + (int)(tu_uniform(&r) * 20));
+}
+
+static uint8_t *png_of(const uint8_t *rgb, int w, int h, size_t *n) {
+    uint8_t *png = NULL;
+    ck_assert_int_eq(vttt_png_encode(rgb, w, h, &png, n, NULL), VTTT_OK);
+    return png;
+}
+
+static cJSON *json_of(const http_resp *r) {
+    cJSON *j = cJSON_ParseWithLength(r->body, r->n);
+    ck_assert_msg(j != NULL, "not JSON: %s", r->body ? r->body : "(empty)");
+    return j;
+}
+
+static void expect_error(const http_resp *r, int status, const char *needle) {
+    ck_assert_msg(r->status == status, "status %d, want %d: %s", r->status, status, r->body ? r->body : "");
+    cJSON *j = json_of(r);
+    const cJSON *e = cJSON_GetObjectItem(j, "error");
+    ck_assert_msg(cJSON_IsString(e), "no error message in %s", r->body);
+    if (needle) ck_assert_msg(strstr(e->valuestring, needle), "'%s' not in '%s'", needle, e->valuestring);
+    cJSON_Delete(j);
+}
+
+/* Opens a stream; its id into id (17 bytes). */
+static void open_stream(int port, const char *auth, char *id) {
+    http_resp r;
+    http_do(port, "POST", "/v1/streams", auth, NULL, 0, &r);
+    ck_assert_msg(r.status == 201, "open: %d %s", r.status, r.body ? r.body : "");
+    cJSON *j = json_of(&r);
+    const cJSON *v = cJSON_GetObjectItem(j, "id");
+    ck_assert(cJSON_IsString(v) && strlen(v->valuestring) < 17);
+    strcpy(id, v->valuestring);
+    ck_assert_int_eq(strlen(id), 16);
+    cJSON_Delete(j);
+    http_resp_free(&r);
+}
+
+/* Posts frame rgb as PNG and returns the predicted tokens (horizon 1) in tok. */
+static int post_json(int fd, int port, const char *id, const uint8_t *rgb, int32_t *tok) {
+    char path[128];
+    size_t n;
+    uint8_t *png = png_of(rgb, S, S, &n);
+    snprintf(path, sizeof path, "/v1/streams/%s/frames?format=json", id);
+    http_resp r;
+    int err = fd >= 0 ? http_request(fd, "POST", path, "Content-Type: image/png\r\n", png, n, &r)
+                      : http_do(port, "POST", path, "Content-Type: image/png\r\n", png, n, &r);
+    free(png);
+    int st = r.status;
+    if (!err && st == 200) {
+        cJSON *j = json_of(&r), *t = cJSON_GetArrayItem(cJSON_GetObjectItem(j, "tokens"), 0);
+        ck_assert_int_eq(cJSON_GetArraySize(t), P);
+        for (int i = 0; i < P; i++) tok[i] = cJSON_GetArrayItem(t, i)->valueint;
+        cJSON_Delete(j);
+    }
+    http_resp_free(&r);
+    return err ? 0 : st;
+}
+
+static double metric(int port, const char *name) {
+    http_resp r;
+    http_do(port, "GET", "/metrics", NULL, NULL, 0, &r);
+    ck_assert_int_eq(r.status, 200);
+    char pat[160];
+    snprintf(pat, sizeof pat, "\n%s ", name);
+    const char *p = strstr(r.body, pat);
+    ck_assert_msg(p != NULL, "no %s in /metrics", name);
+    double v = atof(p + strlen(pat));
+    http_resp_free(&r);
+    return v;
+}
+
+START_TEST(test_endpoints) {
+    fixture f;
+    make_fixture(&f);
+    vttt_server_params p = params(&f);
+    vttt_server *srv = start(&p);
+    int port = vttt_server_port(srv);
+    http_resp r;
+    char id[17], path[160], hv[128];
+    uint8_t rgb[FB];
+
+    http_do(port, "GET", "/health", NULL, NULL, 0, &r);
+    ck_assert_int_eq(r.status, 200);
+    cJSON *j = json_of(&r);
+    ck_assert_str_eq(cJSON_GetObjectItem(j, "status")->valuestring, "ok");
+    ck_assert_int_eq(cJSON_GetObjectItem(j, "frame_size")->valueint, S);
+    ck_assert_int_eq(cJSON_GetObjectItem(j, "tokens_per_frame")->valueint, P);
+    cJSON_Delete(j);
+    http_resp_free(&r);
+
+    http_do(port, "POST", "/v1/streams", NULL, NULL, 0, &r);
+    ck_assert_int_eq(r.status, 201);
+    j = json_of(&r);
+    strcpy(id, cJSON_GetObjectItem(j, "id")->valuestring);
+    ck_assert_int_eq(cJSON_GetObjectItem(j, "frames")->valueint, 0);
+    double state_bytes = cJSON_GetObjectItem(j, "state_bytes")->valuedouble;
+    ck_assert(state_bytes > 0);
+    snprintf(path, sizeof path, "/v1/streams/%s", id);
+    ck_assert_str_eq(http_header(&r, "Location", hv, sizeof hv), path);
+    cJSON_Delete(j);
+    http_resp_free(&r);
+
+    /* a PNG in, a PNG (S x S) out */
+    make_frame(rgb, 1, 0);
+    size_t n;
+    uint8_t *png = png_of(rgb, S, S, &n);
+    snprintf(path, sizeof path, "/v1/streams/%s/frames", id);
+    http_do(port, "POST", path, "Content-Type: image/png\r\n", png, n, &r);
+    ck_assert_int_eq(r.status, 200);
+    ck_assert_str_eq(http_header(&r, "Content-Type", hv, sizeof hv), "image/png");
+    uint8_t *dec = NULL;
+    int w = 0, h = 0;
+    ck_assert_int_eq(vttt_png_decode((uint8_t *)r.body, r.n, &dec, &w, &h, 1 << 20, NULL), VTTT_OK);
+    ck_assert_int_eq(w, S);
+    ck_assert_int_eq(h, S);
+    free(dec);
+    http_resp_free(&r);
+
+    /* horizon 3 as a PNG strip (S wide, 3S high) and as JSON (3 token rows) */
+    snprintf(path, sizeof path, "/v1/streams/%s/frames?horizon=3", id);
+    http_do(port, "POST", path, "Content-Type: image/png\r\n", png, n, &r);
+    ck_assert_int_eq(r.status, 200);
+    ck_assert_int_eq(vttt_png_decode((uint8_t *)r.body, r.n, &dec, &w, &h, 1 << 20, NULL), VTTT_OK);
+    ck_assert_int_eq(w, S);
+    ck_assert_int_eq(h, 3 * S);
+    free(dec);
+    http_resp_free(&r);
+    http_do(port, "POST", path, "Content-Type: image/png\r\nAccept: application/json\r\n", png, n, &r);
+    ck_assert_int_eq(r.status, 200);
+    j = json_of(&r);
+    ck_assert_int_eq(cJSON_GetArraySize(cJSON_GetObjectItem(j, "tokens")), 3);
+    ck_assert_int_eq(cJSON_GetArraySize(cJSON_GetArrayItem(cJSON_GetObjectItem(j, "tokens"), 2)), P);
+    ck_assert_str_eq(cJSON_GetObjectItem(j, "stream")->valuestring, id);
+    cJSON_Delete(j);
+    http_resp_free(&r);
+    free(png);
+
+    /* raw rgb24 in (size in the query, then in headers) and out */
+    snprintf(path, sizeof path, "/v1/streams/%s/frames?width=%d&height=%d&format=rgb24", id, S, S);
+    http_do(port, "POST", path, "Content-Type: application/octet-stream\r\n", rgb, FB, &r);
+    ck_assert_int_eq(r.status, 200);
+    ck_assert_uint_eq(r.n, FB);
+    http_resp_free(&r);
+    snprintf(path, sizeof path, "/v1/streams/%s/frames?format=rgb24", id);
+    snprintf(hv, sizeof hv, "X-Frame-Width: %d\r\nX-Frame-Height: %d\r\n", S, S);
+    http_do(port, "POST", path, hv, rgb, FB, &r);
+    ck_assert_int_eq(r.status, 200);
+    ck_assert_uint_eq(r.n, FB);
+    http_resp_free(&r);
+
+    /* GET: 5 frames seen, the same state size */
+    snprintf(path, sizeof path, "/v1/streams/%s", id);
+    http_do(port, "GET", path, NULL, NULL, 0, &r);
+    ck_assert_int_eq(r.status, 200);
+    j = json_of(&r);
+    ck_assert_int_eq(cJSON_GetObjectItem(j, "frames")->valueint, 5);
+    ck_assert(cJSON_GetObjectItem(j, "state_bytes")->valuedouble == state_bytes);
+    ck_assert(cJSON_IsString(cJSON_GetObjectItem(j, "created")));
+    ck_assert(cJSON_IsString(cJSON_GetObjectItem(j, "last_used")));
+    cJSON_Delete(j);
+    http_resp_free(&r);
+
+    /* metrics */
+    ck_assert(metric(port, "vttt_frames_total") == 5);
+    ck_assert(metric(port, "vttt_predicted_frames_total") == 9);
+    ck_assert(metric(port, "vttt_streams_active") == 1);
+    ck_assert(metric(port, "process_resident_memory_bytes") > 1e6);
+    http_do(port, "GET", "/metrics", NULL, NULL, 0, &r);
+    ck_assert_ptr_nonnull(strstr(r.body, "vttt_request_duration_seconds_bucket{endpoint=\"frames\",le=\"+Inf\"} 5"));
+    ck_assert_ptr_nonnull(strstr(r.body, "# TYPE vttt_request_duration_seconds histogram"));
+    ck_assert_ptr_nonnull(strstr(r.body, "vttt_http_responses_total{code=\"201\"} 1"));
+    http_resp_free(&r);
+
+    /* methods and routes */
+    http_do(port, "PUT", "/v1/streams", NULL, NULL, 0, &r);
+    expect_error(&r, 405, "PUT");
+    ck_assert_str_eq(http_header(&r, "Allow", hv, sizeof hv), "POST");
+    http_resp_free(&r);
+    http_do(port, "GET", "/v2/nothing", NULL, NULL, 0, &r);
+    expect_error(&r, 404, "no route");
+    http_resp_free(&r);
+    http_do(port, "POST", "/health", NULL, NULL, 0, &r);
+    expect_error(&r, 405, NULL);
+    http_resp_free(&r);
+
+    /* DELETE, then the stream is gone */
+    http_do(port, "DELETE", path, NULL, NULL, 0, &r);
+    ck_assert_int_eq(r.status, 200);
+    http_resp_free(&r);
+    http_do(port, "GET", path, NULL, NULL, 0, &r);
+    expect_error(&r, 404, id);
+    http_resp_free(&r);
+    http_do(port, "DELETE", path, NULL, NULL, 0, &r);
+    expect_error(&r, 404, NULL);
+    http_resp_free(&r);
+    ck_assert(metric(port, "vttt_streams_active") == 0);
+    vttt_server_stop(&srv);
+    ck_assert_ptr_null(srv);
+    tu_rm_rf(f.dir);
+}
+END_TEST
+
+/* Daemon answers for two interleaved streams equal local pushes exactly:
+ * token ids (JSON) and pixels (PNG). */
+START_TEST(test_matches_local_stream) {
+    fixture f;
+    make_fixture(&f);
+    vttt_server_params p = params(&f);
+    vttt_server *srv = start(&p);
+    int port = vttt_server_port(srv);
+    vttt_predictor *pr = NULL;
+    ck_assert_int_eq(vttt_predictor_open(&pr, f.model, f.enc, NULL), VTTT_OK);
+    char id[2][17];
+    vttt_stream *loc[2];
+    for (int k = 0; k < 2; k++) {
+        open_stream(port, NULL, id[k]);
+        ck_assert_int_eq(vttt_stream_open(&loc[k], pr), VTTT_OK);
+    }
+    uint8_t rgb[FB], want[FB];
+    int32_t want_tok[P], got_tok[P];
+    for (int t = 0; t < 6; t++)
+        for (int k = 0; k < 2; k++) {
+            make_frame(rgb, (uint64_t)k + 3, t);
+            ck_assert_int_eq(vttt_stream_push(loc[k], rgb, 1, want, want_tok), VTTT_OK);
+            if (t % 2 == 0) {
+                ck_assert_int_eq(post_json(-1, port, id[k], rgb, got_tok), 200);
+                ck_assert_mem_eq(got_tok, want_tok, sizeof want_tok);
+            } else {
+                char path[128];
+                size_t n;
+                uint8_t *png = png_of(rgb, S, S, &n), *dec = NULL;
+                snprintf(path, sizeof path, "/v1/streams/%s/frames", id[k]);
+                http_resp r;
+                http_do(port, "POST", path, "Content-Type: image/png\r\n", png, n, &r);
+                ck_assert_int_eq(r.status, 200);
+                int w, h;
+                ck_assert_int_eq(vttt_png_decode((uint8_t *)r.body, r.n, &dec, &w, &h, 1 << 20, NULL), VTTT_OK);
+                ck_assert_mem_eq(dec, want, FB);
+                free(dec);
+                free(png);
+                http_resp_free(&r);
+            }
+        }
+    for (int k = 0; k < 2; k++) vttt_stream_free(&loc[k]);
+    vttt_predictor_close(&pr);
+    vttt_server_stop(&srv);
+    tu_rm_rf(f.dir);
+}
+END_TEST
+
+START_TEST(test_snapshot_restore) {
+    fixture f;
+    make_fixture(&f);
+    vttt_server_params p = params(&f);
+    vttt_server *srv = start(&p);
+    int port = vttt_server_port(srv);
+    char a[17], b[17], path[128];
+    uint8_t rgb[FB];
+    int32_t ta[P], tb[P];
+    open_stream(port, NULL, a);
+    for (int t = 0; t < 3; t++) {
+        make_frame(rgb, 9, t);
+        ck_assert_int_eq(post_json(-1, port, a, rgb, ta), 200);
+    }
+    http_resp r, r2;
+    snprintf(path, sizeof path, "/v1/streams/%s/snapshot", a);
+    http_do(port, "POST", path, NULL, NULL, 0, &r);
+    ck_assert_int_eq(r.status, 200);
+    ck_assert_uint_gt(r.n, 0);
+    http_do(port, "POST", "/v1/streams", "Content-Type: application/octet-stream\r\n", r.body, r.n, &r2);
+    ck_assert_msg(r2.status == 201, "restore: %d %s", r2.status, r2.body);
+    cJSON *j = json_of(&r2);
+    strcpy(b, cJSON_GetObjectItem(j, "id")->valuestring);
+    ck_assert_int_eq(cJSON_GetObjectItem(j, "frames")->valueint, 3);
+    cJSON_Delete(j);
+    http_resp_free(&r2);
+    /* both continue identically */
+    for (int t = 3; t < 6; t++) {
+        make_frame(rgb, 9, t);
+        ck_assert_int_eq(post_json(-1, port, a, rgb, ta), 200);
+        ck_assert_int_eq(post_json(-1, port, b, rgb, tb), 200);
+        ck_assert_mem_eq(ta, tb, sizeof ta);
+    }
+    /* damaged and truncated snapshots are refused */
+    r.body[r.n / 2] ^= 0x5a;
+    http_do(port, "POST", "/v1/streams", "Content-Type: application/octet-stream\r\n", r.body, r.n, &r2);
+    expect_error(&r2, 400, "snapshot");
+    http_resp_free(&r2);
+    http_do(port, "POST", "/v1/streams", "Content-Type: application/octet-stream\r\n", r.body, r.n / 3, &r2);
+    expect_error(&r2, 400, "snapshot");
+    http_resp_free(&r2);
+    http_resp_free(&r);
+    snprintf(path, sizeof path, "/v1/streams/%s/snapshot", "0123456789abcdef");
+    http_do(port, "POST", path, NULL, NULL, 0, &r);
+    expect_error(&r, 404, NULL);
+    http_resp_free(&r);
+    ck_assert(metric(port, "vttt_streams_active") == 2);   /* the refused ones released their slots */
+    vttt_server_stop(&srv);
+    tu_rm_rf(f.dir);
+}
+END_TEST
+
+static void sleep_s(double s) {
+    struct timespec ts = {(time_t)s, (long)((s - (double)(time_t)s) * 1e9)};
+    nanosleep(&ts, NULL);
+}
+
+START_TEST(test_expiry) {
+    fixture f;
+    make_fixture(&f);
+    vttt_server_params p = params(&f);
+    p.idle_timeout_s = 0.4;
+    vttt_server *srv = start(&p);
+    int port = vttt_server_port(srv);
+    char idle[17], busy[17], path[128];
+    uint8_t rgb[FB];
+    int32_t tok[P];
+    open_stream(port, NULL, idle);
+    open_stream(port, NULL, busy);
+    for (int t = 0; t < 12; t++) {   /* 1.2 s: busy keeps being used every 0.1 s */
+        make_frame(rgb, 2, t);
+        ck_assert_int_eq(post_json(-1, port, busy, rgb, tok), 200);
+        sleep_s(0.1);
+    }
+    http_resp r;
+    snprintf(path, sizeof path, "/v1/streams/%s", idle);
+    http_do(port, "GET", path, NULL, NULL, 0, &r);
+    expect_error(&r, 404, NULL);
+    http_resp_free(&r);
+    snprintf(path, sizeof path, "/v1/streams/%s", busy);
+    http_do(port, "GET", path, NULL, NULL, 0, &r);
+    ck_assert_int_eq(r.status, 200);
+    http_resp_free(&r);
+    ck_assert(metric(port, "vttt_streams_expired_total") == 1);
+    sleep_s(1.0);
+    ck_assert(metric(port, "vttt_streams_active") == 0);
+    vttt_server_stop(&srv);
+    tu_rm_rf(f.dir);
+}
+END_TEST
+
+START_TEST(test_limits_and_bad_requests) {
+    fixture f;
+    make_fixture(&f);
+    vttt_server_params p = params(&f);
+    p.max_streams = 2;
+    p.max_body = 8192;
+    vttt_server *srv = start(&p);
+    int port = vttt_server_port(srv);
+    char a[17], b[17], path[160];
+    uint8_t rgb[FB], small[16 * 16 * 3];
+    int32_t tok[P];
+    http_resp r;
+    open_stream(port, NULL, a);
+    open_stream(port, NULL, b);
+    http_do(port, "POST", "/v1/streams", NULL, NULL, 0, &r);
+    expect_error(&r, 429, "max-streams");
+    char hv[64];
+    ck_assert_ptr_nonnull(http_header(&r, "Retry-After", hv, sizeof hv));
+    http_resp_free(&r);
+
+    snprintf(path, sizeof path, "/v1/streams/%s/frames", a);
+    char *big = calloc(1, 9000);
+    http_do(port, "POST", path, "Content-Type: image/png\r\n", big, 9000, &r);
+    expect_error(&r, 413, "max-body");
+    http_resp_free(&r);
+    free(big);
+
+    static const char bad_png[] = "\x89PNG\r\n\x1a\nthis is not a png at all";
+    http_do(port, "POST", path, "Content-Type: image/png\r\n", bad_png, sizeof bad_png - 1, &r);
+    expect_error(&r, 400, "PNG");
+    http_resp_free(&r);
+    http_do(port, "POST", path, "Content-Type: image/png\r\n", "", 0, &r);
+    expect_error(&r, 400, "empty");
+    http_resp_free(&r);
+
+    memset(small, 100, sizeof small);
+    size_t n;
+    uint8_t *png = png_of(small, 16, 16, &n);
+    http_do(port, "POST", path, "Content-Type: image/png\r\n", png, n, &r);
+    expect_error(&r, 422, "32x32");
+    http_resp_free(&r);
+    free(png);
+    snprintf(path, sizeof path, "/v1/streams/%s/frames?width=16&height=16", a);
+    http_do(port, "POST", path, "Content-Type: application/octet-stream\r\n", small, sizeof small, &r);
+    expect_error(&r, 422, "16x16");
+    http_resp_free(&r);
+    snprintf(path, sizeof path, "/v1/streams/%s/frames?width=32&height=32", a);
+    http_do(port, "POST", path, "Content-Type: application/octet-stream\r\n", small, sizeof small, &r);
+    expect_error(&r, 400, "bytes");
+    http_resp_free(&r);
+    snprintf(path, sizeof path, "/v1/streams/%s/frames", a);
+    http_do(port, "POST", path, "Content-Type: application/octet-stream\r\n", rgb, FB, &r);
+    expect_error(&r, 400, "width");
+    http_resp_free(&r);
+    http_do(port, "POST", path, "Content-Type: text/plain\r\n", "hello", 5, &r);
+    expect_error(&r, 415, NULL);
+    http_resp_free(&r);
+    snprintf(path, sizeof path, "/v1/streams/%s/frames?horizon=0", a);
+    make_frame(rgb, 1, 0);
+    png = png_of(rgb, S, S, &n);
+    http_do(port, "POST", path, "Content-Type: image/png\r\n", png, n, &r);
+    expect_error(&r, 400, "horizon");
+    http_resp_free(&r);
+    snprintf(path, sizeof path, "/v1/streams/%s/frames?horizon=17", a);
+    http_do(port, "POST", path, "Content-Type: image/png\r\n", png, n, &r);
+    expect_error(&r, 400, "horizon");
+    http_resp_free(&r);
+    snprintf(path, sizeof path, "/v1/streams/%s/frames?format=bmp", a);
+    http_do(port, "POST", path, "Content-Type: image/png\r\n", png, n, &r);
+    expect_error(&r, 400, "format");
+    http_resp_free(&r);
+    http_do(port, "POST", "/v1/streams/0123456789abcdef/frames", "Content-Type: image/png\r\n", png, n, &r);
+    expect_error(&r, 404, "0123456789abcdef");
+    http_resp_free(&r);
+    http_do(port, "POST", "/v1/streams/nope/frames", "Content-Type: image/png\r\n", png, n, &r);
+    expect_error(&r, 404, NULL);
+    http_resp_free(&r);
+    free(png);
+
+    /* bad JSON when opening (the slot is free again after a DELETE) */
+    snprintf(path, sizeof path, "/v1/streams/%s", b);
+    http_do(port, "DELETE", path, NULL, NULL, 0, &r);
+    http_resp_free(&r);
+    http_do(port, "POST", "/v1/streams", "Content-Type: application/json\r\n", "{\"x\": [1,", 9, &r);
+    expect_error(&r, 400, "JSON");
+    http_resp_free(&r);
+    http_do(port, "POST", "/v1/streams", "Content-Type: application/json\r\n", "{}", 2, &r);
+    ck_assert_int_eq(r.status, 201);
+    http_resp_free(&r);
+
+    /* garbage instead of HTTP: libmicrohttpd answers 400 */
+    static const char garbage[] = "\x01\x02\x03 garbage \xff\xfe\r\nnot: http\r\n\r\n";
+    http_raw(port, garbage, sizeof garbage - 1, &r);
+    ck_assert_int_eq(r.status, 400);
+    http_resp_free(&r);
+    http_raw(port, "GET / HTTP/9.9\r\n\r\n", 18, &r);
+    ck_assert_int_ge(r.status, 400);
+    ck_assert_int_lt(r.status, 600);
+    http_resp_free(&r);
+
+    /* the first stream is unaffected */
+    make_frame(rgb, 1, 1);
+    ck_assert_int_eq(post_json(-1, port, a, rgb, tok), 200);
+    ck_assert(metric(port, "vttt_http_errors_total{code=\"400\"}") >= 8);
+    vttt_server_stop(&srv);
+    tu_rm_rf(f.dir);
+}
+END_TEST
+
+/* ---- many clients --------------------------------------------------------- */
+#define NCLIENT 32
+#define NFRAME 6
+
+typedef struct {
+    int port, idx, horizon;
+    char id[17];
+    int32_t tok[NFRAME][P];
+    int status[NFRAME];
+} client;
+
+static void *client_main(void *arg) {
+    client *c = arg;
+    int fd = http_connect(c->port, 60);
+    uint8_t rgb[FB];
+    for (int t = 0; t < NFRAME; t++) {
+        make_frame(rgb, (uint64_t)c->idx + 20, t);
+        c->status[t] = post_json(fd, c->port, c->id, rgb, c->tok[t]);
+    }
+    if (fd >= 0) close(fd);
+    return NULL;
+}
+
+/* NCLIENT threads, one stream each, NFRAME frames; then the same frames
+ * through local streams. exact: every token equal; else at least 97% of
+ * them (batched BLAS may round near ties differently). */
+static void run_clients(int max_batch, int exact) {
+    fixture f;
+    make_fixture(&f);
+    vttt_server_params p = params(&f);
+    p.max_streams = NCLIENT, p.max_batch = max_batch, p.http_threads = 4;
+    vttt_server *srv = start(&p);
+    int port = vttt_server_port(srv);
+    static client cs[NCLIENT];
+    pthread_t th[NCLIENT];
+    for (int i = 0; i < NCLIENT; i++) {
+        memset(&cs[i], 0, sizeof cs[i]);
+        cs[i].port = port, cs[i].idx = i;
+        open_stream(port, NULL, cs[i].id);
+    }
+    for (int i = 0; i < NCLIENT; i++) ck_assert_int_eq(pthread_create(&th[i], NULL, client_main, &cs[i]), 0);
+    for (int i = 0; i < NCLIENT; i++) pthread_join(th[i], NULL);
+    vttt_predictor *pr = NULL;
+    ck_assert_int_eq(vttt_predictor_open(&pr, f.model, f.enc, NULL), VTTT_OK);
+    long same = 0, total = 0;
+    uint8_t rgb[FB];
+    int32_t want[P];
+    for (int i = 0; i < NCLIENT; i++) {
+        vttt_stream *s = NULL;
+        ck_assert_int_eq(vttt_stream_open(&s, pr), VTTT_OK);
+        for (int t = 0; t < NFRAME; t++) {
+            ck_assert_msg(cs[i].status[t] == 200, "client %d frame %d: status %d", i, t, cs[i].status[t]);
+            make_frame(rgb, (uint64_t)i + 20, t);
+            ck_assert_int_eq(vttt_stream_push(s, rgb, 1, NULL, want), VTTT_OK);
+            for (int k = 0; k < P; k++) same += want[k] == cs[i].tok[t][k];
+            total += P;
+        }
+        vttt_stream_free(&s);
+    }
+    if (exact) ck_assert_int_eq(same, total);
+    else ck_assert_msg(same >= 0.97 * (double)total, "only %ld of %ld tokens agree", same, total);
+    ck_assert(metric(port, "vttt_frames_total") == NCLIENT * NFRAME);
+    double steps = metric(port, "vttt_model_steps_total");
+    if (max_batch == 1) ck_assert(steps == NCLIENT * NFRAME);
+    else fprintf(stderr, "test_serve: %d frames in %.0f model steps with batching\n", NCLIENT * NFRAME, steps);
+    vttt_predictor_close(&pr);
+    vttt_server_stop(&srv);
+    tu_rm_rf(f.dir);
+}
+
+START_TEST(test_concurrent_unbatched) { run_clients(1, 1); }
+END_TEST
+
+START_TEST(test_concurrent_batched) { run_clients(16, 0); }
+END_TEST
+
+/* Queue of 1: concurrent slow requests get 200 or 503 with Retry-After. */
+typedef struct {
+    int port, n200, n503, other;
+    char id[17];
+} flood;
+
+static void *flood_main(void *arg) {
+    flood *c = arg;
+    uint8_t rgb[FB];
+    make_frame(rgb, 5, 0);
+    char path[128];
+    snprintf(path, sizeof path, "/v1/streams/%s/frames?horizon=16&format=json", c->id);
+    for (int t = 0; t < 6; t++) {
+        http_resp r;
+        http_do(c->port, "POST", path, "X-Frame-Width: 32\r\nX-Frame-Height: 32\r\n", rgb, FB, &r);
+        char hv[32];
+        if (r.status == 200) c->n200++;
+        else if (r.status == 503 && http_header(&r, "Retry-After", hv, sizeof hv)) c->n503++;
+        else c->other++;
+        http_resp_free(&r);
+    }
+    return NULL;
+}
+
+START_TEST(test_overload_queue) {
+    fixture f;
+    make_fixture(&f);
+    vttt_server_params p = params(&f);
+    p.queue_size = 1, p.max_batch = 1, p.max_streams = 16;
+    vttt_server *srv = start(&p);
+    int port = vttt_server_port(srv);
+    enum { N = 12 };
+    flood cs[N];
+    pthread_t th[N];
+    for (int i = 0; i < N; i++) {
+        memset(&cs[i], 0, sizeof cs[i]);
+        cs[i].port = port;
+        open_stream(port, NULL, cs[i].id);
+    }
+    for (int i = 0; i < N; i++) pthread_create(&th[i], NULL, flood_main, &cs[i]);
+    int ok = 0, busy = 0, other = 0;
+    for (int i = 0; i < N; i++) {
+        pthread_join(th[i], NULL);
+        ok += cs[i].n200, busy += cs[i].n503, other += cs[i].other;
+    }
+    ck_assert_int_eq(other, 0);
+    ck_assert_int_gt(ok, 0);
+    ck_assert_msg(busy > 0, "no 503 from a queue of 1 under %d concurrent clients (%d answered 200)", N, ok);
+    uint8_t rgb[FB];
+    int32_t tok[P];
+    make_frame(rgb, 1, 0);
+    ck_assert_int_eq(post_json(-1, port, cs[0].id, rgb, tok), 200);
+    vttt_server_stop(&srv);
+    tu_rm_rf(f.dir);
+}
+END_TEST
+
+START_TEST(test_rss_flat) {
+    fixture f;
+    make_fixture(&f);
+    vttt_server_params p = params(&f);
+    vttt_server *srv = start(&p);
+    int port = vttt_server_port(srv);
+    enum { K = 4, WARM = 30, RUN = 250 };
+    char id[K][17];
+    int fd[K];
+    uint8_t rgb[FB];
+    int32_t tok[P];
+    for (int k = 0; k < K; k++) {
+        open_stream(port, NULL, id[k]);
+        fd[k] = http_connect(port, 60);
+    }
+    for (int t = 0; t < WARM; t++)
+        for (int k = 0; k < K; k++) {
+            make_frame(rgb, (uint64_t)k, t % 8);
+            ck_assert_int_eq(post_json(fd[k], port, id[k], rgb, tok), 200);
+        }
+    size_t rss0 = (size_t)metric(port, "process_resident_memory_bytes");
+    for (int t = 0; t < RUN; t++)
+        for (int k = 0; k < K; k++) {
+            make_frame(rgb, (uint64_t)k, t % 8);
+            ck_assert_int_eq(post_json(fd[k], port, id[k], rgb, tok), 200);
+        }
+    size_t rss1 = (size_t)metric(port, "process_resident_memory_bytes");
+    fprintf(stderr, "test_serve: RSS %.2f MiB after warm-up, %.2f MiB after %d more frames\n", rss0 / 1048576.0,
+            rss1 / 1048576.0, K * RUN);
+    /* 512 KiB of slack: a leak of 512 bytes per frame would show */
+    ck_assert_msg(rss1 < rss0 + 512 * 1024, "RSS grew from %zu to %zu bytes over %d frames", rss0, rss1, K * RUN);
+    for (int k = 0; k < K; k++) close(fd[k]);
+    vttt_server_stop(&srv);
+    tu_rm_rf(f.dir);
+}
+END_TEST
+
+START_TEST(test_bearer_token) {
+    fixture f;
+    make_fixture(&f);
+    vttt_server_params p = params(&f);
+    p.listen = "0.0.0.0:0";
+    vttt_server *srv = NULL;
+    tu_log log;
+    p.log = tu_log_capture(&log, VTTT_LOG_ERROR, 0);
+    ck_assert_int_eq(vttt_server_start(&srv, &p), VTTT_EINVAL);
+    ck_assert_ptr_null(srv);
+    ck_assert_ptr_nonnull(strstr(log.text, "token"));
+    p.listen = "127.0.0.1:0";
+    p.token = "s3cret-token";
+    srv = start(&p);
+    int port = vttt_server_port(srv);
+    http_resp r;
+    http_do(port, "GET", "/health", NULL, NULL, 0, &r);
+    ck_assert_int_eq(r.status, 200);
+    http_resp_free(&r);
+    http_do(port, "POST", "/v1/streams", NULL, NULL, 0, &r);
+    expect_error(&r, 401, "Bearer");
+    char hv[64];
+    ck_assert_str_eq(http_header(&r, "WWW-Authenticate", hv, sizeof hv), "Bearer");
+    http_resp_free(&r);
+    http_do(port, "POST", "/v1/streams", "Authorization: Bearer s3cret-toke\r\n", NULL, 0, &r);
+    expect_error(&r, 401, NULL);
+    http_resp_free(&r);
+    http_do(port, "GET", "/metrics", "Authorization: Bearer wrong\r\n", NULL, 0, &r);
+    expect_error(&r, 401, NULL);
+    http_resp_free(&r);
+    char id[17];
+    open_stream(port, "Authorization: Bearer s3cret-token\r\n", id);
+    vttt_server_stop(&srv);
+    /* with a token, a non-loopback address is allowed */
+    p.listen = "0.0.0.0:0";
+    srv = start(&p);
+    vttt_server_stop(&srv);
+    p.listen = "not-an-address";
+    ck_assert_int_eq(vttt_server_start(&srv, &p), VTTT_EINVAL);
+    tu_rm_rf(f.dir);
+}
+END_TEST
+
+/* Clients that vanish: mid-body, and after sending slow requests. The
+ * model thread must go on answering others. */
+START_TEST(test_client_disconnect) {
+    fixture f;
+    make_fixture(&f);
+    vttt_server_params p = params(&f);
+    p.max_batch = 1;
+    vttt_server *srv = start(&p);
+    int port = vttt_server_port(srv);
+    char id[17], path[160], head[256];
+    open_stream(port, NULL, id);
+    uint8_t rgb[FB];
+    make_frame(rgb, 1, 0);
+    /* half a body, then close */
+    int fd = http_connect(port, 10);
+    snprintf(path, sizeof path, "/v1/streams/%s/frames?width=32&height=32", id);
+    int hn = snprintf(head, sizeof head, "POST %s HTTP/1.1\r\nHost: x\r\nContent-Length: %zu\r\n\r\n", path, FB);
+    ck_assert_int_eq(write(fd, head, (size_t)hn), hn);
+    ck_assert_int_eq(write(fd, rgb, FB / 2), (ssize_t)(FB / 2));
+    close(fd);
+    /* several full slow requests whose clients close at once */
+    snprintf(path, sizeof path, "/v1/streams/%s/frames?width=32&height=32&horizon=16", id);
+    hn = snprintf(head, sizeof head, "POST %s HTTP/1.1\r\nHost: x\r\nContent-Length: %zu\r\n\r\n", path, FB);
+    for (int i = 0; i < 8; i++) {
+        fd = http_connect(port, 10);
+        ck_assert_int_eq(write(fd, head, (size_t)hn), hn);
+        ck_assert_int_eq(write(fd, rgb, FB), (ssize_t)FB);
+        close(fd);
+    }
+    int32_t tok[P];
+    ck_assert_int_eq(post_json(-1, port, id, rgb, tok), 200);
+    /* every abandoned request is eventually completed and freed */
+    double end = 10.0;
+    for (double waited = 0; waited < end && metric(port, "vttt_requests_in_flight") > 1; waited += 0.05) sleep_s(0.05);
+    double in_flight = metric(port, "vttt_requests_in_flight");
+    ck_assert_msg(in_flight == 1, "%.0f requests still in flight (1 is the metrics request itself), queue %.0f",
+                  in_flight, metric(port, "vttt_queue_depth"));
+    ck_assert(metric(port, "vttt_queue_depth") == 0);
+    fprintf(stderr, "test_serve: %.0f abandoned job(s) cancelled before running\n", metric(port, "vttt_jobs_cancelled_total"));
+    ck_assert_int_eq(post_json(-1, port, id, rgb, tok), 200);
+    vttt_server_stop(&srv);
+    tu_rm_rf(f.dir);
+}
+END_TEST
+
+typedef struct {
+    int port, status;
+    char id[17];
+} slow_req;
+
+static void *slow_main(void *arg) {
+    slow_req *s = arg;
+    uint8_t rgb[FB];
+    make_frame(rgb, 3, 0);
+    char path[160];
+    snprintf(path, sizeof path, "/v1/streams/%s/frames?width=32&height=32&horizon=16&format=json", s->id);
+    http_resp r;
+    http_do(s->port, "POST", path, NULL, rgb, FB, &r);
+    s->status = r.status;
+    http_resp_free(&r);
+    return NULL;
+}
+
+/* Stop while requests run: they are answered (drained), then new
+ * connections are refused. A model that fails to load keeps /health 503. */
+START_TEST(test_stop_drains_and_load_failure) {
+    fixture f;
+    make_fixture(&f);
+    vttt_server_params p = params(&f);
+    vttt_server *srv = start(&p);
+    int port = vttt_server_port(srv);
+    enum { N = 4 };
+    slow_req s[N];
+    pthread_t th[N];
+    for (int i = 0; i < N; i++) {
+        s[i].port = port, s[i].status = -1;
+        open_stream(port, NULL, s[i].id);
+        pthread_create(&th[i], NULL, slow_main, &s[i]);
+    }
+    sleep_s(0.05);
+    vttt_server_stop(&srv);
+    for (int i = 0; i < N; i++) {
+        pthread_join(th[i], NULL);
+        ck_assert_msg(s[i].status == 200 || s[i].status == 0, "request %d: %d", i, s[i].status);
+    }
+    ck_assert_int_lt(http_connect(port, 1), 0);
+
+    p.model_dir = "/nonexistent/vttt-model";
+    ck_assert_int_eq(vttt_server_start(&srv, &p), VTTT_OK);
+    ck_assert_int_lt(vttt_server_wait_ready(srv), 0);
+    http_resp r;
+    http_do(vttt_server_port(srv), "GET", "/health", NULL, NULL, 0, &r);
+    ck_assert_int_eq(r.status, 503);
+    ck_assert_ptr_nonnull(strstr(r.body, "failed"));
+    http_resp_free(&r);
+    http_do(vttt_server_port(srv), "POST", "/v1/streams", NULL, NULL, 0, &r);
+    expect_error(&r, 503, "load");
+    http_resp_free(&r);
+    vttt_server_stop(&srv);
+    tu_rm_rf(f.dir);
+}
+END_TEST
+
+int main(void) {
+    signal(SIGPIPE, SIG_IGN);
+    TCase *tc = tcase_create("serve");
+    tcase_set_timeout(tc, 120);
+    tcase_add_test(tc, test_endpoints);
+    tcase_add_test(tc, test_matches_local_stream);
+    tcase_add_test(tc, test_snapshot_restore);
+    tcase_add_test(tc, test_expiry);
+    tcase_add_test(tc, test_limits_and_bad_requests);
+    tcase_add_test(tc, test_concurrent_unbatched);
+    tcase_add_test(tc, test_concurrent_batched);
+    tcase_add_test(tc, test_overload_queue);
+    tcase_add_test(tc, test_rss_flat);
+    tcase_add_test(tc, test_bearer_token);
+    tcase_add_test(tc, test_client_disconnect);
+    tcase_add_test(tc, test_stop_drains_and_load_failure);
+    return tu_run("serve", tc, CK_FORK_GETENV);
+}
