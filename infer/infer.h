@@ -33,7 +33,8 @@ extern "C" {
 
 typedef struct vttt_predictor vttt_predictor;
 
-/* Loads a video model directory (tokens_per_frame > 0) and a tokenizer
+/* Loads a video model directory (tokens_per_frame > 0; a training run
+ * directory stands for its newest checkpoint, RUN/latest) and a tokenizer
  * directory and checks that they agree (vocabulary, tokens per frame).
  * VTTT_EFORMAT with a message naming both directories otherwise. */
 int vttt_predictor_open(vttt_predictor **out, const char *model_dir, const char *encoder_dir,
@@ -75,6 +76,55 @@ int vttt_stream_push_batch_tokens(vttt_stream **s, int n, const int32_t *tokens,
  * or for damaged bytes). */
 int vttt_stream_snapshot(const vttt_stream *s, uint8_t **out, size_t *n);
 int vttt_stream_restore(vttt_stream **out, vttt_predictor *p, const uint8_t *data, size_t n);
+
+/* ---- offline prediction (`vttt predict`; infer/predict*.c) ---------------
+ * Decodes a video at the tokenizer's frame size, pushes every frame
+ * through one stream (encode, vttt_stream_push_tokens, decode) and scores
+ * each prediction against the true frame when it arrives, beside two
+ * baselines: repeating the last frame, and the tokenizer's reconstruction
+ * of the true frame (the ceiling). Writes into out_dir:
+ *   frames.csv     one line per scored frame j >= 1: frame, model_psnr,
+ *                  model_ssim, repeat_psnr, repeat_ssim, ceiling_psnr,
+ *                  ceiling_ssim, then for k = 2..K model_psnr_k, repeat_psnr_k
+ *                  (frame j as predicted from frame j-k; empty when j < k)
+ *   summary.json   the means, per step k too, and timings
+ *   strip.png      columns every strip_every frames; rows: true, predicted,
+ *                  tokenizer reconstruction
+ *   rollout.png    K > 1: the K frames after frame strip_every, true over
+ *                  predicted
+ *   predicted.mp4  (or .mkv) side by side true | predicted, frames 1..
+ *   tokens.txt     per pushed frame t: t and the greedy tokens predicted
+ *                  for frame t+1 (space separated) */
+#define VTTT_PREDICT_MAX_HORIZON 64
+typedef struct vttt_predict_params {
+    const char *video;        /* a path or URL FFmpeg reads */
+    const char *out_dir;      /* created if needed */
+    int horizon;              /* K in [1, VTTT_PREDICT_MAX_HORIZON] (1) */
+    int fps_num, fps_den;     /* decoding rate; 0/0: the source's frames (default) */
+    int strip_every;          /* strip.png column spacing in frames (10) */
+    int strip_frames;         /* strip.png columns at most (8) */
+    int64_t max_frames;       /* frames read at most; 0: all */
+    int write_video;          /* predicted.mp4 (1) */
+} vttt_predict_params;
+vttt_predict_params vttt_predict_default_params(void);
+
+typedef struct vttt_predict_summary {
+    int64_t frames;           /* frames read */
+    int64_t scored;           /* frames scored (frames - 1) */
+    double model_psnr, model_ssim, repeat_psnr, repeat_ssim, ceiling_psnr, ceiling_ssim; /* means: dB, [0, 1] */
+    int horizon;
+    double step_model_psnr[VTTT_PREDICT_MAX_HORIZON];  /* [k-1]: mean over frames predicted k ahead */
+    double step_repeat_psnr[VTTT_PREDICT_MAX_HORIZON];
+    int64_t step_count[VTTT_PREDICT_MAX_HORIZON];
+    double model_ms_per_frame;   /* stream push (model step, horizon included) */
+    double encode_ms_per_frame;  /* tokenizer encode + decodes */
+    size_t state_bytes;          /* the stream's state */
+    char video_path[1024];       /* predicted.mp4/.mkv, "" when not written */
+} vttt_predict_summary;
+/* VTTT_EINVAL for bad params; errors of the video, the model or the
+ * files with a message. A video of fewer than 2 frames scores nothing. */
+int vttt_predict_run(vttt_predictor *p, const vttt_predict_params *pp, vttt_predict_summary *out,
+                     const vttt_logger *lg);
 
 /* ---- the HTTP daemon (`vttt serve`; docs in infer/README.md) ------------
  * libmicrohttpd's thread pool parses requests; one model thread owns the

@@ -2,8 +2,10 @@
  * The predictor: a video model and its frame tokenizer loaded once and
  * checked to agree, plus the scratch that the (serialized) pushes share.
  */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "infer_internal.h"
 
@@ -45,10 +47,22 @@ static int check_pair(const vttt_model *m, const vttt_encoder *e, const char *mo
     return VTTT_OK;
 }
 
+/* A training run directory stands for its newest checkpoint (RUN/latest). */
+static const char *model_path(const char *dir, char *buf, size_t n) {
+    snprintf(buf, n, "%s/config.json", dir);
+    if (access(buf, F_OK) == 0) return dir;
+    snprintf(buf, n, "%s/latest/config.json", dir);
+    if (access(buf, F_OK) != 0) return dir;
+    snprintf(buf, n, "%s/latest", dir);
+    return buf;
+}
+
 int vttt_predictor_open(vttt_predictor **out, const char *model_dir, const char *encoder_dir,
                         const vttt_logger *lg) {
     if (!out || !model_dir || !encoder_dir) return VTTT_EINVAL;
     *out = NULL;
+    char buf[4096];
+    model_dir = model_path(model_dir, buf, sizeof buf);
     vttt_predictor *p = calloc(1, sizeof *p);
     if (!p) return VTTT_ENOMEM;
     if (lg) p->log = *lg;

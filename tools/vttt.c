@@ -9,6 +9,7 @@
 static int bench_dispatch(int argc, char **argv) {
     if (argc >= 2 && !strcmp(argv[1], "cuda")) return cli_bench_cuda(argc - 1, argv + 1);
     if (argc >= 2 && !strcmp(argv[1], "conv")) return cli_bench_conv(argc - 1, argv + 1);
+    if (argc >= 2 && !strcmp(argv[1], "stream")) return cli_bench_stream(argc - 1, argv + 1);
     return cli_bench(argc, argv);
 }
 
@@ -27,6 +28,8 @@ static const cli_command commands[] = {
     {"encoder", "the frame tokenizer: `vttt encoder train|eval|encode|decode|bench ...` (conv encoder, FSQ tokens, "
                 "decoder)", cli_encoder},
     {"plot", "loss curves of training runs as a PNG: `vttt plot --out PNG RUN_DIR...`", cli_plot},
+    {"predict", "next-frame prediction over a video file, scored against baselines: `vttt predict --model DIR "
+                "--encoder DIR --video FILE --out OUT [--horizon K]`; `vttt bench stream` times a stream", cli_predict},
     {"lm", "use a language model: `vttt lm score|loss-by-position|sample --model DIR ...`", cli_lm},
     {"version", "print the version", cli_version},
 };

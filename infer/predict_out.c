@@ -1,0 +1,159 @@
+/*
+ * `vttt predict`'s scoring and output files: frames.csv, tokens.txt, the
+ * side-by-side video, strip.png, rollout.png and summary.json (see
+ * infer.h).
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "predict_internal.h"
+
+void predict_blit(uint8_t *img, int cols, int S, int row, int col, const uint8_t *src) {
+    size_t W = (size_t)cols * S;
+    for (int y = 0; y < S; y++)
+        memcpy(img + (((size_t)row * S + y) * W + (size_t)col * S) * 3, src + (size_t)y * S * 3, (size_t)S * 3);
+}
+
+static FILE *open_out(predict_run *r, const char *name) {
+    char path[4096];
+    snprintf(path, sizeof path, "%s/%s", r->pp->out_dir, name);
+    FILE *f = fopen(path, "w");
+    if (!f) vttt_log(&r->log, VTTT_LOG_ERROR, "predict: cannot write %s: %s", path, strerror(errno));
+    return f;
+}
+
+int predict_outputs_open(predict_run *r) {
+    if (!(r->csv = open_out(r, "frames.csv")) || !(r->tokens = open_out(r, "tokens.txt"))) return VTTT_EIO;
+    fprintf(r->csv, "frame,model_psnr,model_ssim,repeat_psnr,repeat_ssim,ceiling_psnr,ceiling_ssim");
+    for (int k = 2; k <= r->K; k++) fprintf(r->csv, ",model_psnr_%d,repeat_psnr_%d", k, k);
+    fputc('\n', r->csv);
+    if (!r->pp->write_video) return VTTT_OK;
+    char stem[4096];
+    snprintf(stem, sizeof stem, "%s/predicted", r->pp->out_dir);
+    return infer_video_writer_open(&r->video, stem, 2 * r->S, r->S, r->fps_num, r->fps_den, r->sum.video_path,
+                                   sizeof r->sum.video_path, &r->log);
+}
+
+/* The frame predicted at push t0 for k frames ahead (k >= 1). */
+static const uint8_t *predicted(const predict_run *r, int64_t t0, int k) {
+    return r->pred + ((size_t)(t0 % r->K) * r->K + (size_t)(k - 1)) * r->fb;
+}
+
+static const uint8_t *truth(const predict_run *r, int64_t t) { return r->hist + (size_t)(t % (r->K + 1)) * r->fb; }
+
+/* Side-by-side frame true | predicted into the video. */
+static int write_side(predict_run *r, const uint8_t *a, const uint8_t *b) {
+    if (!r->video) return VTTT_OK;
+    predict_blit(r->side, 2, r->S, 0, 0, a);
+    predict_blit(r->side, 2, r->S, 0, 1, b);
+    return infer_video_writer_write(r->video, r->side);
+}
+
+/* strip.png columns at frames 1, 1 + every, ...; rollout.png's true row. */
+static void add_to_strips(predict_run *r, int64_t t, const uint8_t *now, const uint8_t *p1) {
+    if ((t - 1) % r->pp->strip_every == 0 && r->strip_cols < r->pp->strip_frames) {
+        int c = r->strip_cols++, n = r->pp->strip_frames;
+        predict_blit(r->strip, n, r->S, 0, c, now);
+        predict_blit(r->strip, n, r->S, 1, c, p1);
+        predict_blit(r->strip, n, r->S, 2, c, r->recon);
+    }
+    if (r->roll_t0 >= 0 && t > r->roll_t0 && t <= r->roll_t0 + r->K) {
+        predict_blit(r->roll, r->K, r->S, 0, (int)(t - r->roll_t0 - 1), now);
+        r->roll_cols = (int)(t - r->roll_t0);
+    }
+}
+
+int predict_score(predict_run *r, int64_t t) {
+    int S = r->S;
+    const uint8_t *now = truth(r, t), *prev = truth(r, t - 1), *p1 = predicted(r, t - 1, 1);
+    double v[6] = {vttt_image_psnr(p1, now, S, S),   vttt_image_ssim(p1, now, S, S),
+                   vttt_image_psnr(prev, now, S, S), vttt_image_ssim(prev, now, S, S),
+                   vttt_image_psnr(r->recon, now, S, S), vttt_image_ssim(r->recon, now, S, S)};
+    for (int i = 0; i < 6; i++) r->sums[i] += v[i];
+    r->sum.scored++;
+    fprintf(r->csv, "%lld,%.4f,%.5f,%.4f,%.5f,%.4f,%.5f", (long long)t, v[0], v[1], v[2], v[3], v[4], v[5]);
+    r->sum.step_model_psnr[0] += v[0], r->sum.step_repeat_psnr[0] += v[2], r->sum.step_count[0]++;
+    for (int k = 2; k <= r->K; k++) {
+        if (t < k) {
+            fprintf(r->csv, ",,");
+            continue;
+        }
+        double pm = vttt_image_psnr(predicted(r, t - k, k), now, S, S), pr = vttt_image_psnr(truth(r, t - k), now, S, S);
+        fprintf(r->csv, ",%.4f,%.4f", pm, pr);
+        r->sum.step_model_psnr[k - 1] += pm, r->sum.step_repeat_psnr[k - 1] += pr, r->sum.step_count[k - 1]++;
+    }
+    fputc('\n', r->csv);
+    add_to_strips(r, t, now, p1);
+    return write_side(r, now, p1);
+}
+
+static int write_png(predict_run *r, const char *name, const uint8_t *img, int w, int h) {
+    char path[4096];
+    snprintf(path, sizeof path, "%s/%s", r->pp->out_dir, name);
+    return vttt_png_write(path, img, w, h, &r->log);
+}
+
+/* strip.png keeps its used columns: rows are cut out of the full-width
+ * buffer. */
+static int write_strip(predict_run *r, const uint8_t *img, int cols_alloc, int cols, int rows, const char *name) {
+    int S = r->S;
+    size_t wb = (size_t)cols * S * 3, Wb = (size_t)cols_alloc * S * 3;
+    uint8_t *out = malloc((size_t)rows * S * wb);
+    if (!out) return VTTT_ENOMEM;
+    for (int y = 0; y < rows * S; y++) memcpy(out + y * wb, img + y * Wb, wb);
+    int err = write_png(r, name, out, cols * S, rows * S);
+    free(out);
+    return err;
+}
+
+static void finish_means(predict_run *r) {
+    vttt_predict_summary *s = &r->sum;
+    double n = s->scored > 0 ? (double)s->scored : 1.0;
+    s->model_psnr = r->sums[0] / n, s->model_ssim = r->sums[1] / n;
+    s->repeat_psnr = r->sums[2] / n, s->repeat_ssim = r->sums[3] / n;
+    s->ceiling_psnr = r->sums[4] / n, s->ceiling_ssim = r->sums[5] / n;
+    for (int k = 0; k < r->K; k++) {
+        double c = s->step_count[k] > 0 ? (double)s->step_count[k] : 1.0;
+        s->step_model_psnr[k] /= c, s->step_repeat_psnr[k] /= c;
+    }
+    s->model_ms_per_frame = s->frames ? 1e3 * r->t_model / (double)s->frames : 0.0;
+    s->encode_ms_per_frame = s->frames ? 1e3 * r->t_codec / (double)s->frames : 0.0;
+}
+
+static int write_summary(predict_run *r) {
+    const vttt_predict_summary *s = &r->sum;
+    FILE *f = open_out(r, "summary.json");
+    if (!f) return VTTT_EIO;
+    fprintf(f, "{\"frames\": %lld, \"scored\": %lld, \"horizon\": %d,\n", (long long)s->frames, (long long)s->scored,
+            s->horizon);
+    fprintf(f, " \"model\": {\"psnr\": %.4f, \"ssim\": %.5f},\n", s->model_psnr, s->model_ssim);
+    fprintf(f, " \"repeat_last\": {\"psnr\": %.4f, \"ssim\": %.5f},\n", s->repeat_psnr, s->repeat_ssim);
+    fprintf(f, " \"tokenizer_ceiling\": {\"psnr\": %.4f, \"ssim\": %.5f},\n", s->ceiling_psnr, s->ceiling_ssim);
+    fprintf(f, " \"steps\": [");
+    for (int k = 0; k < s->horizon; k++)
+        fprintf(f, "%s{\"k\": %d, \"model_psnr\": %.4f, \"repeat_psnr\": %.4f, \"frames\": %lld}", k ? ", " : "",
+                k + 1, s->step_model_psnr[k], s->step_repeat_psnr[k], (long long)s->step_count[k]);
+    fprintf(f, "],\n \"model_ms_per_frame\": %.4f, \"codec_ms_per_frame\": %.4f, \"state_bytes\": %zu,\n",
+            s->model_ms_per_frame, s->encode_ms_per_frame, s->state_bytes);
+    fprintf(f, " \"video\": \"%s\"}\n", s->video_path);
+    return fclose(f) ? VTTT_EIO : VTTT_OK;
+}
+
+static int close_file(FILE **f) {
+    int err = *f && fclose(*f) ? VTTT_EIO : VTTT_OK;
+    *f = NULL;
+    return err;
+}
+
+int predict_outputs_close(predict_run *r, int ok) {
+    int err = close_file(&r->csv), e2 = close_file(&r->tokens), e3 = infer_video_writer_close(&r->video);
+    if (!err) err = e2 ? e2 : e3;
+    if (!ok) return err;
+    finish_means(r);
+    if (!err && r->strip_cols) err = write_strip(r, r->strip, r->pp->strip_frames, r->strip_cols, 3, "strip.png");
+    if (!err && r->roll_cols) err = write_strip(r, r->roll, r->K, r->roll_cols, 2, "rollout.png");
+    if (!err) err = write_summary(r);
+    return err;
+}
