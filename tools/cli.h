@@ -26,7 +26,9 @@ int cli_frames(int argc, char **argv);       /* cli_frames.c: `vttt frames dump|
 int cli_lm(int argc, char **argv);           /* cli_lm.c: `vttt lm score|loss-by-position|sample` */
 int cli_train(int argc, char **argv);        /* cli_train.c: `vttt train` */
 int cli_plot(int argc, char **argv);         /* cli_plot.c: `vttt plot` (loss curves) */
+int cli_encoder(int argc, char **argv);      /* cli_encoder*.c: `vttt encoder train|eval|encode|decode|bench` */
 int cli_predict(int argc, char **argv);      /* cli_predict.c: `vttt predict` */
 int cli_bench_stream(int argc, char **argv); /* bench_stream.c: `vttt bench stream` (cost per frame, batching) */
-int cli_encoder(int argc, char **argv);      /* cli_encoder*.c: `vttt encoder train|eval|encode|decode|bench` */
+int cli_serve(int argc, char **argv);        /* cli_serve.c: `vttt serve` (HTTP daemon) */
+int cli_bench_serve(int argc, char **argv);  /* bench_serve.c: `vttt bench serve` (daemon load generator) */
 #endif

@@ -8,6 +8,7 @@
 /* `vttt bench cuda ...` is tools/bench_cuda.c, `vttt bench conv` tools/bench_conv.c; the other benches bench.c. */
 static int bench_dispatch(int argc, char **argv) {
     if (argc >= 2 && !strcmp(argv[1], "cuda")) return cli_bench_cuda(argc - 1, argv + 1);
+    if (argc >= 2 && !strcmp(argv[1], "serve")) return cli_bench_serve(argc - 1, argv + 1);
     if (argc >= 2 && !strcmp(argv[1], "conv")) return cli_bench_conv(argc - 1, argv + 1);
     if (argc >= 2 && !strcmp(argv[1], "stream")) return cli_bench_stream(argc - 1, argv + 1);
     return cli_bench(argc, argv);
@@ -28,6 +29,8 @@ static const cli_command commands[] = {
     {"encoder", "the frame tokenizer: `vttt encoder train|eval|encode|decode|bench ...` (conv encoder, FSQ tokens, "
                 "decoder)", cli_encoder},
     {"plot", "loss curves of training runs as a PNG: `vttt plot --out PNG RUN_DIR...`", cli_plot},
+    {"serve", "next-frame prediction over HTTP: `vttt serve --model DIR --encoder DIR [--listen 127.0.0.1:PORT] "
+              "[--token T] ...`; `vttt bench serve [--streams 1,8,64]` measures it", cli_serve},
     {"predict", "next-frame prediction over a video file, scored against baselines: `vttt predict --model DIR "
                 "--encoder DIR --video FILE --out OUT [--horizon K]`; `vttt bench stream` times a stream", cli_predict},
     {"lm", "use a language model: `vttt lm score|loss-by-position|sample --model DIR ...`", cli_lm},
