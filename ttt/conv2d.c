@@ -1,6 +1,9 @@
 /* 2D convolution (NCHW, zero padding, stride, groups 1) on the CPU:
  * im2col + sgemm for the output and the weight gradient, sgemm + col2im
- * for the input gradient. Images of a batch are split over OpenMP threads
+ * for the input gradient. The column matrix of an image is built a few
+ * output rows at a time (a chunk of about CHUNK_FLOATS, so that it stays in
+ * the core's L2 cache between im2col and the sgemm that reads it). Images
+ * of a batch are split over OpenMP threads
  * (OpenBLAS held serial inside them), each thread with its own column
  * buffer and, for the weight gradient, its own partial sums, which are
  * added in thread order afterwards (deterministic for a thread count).
@@ -19,14 +22,21 @@ typedef struct {
     int OH, OW;
     size_t ckk;   /* rows of a column matrix: C*KH*KW */
     size_t ohw;   /* its columns: OH*OW */
+    int rows;     /* output rows per column chunk */
 } conv_shape;
 
+#define CHUNK_FLOATS ((size_t)96 << 10) /* 384 KiB of columns per chunk */
+
 static conv_shape conv_shape_of(int N, int C, int H, int W, int OC, int KH, int KW, int stride, int pad) {
-    conv_shape s = {N, C, H, W, OC, KH, KW, stride, pad, 0, 0, 0, 0};
+    conv_shape s = {N, C, H, W, OC, KH, KW, stride, pad, 0, 0, 0, 0, 0};
     s.OH = (H + 2 * pad - KH) / stride + 1;
     s.OW = (W + 2 * pad - KW) / stride + 1;
     s.ckk = (size_t)C * KH * KW;
     s.ohw = (size_t)s.OH * s.OW;
+    if (s.OH > 0 && s.OW > 0) {
+        size_t r = CHUNK_FLOATS / (s.ckk * (size_t)s.OW);
+        s.rows = r < 1 ? 1 : r > (size_t)s.OH ? s.OH : (int)r;
+    }
     return s;
 }
 
@@ -47,23 +57,24 @@ static void valid_range(int kw, const conv_shape *s, int *lo, int *hi) {
     if (*hi < *lo) *hi = *lo;
 }
 
-/* col (ckk, ohw) from one image x (C, H, W); padding reads as zero. */
-static void im2col(float *col, const float *x, const conv_shape *s) {
+/* col (ckk, (oh1-oh0)*OW): the column matrix of output rows [oh0, oh1)
+ * of one image x (C, H, W); padding reads as zero. */
+static void im2col(float *col, const float *x, const conv_shape *s, int oh0, int oh1) {
+    size_t ncol = (size_t)(oh1 - oh0) * s->OW;
     for (int c = 0; c < s->C; c++)
         for (int kh = 0; kh < s->KH; kh++)
             for (int kw = 0; kw < s->KW; kw++) {
-                float *row = col + (((size_t)c * s->KH + kh) * s->KW + kw) * s->ohw;
-                int lo, hi;
+                float *row = col + (((size_t)c * s->KH + kh) * s->KW + kw) * ncol;
+                int lo, hi, off = kw - s->pad;
                 valid_range(kw, s, &lo, &hi);
-                for (int oh = 0; oh < s->OH; oh++) {
-                    float *o = row + (size_t)oh * s->OW;
+                for (int oh = oh0; oh < oh1; oh++) {
+                    float *o = row + (size_t)(oh - oh0) * s->OW;
                     int ih = oh * s->stride - s->pad + kh;
                     if (ih < 0 || ih >= s->H) {
                         memset(o, 0, sizeof *o * s->OW);
                         continue;
                     }
                     const float *xr = x + ((size_t)c * s->H + ih) * s->W;
-                    int off = kw - s->pad;
                     for (int ow = 0; ow < lo; ow++) o[ow] = 0.0f;
                     if (s->stride == 1) memcpy(o + lo, xr + lo + off, sizeof *o * (size_t)(hi - lo));
                     else
@@ -73,21 +84,22 @@ static void im2col(float *col, const float *x, const conv_shape *s) {
             }
 }
 
-/* dx (C, H, W) += the column gradient dcol (ckk, ohw) scattered back to
- * the pixels it was read from (padding positions dropped). */
-static void col2im(float *dx, const float *dcol, const conv_shape *s) {
+/* dx (C, H, W) += the column gradient dcol (ckk, (oh1-oh0)*OW) of output
+ * rows [oh0, oh1), scattered back to the pixels it was read from (padding
+ * positions dropped). */
+static void col2im(float *dx, const float *dcol, const conv_shape *s, int oh0, int oh1) {
+    size_t ncol = (size_t)(oh1 - oh0) * s->OW;
     for (int c = 0; c < s->C; c++)
         for (int kh = 0; kh < s->KH; kh++)
             for (int kw = 0; kw < s->KW; kw++) {
-                const float *row = dcol + (((size_t)c * s->KH + kh) * s->KW + kw) * s->ohw;
-                int lo, hi;
+                const float *row = dcol + (((size_t)c * s->KH + kh) * s->KW + kw) * ncol;
+                int lo, hi, off = kw - s->pad;
                 valid_range(kw, s, &lo, &hi);
-                for (int oh = 0; oh < s->OH; oh++) {
+                for (int oh = oh0; oh < oh1; oh++) {
                     int ih = oh * s->stride - s->pad + kh;
                     if (ih < 0 || ih >= s->H) continue;
-                    const float *g = row + (size_t)oh * s->OW;
+                    const float *g = row + (size_t)(oh - oh0) * s->OW;
                     float *xr = dx + ((size_t)c * s->H + ih) * s->W;
-                    int off = kw - s->pad;
                     for (int ow = lo; ow < hi; ow++) xr[ow * s->stride + off] += g[ow];
                 }
             }
@@ -153,22 +165,26 @@ static void conv_direct_backward(float *dinp, float *dw, const float *dout, cons
 
 /* ---- forward ------------------------------------------------------------ */
 
-/* out_n (OC, ohw) = bias + w (OC, ckk) . col_n (ckk, ohw). */
-static void conv_forward_image(float *out_n, const float *x_n, const float *w, const float *bias, float *col,
-                               const conv_shape *s) {
-    const float *cols = x_n;
-    if (!conv_is_pointwise(s)) {
-        im2col(col, x_n, s);
-        cols = col;
-    }
-    float beta = 0.0f;
+/* out_n (OC, ohw) = bias + w (OC, ckk) . col_n (ckk, ohw), one chunk of
+ * output rows at a time (col holds one chunk). Without bias, beta 1 adds
+ * to out_n instead of replacing it. */
+static void conv_forward_image(float *out_n, const float *x_n, const float *w, const float *bias, float beta,
+                               float *col, const conv_shape *s) {
     if (bias) {
         for (int oc = 0; oc < s->OC; oc++)
             for (size_t p = 0; p < s->ohw; p++) out_n[oc * s->ohw + p] = bias[oc];
         beta = 1.0f;
     }
-    ttt_sgemm(0, 0, s->OC, (int)s->ohw, (int)s->ckk, 1.0f, w, (int)s->ckk, cols, (int)s->ohw, beta, out_n,
-              (int)s->ohw);
+    int ckk = (int)s->ckk, ohw = (int)s->ohw;
+    if (conv_is_pointwise(s)) {
+        ttt_sgemm(0, 0, s->OC, ohw, ckk, 1.0f, w, ckk, x_n, ohw, beta, out_n, ohw);
+        return;
+    }
+    for (int oh0 = 0; oh0 < s->OH; oh0 += s->rows) {
+        int oh1 = oh0 + s->rows < s->OH ? oh0 + s->rows : s->OH, ncol = (oh1 - oh0) * s->OW;
+        im2col(col, x_n, s, oh0, oh1);
+        ttt_sgemm(0, 0, s->OC, ncol, ckk, 1.0f, w, ckk, col, ncol, beta, out_n + (size_t)oh0 * s->OW, ohw);
+    }
 }
 
 void ttt_conv2d_forward(float *out, const float *inp, const float *w, const float *bias, int N, int C, int H,
@@ -176,7 +192,7 @@ void ttt_conv2d_forward(float *out, const float *inp, const float *w, const floa
     conv_shape s = conv_shape_of(N, C, H, W, OC, KH, KW, stride, pad);
     if (N <= 0 || s.OH <= 0 || s.OW <= 0 || OC <= 0) return;
     int nt = conv_threads(&s);
-    size_t per = conv_is_pointwise(&s) ? 0 : s.ckk * s.ohw;
+    size_t per = conv_is_pointwise(&s) ? 0 : s.ckk * (size_t)s.rows * s.OW;
     float *scratch = per ? malloc(sizeof(float) * per * nt) : NULL;
     if (per && !scratch) {
         conv_direct_forward(out, inp, w, bias, &s);
@@ -186,7 +202,7 @@ void ttt_conv2d_forward(float *out, const float *inp, const float *w, const floa
     int nb = nt > 1 ? ttt_blas_serial_begin() : 0;
 #pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1)
     for (int n = 0; n < N; n++)
-        conv_forward_image(out + n * out_img, inp + n * in_img, w, bias,
+        conv_forward_image(out + n * out_img, inp + n * in_img, w, bias, 0.0f,
                            scratch ? scratch + per * omp_get_thread_num() : NULL, &s);
     if (nt > 1) ttt_blas_serial_end(nb);
     free(scratch);
@@ -194,12 +210,40 @@ void ttt_conv2d_forward(float *out, const float *inp, const float *w, const floa
 
 /* ---- backward ----------------------------------------------------------- */
 
+/* The input gradient of a stride-1 convolution is a convolution too: of
+ * dout (N, OC, OH, OW) with the kernel flipped and its channel axes
+ * swapped, wt (C, OC, KH, KW), padded by K-1-pad, which gives (N, C, H, W).
+ * Used when the kernel is square and pad <= K-1: it needs an im2col of
+ * dout (OC*K*K rows) instead of a column gradient of C*K*K rows and a
+ * scatter (col2im), which is much cheaper when OC < C. */
+static int conv_dinp_as_conv(const conv_shape *s) {
+    return s->stride == 1 && s->KH == s->KW && s->pad <= s->KH - 1 && !conv_is_pointwise(s);
+}
+
+static conv_shape conv_dinp_shape(const conv_shape *s) {
+    return conv_shape_of(s->N, s->OC, s->OH, s->OW, s->C, s->KH, s->KW, 1, s->KH - 1 - s->pad);
+}
+
+/* wt (C, OC, KH, KW) = w (OC, C, KH, KW) flipped in both spatial axes. */
+static void conv_flip_weights(float *wt, const float *w, const conv_shape *s) {
+    size_t kk = (size_t)s->KH * s->KW;
+    for (int oc = 0; oc < s->OC; oc++)
+        for (int c = 0; c < s->C; c++)
+            for (size_t k = 0; k < kk; k++)
+                wt[((size_t)c * s->OC + oc) * kk + (kk - 1 - k)] = w[((size_t)oc * s->C + c) * kk + k];
+}
+
 /* One thread's share of the backward: images [n0, n1), adding into dinp
- * and into its own dw (OC, ckk) and dbias (OC). col is (ckk, ohw). */
+ * and into its own dw (OC, ckk) and dbias (OC). col holds one chunk of
+ * columns; for each chunk of output rows it serves first as the column
+ * matrix (weight gradient), then as the column gradient (input gradient).
+ * With wt (conv_dinp_as_conv), dinp is instead the convolution of dout
+ * with wt, shape ts. */
 static void conv_backward_range(float *dinp, float *dw, float *dbias, const float *dout, const float *inp,
-                                const float *w, float *col, const conv_shape *s, int n0, int n1) {
+                                const float *w, const float *wt, float *col, const conv_shape *s,
+                                const conv_shape *ts, int n0, int n1) {
     size_t in_img = (size_t)s->C * s->H * s->W, out_img = (size_t)s->OC * s->ohw;
-    int pw = conv_is_pointwise(s), ckk = (int)s->ckk, ohw = (int)s->ohw;
+    int ckk = (int)s->ckk, ohw = (int)s->ohw;
     for (int n = n0; n < n1; n++) {
         const float *g = dout + n * out_img, *x = inp + n * in_img;
         if (dbias)
@@ -208,36 +252,46 @@ static void conv_backward_range(float *dinp, float *dw, float *dbias, const floa
                 for (size_t p = 0; p < s->ohw; p++) acc += g[oc * s->ohw + p];
                 dbias[oc] += acc;
             }
-        if (dw) {
-            const float *cols = x;
-            if (!pw) {
-                im2col(col, x, s);
-                cols = col;
+        if (conv_is_pointwise(s)) {
+            if (dw) ttt_sgemm(0, 1, s->OC, ckk, ohw, 1.0f, g, ohw, x, ohw, 1.0f, dw, ckk);
+            if (dinp) ttt_sgemm(1, 0, ckk, ohw, s->OC, 1.0f, w, ckk, g, ohw, 1.0f, dinp + n * in_img, ohw);
+            continue;
+        }
+        float *dx_n = wt ? NULL : dinp ? dinp + n * in_img : NULL;
+        for (int oh0 = 0; oh0 < s->OH && (dw || dx_n); oh0 += s->rows) {
+            int oh1 = oh0 + s->rows < s->OH ? oh0 + s->rows : s->OH, ncol = (oh1 - oh0) * s->OW;
+            const float *gc = g + (size_t)oh0 * s->OW;   /* (OC, ncol) with row stride ohw */
+            if (dw) {
+                im2col(col, x, s, oh0, oh1);
+                ttt_sgemm(0, 1, s->OC, ckk, ncol, 1.0f, gc, ohw, col, ncol, 1.0f, dw, ckk);
             }
-            ttt_sgemm(0, 1, s->OC, ckk, ohw, 1.0f, g, ohw, cols, ohw, 1.0f, dw, ckk);
+            if (dx_n) {
+                ttt_sgemm(1, 0, ckk, ncol, s->OC, 1.0f, w, ckk, gc, ohw, 0.0f, col, ncol);
+                col2im(dx_n, col, s, oh0, oh1);
+            }
         }
-        if (dinp && pw) {
-            ttt_sgemm(1, 0, ckk, ohw, s->OC, 1.0f, w, ckk, g, ohw, 1.0f, dinp + n * in_img, ohw);
-        } else if (dinp) {
-            ttt_sgemm(1, 0, ckk, ohw, s->OC, 1.0f, w, ckk, g, ohw, 0.0f, col, ohw);
-            col2im(dinp + n * in_img, col, s);
-        }
+        if (wt && dinp) conv_forward_image(dinp + n * in_img, g, wt, NULL, 1.0f, col, ts);
     }
 }
 
-/* Per-thread scratch of the backward: a column buffer (ckk*ohw, none for
- * pointwise kernels) and, for threads after the first, private dw and
- * dbias partial sums. */
+/* Scratch of the backward: the flipped weights wt (C*OC*KH*KW, when dinp
+ * is computed as a convolution), then per thread a column chunk (the
+ * larger of the two shapes' chunks; none for pointwise kernels) and, for
+ * threads after the first, private dw and dbias partial sums. */
 typedef struct {
-    float *buf;
+    float *buf, *wt;
     size_t col, part;   /* floats per thread */
 } conv_scratch;
 
-static int conv_scratch_alloc(conv_scratch *sc, const conv_shape *s, int nt, int want_dw, int want_db) {
-    sc->col = conv_is_pointwise(s) ? 0 : s->ckk * s->ohw;
+static int conv_scratch_alloc(conv_scratch *sc, const conv_shape *s, const conv_shape *ts, int nt, int want_dw,
+                              int want_db) {
+    sc->col = conv_is_pointwise(s) ? 0 : s->ckk * (size_t)s->rows * s->OW;
+    size_t nwt = ts ? s->ckk * s->OC : 0;
+    if (ts && ts->ckk * (size_t)ts->rows * ts->OW > sc->col) sc->col = ts->ckk * (size_t)ts->rows * ts->OW;
     sc->part = (want_dw ? (size_t)s->OC * s->ckk : 0) + (want_db ? (size_t)s->OC : 0);
-    size_t total = sc->col * nt + sc->part * (nt - 1);
+    size_t total = nwt + sc->col * nt + sc->part * (nt - 1);
     sc->buf = total ? calloc(total, sizeof(float)) : NULL;
+    sc->wt = ts && sc->buf ? sc->buf + sc->col * nt + sc->part * (nt - 1) : NULL;
     return total == 0 || sc->buf != NULL;
 }
 
@@ -246,12 +300,15 @@ void ttt_conv2d_backward(float *dinp, float *dw, float *dbias, const float *dout
     conv_shape s = conv_shape_of(N, C, H, W, OC, KH, KW, stride, pad);
     if (N <= 0 || s.OH <= 0 || s.OW <= 0 || OC <= 0 || (!dinp && !dw && !dbias)) return;
     int nt = conv_threads(&s);
+    conv_shape ts = conv_dinp_shape(&s);
+    const conv_shape *tsp = dinp && conv_dinp_as_conv(&s) ? &ts : NULL;
     conv_scratch sc;
-    if (!conv_scratch_alloc(&sc, &s, nt, dw != NULL, dbias != NULL)) {
+    if (!conv_scratch_alloc(&sc, &s, tsp, nt, dw != NULL, dbias != NULL)) {
         conv_direct_backward(dinp, dw, dout, inp, w, &s);
-        if (dbias) conv_backward_range(NULL, NULL, dbias, dout, inp, w, NULL, &s, 0, N);
+        if (dbias) conv_backward_range(NULL, NULL, dbias, dout, inp, w, NULL, NULL, &s, NULL, 0, N);
         return;
     }
+    if (sc.wt) conv_flip_weights(sc.wt, w, &s);
     size_t wsz = dw ? (size_t)OC * s.ckk : 0;
     int nb = nt > 1 ? ttt_blas_serial_begin() : 0, team = 1;
 #pragma omp parallel num_threads(nt) if (nt > 1)
@@ -263,7 +320,7 @@ void ttt_conv2d_backward(float *dinp, float *dw, float *dbias, const float *dout
         float *col = sc.col ? sc.buf + sc.col * t : NULL;
         float *part = t ? sc.buf + sc.col * nt + sc.part * (t - 1) : NULL;
         conv_backward_range(dinp, t ? (dw ? part : NULL) : dw, t ? (dbias ? part + wsz : NULL) : dbias, dout, inp,
-                            w, col, &s, n0, n1);
+                            w, sc.wt, col, &s, tsp, n0, n1);
     }
     if (nt > 1) ttt_blas_serial_end(nb);
     for (int t = 1; t < team; t++) {

@@ -2,10 +2,30 @@
  * channels form G groups of C/G channels, normalised together over their
  * (C/G)*HW values with the biased variance, then scaled and shifted per
  * channel. In NCHW the values of a group are contiguous. w and b may be
- * NULL (no affine: weight 1, bias 0). Statistics are summed in double. */
+ * NULL (no affine: weight 1, bias 0).
+ *
+ * Sums over one channel's HW values are fp32 SIMD reductions (several
+ * partial sums, so they vectorise without -ffast-math); the per-channel
+ * results are added in double. */
 #include "ops.h"
 
-/* mean (N, G), rstd (N, G); out, inp (N, C, HW); w, b (C). */
+/* sum x[p], sum (x[p] - m)^2 over one channel's HW values. */
+static float chan_sum(const float *x, int HW) {
+    float s = 0.0f;
+#pragma omp simd reduction(+ : s)
+    for (int p = 0; p < HW; p++) s += x[p];
+    return s;
+}
+
+static float chan_sqdev(const float *x, int HW, float m) {
+    float s = 0.0f;
+#pragma omp simd reduction(+ : s)
+    for (int p = 0; p < HW; p++) s += (x[p] - m) * (x[p] - m);
+    return s;
+}
+
+/* mean (N, G), rstd (N, G); out, inp (N, C, HW); w, b (C). Two passes over
+ * each group (mean, then squared deviations), then the output. */
 void ttt_groupnorm_forward(float *out, float *mean, float *rstd, const float *inp, const float *w, const float *b,
                            int N, int C, int HW, int G, float eps) {
     int cg = C / G;
@@ -15,79 +35,69 @@ void ttt_groupnorm_forward(float *out, float *mean, float *rstd, const float *in
     for (long ng = 0; ng < groups; ng++) {
         const float *x = inp + ng * len;
         float *y = out + ng * len;
-        double s = 0.0;
-        for (size_t i = 0; i < len; i++) s += x[i];
-        double m = s / (double)len, v = 0.0;
-        for (size_t i = 0; i < len; i++) v += ((double)x[i] - m) * ((double)x[i] - m);
-        float fm = (float)m, r = (float)(1.0 / sqrt(v / (double)len + (double)eps));
-        if (mean) mean[ng] = fm;
+        double s = 0.0, v = 0.0;
+        for (int j = 0; j < cg; j++) s += chan_sum(x + (size_t)j * HW, HW);
+        float m = (float)(s / (double)len);
+        for (int j = 0; j < cg; j++) v += chan_sqdev(x + (size_t)j * HW, HW, m);
+        float r = (float)(1.0 / sqrt(v / (double)len + (double)eps));
+        if (mean) mean[ng] = m;
         if (rstd) rstd[ng] = r;
         int c0 = (int)(ng % G) * cg;
         for (int j = 0; j < cg; j++) {
-            float sc = r * (w ? w[c0 + j] : 1.0f), sh = (b ? b[c0 + j] : 0.0f) - fm * sc;
+            float sc = r * (w ? w[c0 + j] : 1.0f), sh = (b ? b[c0 + j] : 0.0f) - m * sc;
             const float *xc = x + (size_t)j * HW;
             float *yc = y + (size_t)j * HW;
+#pragma omp simd
             for (int p = 0; p < HW; p++) yc[p] = xc[p] * sc + sh;
         }
     }
 }
 
-/* dinp = rstd * (dxhat - mean(dxhat) - xhat * mean(dxhat * xhat)) over the
- * group, with dxhat = dout * w[c]; dw[c] += sum dout * xhat, db[c] += sum
- * dout over images and pixels. */
-static void groupnorm_dinp(float *dinp, const float *dout, const float *inp, const float *w, const float *mean,
-                           const float *rstd, int N, int C, int HW, int G) {
-    int cg = C / G;
+/* For one (image, group): per channel A = sum dout and B = sum dout * xhat
+ * (xhat = (x - m) r), which give dw[c] += B, db[c] += A, and the two means
+ * the input gradient needs; then dinp = r (dxhat - mean(dxhat) - xhat
+ * mean(dxhat xhat)) with dxhat = dout w[c]. */
+static void groupnorm_backward_group(float *dinp, float *dw, float *db, const float *g, const float *x,
+                                     const float *w, float m, float r, int c0, int cg, int HW) {
+    double sd = 0.0, sdx = 0.0;
+    for (int j = 0; j < cg; j++) {
+        const float *gc = g + (size_t)j * HW, *xc = x + (size_t)j * HW;
+        float a = 0.0f, bx = 0.0f;
+#pragma omp simd reduction(+ : a, bx)
+        for (int p = 0; p < HW; p++) {
+            a += gc[p];
+            bx += gc[p] * (xc[p] - m);
+        }
+        bx *= r;
+        float wc = w ? w[c0 + j] : 1.0f;
+        sd += (double)wc * a;
+        sdx += (double)wc * bx;
+        if (dw) dw[c0 + j] += bx;
+        if (db) db[c0 + j] += a;
+    }
+    if (!dinp) return;
     size_t len = (size_t)cg * HW;
-    long groups = (long)N * G;
-#pragma omp parallel for schedule(static) if (groups * (long)len > 32768)
-    for (long ng = 0; ng < groups; ng++) {
-        const float *x = inp + ng * len, *g = dout + ng * len;
-        float *dx = dinp + ng * len;
-        float m = mean[ng], r = rstd[ng];
-        int c0 = (int)(ng % G) * cg;
-        double sd = 0.0, sdx = 0.0;
-        for (int j = 0; j < cg; j++) {
-            float wc = w ? w[c0 + j] : 1.0f;
-            for (int p = 0; p < HW; p++) {
-                size_t i = (size_t)j * HW + p;
-                float d = g[i] * wc;
-                sd += d;
-                sdx += d * (x[i] - m) * r;
-            }
-        }
-        float md = (float)(sd / (double)len), mdx = (float)(sdx / (double)len);
-        for (int j = 0; j < cg; j++) {
-            float wc = w ? w[c0 + j] : 1.0f;
-            for (int p = 0; p < HW; p++) {
-                size_t i = (size_t)j * HW + p;
-                dx[i] += r * (g[i] * wc - md - (x[i] - m) * r * mdx);
-            }
-        }
+    float md = (float)(sd / (double)len), mdx = (float)(sdx / (double)len);
+    for (int j = 0; j < cg; j++) {
+        const float *gc = g + (size_t)j * HW, *xc = x + (size_t)j * HW;
+        float *dx = dinp + (size_t)j * HW, wc = w ? w[c0 + j] : 1.0f;
+#pragma omp simd
+        for (int p = 0; p < HW; p++) dx[p] += r * (gc[p] * wc - md - (xc[p] - m) * r * mdx);
     }
 }
 
+/* Threads own groups (all images of a group), so each dw[c], db[c] has one
+ * writer and the sums over images keep their order. */
 void ttt_groupnorm_backward(float *dinp, float *dw, float *db, const float *dout, const float *inp,
                             const float *w, const float *mean, const float *rstd, int N, int C, int HW, int G) {
-    if (dinp) groupnorm_dinp(dinp, dout, inp, w, mean, rstd, N, C, HW, G);
-    if (!dw && !db) return;
+    if (!dinp && !dw && !db) return;
     int cg = C / G;
+    size_t len = (size_t)cg * HW;
 #pragma omp parallel for schedule(static) if ((long)N * C * HW > 32768)
-    for (int c = 0; c < C; c++) {
-        double sw = 0.0, sb = 0.0;
+    for (int gi = 0; gi < G; gi++)
         for (int n = 0; n < N; n++) {
-            long ng = (long)n * G + c / cg;
-            const float *x = inp + ((size_t)n * C + c) * HW, *g = dout + ((size_t)n * C + c) * HW;
-            float m = mean[ng], r = rstd[ng];
-            float aw = 0.0f, ab = 0.0f;
-            for (int p = 0; p < HW; p++) {
-                aw += g[p] * (x[p] - m) * r;
-                ab += g[p];
-            }
-            sw += aw;
-            sb += ab;
+            size_t ng = (size_t)n * G + gi;
+            groupnorm_backward_group(dinp ? dinp + ng * len : NULL, dw, db, dout + ng * len, inp + ng * len, w,
+                                     mean[ng], rstd[ng], gi * cg, cg, HW);
         }
-        if (dw) dw[c] += (float)sw;
-        if (db) db[c] += (float)sb;
-    }
 }
