@@ -84,6 +84,7 @@ grep -q "stopped by a signal" "$T/term.err" || fail "SIGTERM: no message"
 # eval: PSNR/SSIM and the grid
 expect_status 0 "eval" -- "$VTTT" encoder eval --encoder "$T/full" --frames "$T/frames" --val-frames 8 --png "$T/grid.png"
 grep -Eq "16 held-out frames of 2 shard\(s\): PSNR [0-9.]+ dB, SSIM [0-9.-]+" "$T/out.txt" || fail "eval output: $(cat "$T/out.txt")"
+grep -Eq "token round trip: [0-9.]+% " "$T/out.txt" || fail "eval: no token round trip line: $(cat "$T/out.txt")"
 [ "$(head -c 8 "$T/grid.png" | od -An -c | tr -d ' ')" = "211PNG\r\n032\n" ] || fail "grid.png is not a PNG"
 [ "$(od -An -t u1 -j 16 -N 8 "$T/grid.png" | tr -d ' \n')" = "00012800032" ] || fail "grid is not 128x32 (8 frames of 16)"
 

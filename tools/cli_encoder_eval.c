@@ -20,7 +20,8 @@ static int eval_usage(int status) {
     fprintf(status ? stderr : stdout,
             "usage: vttt encoder eval --encoder DIR --frames SHARD|DIR... [--val-frames N] [--png GRID.png]\n"
             "  reconstructs the last N frames of each shard (the training run's held-out frames; default 64,\n"
-            "  0: every frame) and prints the mean PSNR (dB) and SSIM over them.\n"
+            "  0: every frame) and prints the mean PSNR (dB) and SSIM over them, and how many tokens survive\n"
+            "  a second trip (encode(decode(tokens)) == tokens).\n"
             "  --png GRID.png   a grid of --grid K (8) frames spread over them: originals above reconstructions\n"
             "  --threads N\n");
     return status;
@@ -29,6 +30,7 @@ static int eval_usage(int status) {
 typedef struct {
     double psnr, ssim, mse;
     int64_t n;
+    int64_t tok_same, tok_all; /* tokens of encode(decode(encode(x))) equal to encode(x) */
     uint8_t *grid;   /* (2S, K*S, 3) */
     int K, S;
     int64_t total;   /* frames evaluated in all (for the grid's spacing) */
@@ -56,17 +58,24 @@ static void add_frame(eval_acc *a, const uint8_t *orig, const uint8_t *rec) {
     a->n++;
 }
 
-/* Frames [first, first + count) of one shard through the tokenizer. */
+/* Frames [first, first + count) of one shard through the tokenizer:
+ * tokens = encode(x), reconstruction = decode(tokens) (the same bytes as
+ * the forward's), and encode(reconstruction) against tokens. */
 static int eval_range(vttt_encoder *e, vttt_frame_shard *s, int64_t first, int64_t count, eval_acc *a) {
-    size_t fb = (size_t)a->S * a->S * 3;
+    size_t fb = (size_t)a->S * a->S * 3, P = (size_t)vttt_encoder_tokens_per_frame(e);
     uint8_t *in = malloc(CHUNK * fb), *out = malloc(CHUNK * fb);
-    int err = in && out ? VTTT_OK : VTTT_ENOMEM;
+    int32_t *t1 = malloc(CHUNK * P * sizeof *t1), *t2 = malloc(CHUNK * P * sizeof *t2);
+    int err = in && out && t1 && t2 ? VTTT_OK : VTTT_ENOMEM;
     for (int64_t i = 0; i < count && !err; i += CHUNK) {
         int k = (int)(count - i < CHUNK ? count - i : CHUNK);
-        if (!(err = vttt_frame_shard_read(s, first + i, k, in))) err = vttt_encoder_forward(e, in, k, 0, NULL, out);
+        if (!(err = vttt_frame_shard_read(s, first + i, k, in)) && !(err = vttt_encoder_encode(e, in, k, t1)) &&
+            !(err = vttt_encoder_decode(e, t1, k, out)))
+            err = vttt_encoder_encode(e, out, k, t2);
+        for (size_t j = 0; j < (size_t)k * P && !err; j++) a->tok_same += t1[j] == t2[j];
+        a->tok_all += (int64_t)k * (int64_t)P;
         for (int j = 0; j < k && !err; j++) add_frame(a, in + j * fb, out + j * fb);
     }
-    free(in), free(out);
+    free(in), free(out), free(t1), free(t2);
     return err;
 }
 
@@ -129,6 +138,8 @@ int cli_encoder_eval(int argc, char **argv) {
     if (!err && a.n) {
         printf("tokenizer %s: %lld held-out frames of %d shard(s): PSNR %.2f dB, SSIM %.4f (means over frames; "
                "MSE %.6f in [0,1] units)\n", used, (long long)a.n, n, a.psnr / a.n, a.ssim / a.n, a.mse / a.n);
+        printf("token round trip: %.2f%% of the tokens of encode(decode(tokens)) equal the tokens\n",
+               100.0 * (double)a.tok_same / (double)a.tok_all);
     }
     if (!err && a.grid) err = vttt_png_write(o.png, a.grid, a.K * a.S, 2 * a.S, NULL);
     if (!err && a.grid) printf("grid: %s (top: originals, bottom: reconstructions)\n", o.png);

@@ -52,7 +52,7 @@ enc_train() {
     shift 3
     nice -n 10 "$vttt" encoder train --frames "$frames" --out "$run" --steps "${ENC_STEPS:-800}" \
         --batch "${ENC_BATCH:-16}" --channels "${ENC_CHANNELS:-32}" --val-frames "${ENC_VAL:-50}" \
-        --lr 3e-3 --min-lr 1e-4 --warmup 50 --eval-every 200 --eval-frames 200 --ckpt-every 100 "$@"
+        --lr 2e-3 --min-lr 1e-4 --warmup 50 --eval-every 200 --eval-frames 200 --ckpt-every 100 "$@"
 }
 
 if [[ "${BASH_SOURCE[0]}" == "$0" ]]; then
