@@ -1,109 +1,22 @@
 /* 2D convolution (NCHW, zero padding, stride, groups 1) on the CPU:
- * im2col + sgemm for the output and the weight gradient, sgemm + col2im
- * for the input gradient. The column matrix of an image is built a few
- * output rows at a time (a chunk of about CHUNK_FLOATS, so that it stays in
+ * im2col + sgemm for the output and the weight gradient; for the input
+ * gradient sgemm + col2im, or, at stride 1, a convolution of dout with the
+ * flipped kernel (conv_dinp_as_conv). Column matrices are built a few
+ * output rows at a time (about CONV_CHUNK_FLOATS, so that a chunk stays in
  * the core's L2 cache between im2col and the sgemm that reads it). Images
- * of a batch are split over OpenMP threads
- * (OpenBLAS held serial inside them), each thread with its own column
- * buffer and, for the weight gradient, its own partial sums, which are
- * added in thread order afterwards (deterministic for a thread count).
- * The ops return nothing (ops.h), so when the scratch cannot be allocated
- * they fall back to direct loops that need none: slower, same result. */
+ * of a batch are split over OpenMP threads (OpenBLAS held serial inside
+ * them), each thread with its own column chunk and, for the weight
+ * gradient, its own partial sums, added in thread order afterwards
+ * (deterministic for a thread count). The ops return nothing (ops.h), so
+ * when the scratch cannot be allocated they fall back to direct loops
+ * (conv2d_direct.c) that need none: slower, same result. */
 #include <stdlib.h>
 #include <string.h>
 
 #include <omp.h>
 
+#include "conv2d_internal.h"
 #include "ops.h"
-
-/* Shapes of one call, with the derived sizes. */
-typedef struct {
-    int N, C, H, W, OC, KH, KW, stride, pad;
-    int OH, OW;
-    size_t ckk;   /* rows of a column matrix: C*KH*KW */
-    size_t ohw;   /* its columns: OH*OW */
-    int rows;     /* output rows per column chunk */
-} conv_shape;
-
-#define CHUNK_FLOATS ((size_t)96 << 10) /* 384 KiB of columns per chunk */
-
-static conv_shape conv_shape_of(int N, int C, int H, int W, int OC, int KH, int KW, int stride, int pad) {
-    conv_shape s = {N, C, H, W, OC, KH, KW, stride, pad, 0, 0, 0, 0, 0};
-    s.OH = (H + 2 * pad - KH) / stride + 1;
-    s.OW = (W + 2 * pad - KW) / stride + 1;
-    s.ckk = (size_t)C * KH * KW;
-    s.ohw = (size_t)s.OH * s.OW;
-    if (s.OH > 0 && s.OW > 0) {
-        size_t r = CHUNK_FLOATS / (s.ckk * (size_t)s.OW);
-        s.rows = r < 1 ? 1 : r > (size_t)s.OH ? s.OH : (int)r;
-    }
-    return s;
-}
-
-/* A 1x1 kernel with stride 1 and no padding: the image is its own column
- * matrix (C, H*W). */
-static int conv_is_pointwise(const conv_shape *s) {
-    return s->KH == 1 && s->KW == 1 && s->stride == 1 && s->pad == 0;
-}
-
-/* The input column of output position ow for kernel column kw: iw =
- * ow*stride - pad + kw. [*lo, *hi) are the ow whose iw is inside [0, W). */
-static void valid_range(int kw, const conv_shape *s, int *lo, int *hi) {
-    int off = kw - s->pad;
-    int a = off >= 0 ? 0 : (-off + s->stride - 1) / s->stride;
-    int b = (s->W - 1 - off) >= 0 ? (s->W - 1 - off) / s->stride + 1 : 0;
-    *lo = a < s->OW ? a : s->OW;
-    *hi = b < s->OW ? b : s->OW;
-    if (*hi < *lo) *hi = *lo;
-}
-
-/* col (ckk, (oh1-oh0)*OW): the column matrix of output rows [oh0, oh1)
- * of one image x (C, H, W); padding reads as zero. */
-static void im2col(float *col, const float *x, const conv_shape *s, int oh0, int oh1) {
-    size_t ncol = (size_t)(oh1 - oh0) * s->OW;
-    for (int c = 0; c < s->C; c++)
-        for (int kh = 0; kh < s->KH; kh++)
-            for (int kw = 0; kw < s->KW; kw++) {
-                float *row = col + (((size_t)c * s->KH + kh) * s->KW + kw) * ncol;
-                int lo, hi, off = kw - s->pad;
-                valid_range(kw, s, &lo, &hi);
-                for (int oh = oh0; oh < oh1; oh++) {
-                    float *o = row + (size_t)(oh - oh0) * s->OW;
-                    int ih = oh * s->stride - s->pad + kh;
-                    if (ih < 0 || ih >= s->H) {
-                        memset(o, 0, sizeof *o * s->OW);
-                        continue;
-                    }
-                    const float *xr = x + ((size_t)c * s->H + ih) * s->W;
-                    for (int ow = 0; ow < lo; ow++) o[ow] = 0.0f;
-                    if (s->stride == 1) memcpy(o + lo, xr + lo + off, sizeof *o * (size_t)(hi - lo));
-                    else
-                        for (int ow = lo; ow < hi; ow++) o[ow] = xr[ow * s->stride + off];
-                    for (int ow = hi; ow < s->OW; ow++) o[ow] = 0.0f;
-                }
-            }
-}
-
-/* dx (C, H, W) += the column gradient dcol (ckk, (oh1-oh0)*OW) of output
- * rows [oh0, oh1), scattered back to the pixels it was read from (padding
- * positions dropped). */
-static void col2im(float *dx, const float *dcol, const conv_shape *s, int oh0, int oh1) {
-    size_t ncol = (size_t)(oh1 - oh0) * s->OW;
-    for (int c = 0; c < s->C; c++)
-        for (int kh = 0; kh < s->KH; kh++)
-            for (int kw = 0; kw < s->KW; kw++) {
-                const float *row = dcol + (((size_t)c * s->KH + kh) * s->KW + kw) * ncol;
-                int lo, hi, off = kw - s->pad;
-                valid_range(kw, s, &lo, &hi);
-                for (int oh = oh0; oh < oh1; oh++) {
-                    int ih = oh * s->stride - s->pad + kh;
-                    if (ih < 0 || ih >= s->H) continue;
-                    const float *g = row + (size_t)(oh - oh0) * s->OW;
-                    float *xr = dx + ((size_t)c * s->H + ih) * s->W;
-                    for (int ow = lo; ow < hi; ow++) xr[ow * s->stride + off] += g[ow];
-                }
-            }
-}
 
 /* Threads for a batch of N images: one per image at most, and one when
  * a single image is too small to be worth a thread. */
@@ -113,54 +26,6 @@ static int conv_threads(const conv_shape *s) {
     double flops = 2.0 * (double)s->OC * (double)s->ckk * (double)s->ohw * s->N;
     if (flops < 2e6) t = 1;
     return t < 1 ? 1 : t;
-}
-
-/* ---- direct loops: the fallback when scratch memory is unavailable ------ */
-
-/* The input pixel under output (oh, ow) and kernel tap (kh, kw), or -1. */
-static long tap_index(const conv_shape *s, int c, int oh, int ow, int kh, int kw) {
-    int ih = oh * s->stride - s->pad + kh, iw = ow * s->stride - s->pad + kw;
-    if (ih < 0 || ih >= s->H || iw < 0 || iw >= s->W) return -1;
-    return ((long)c * s->H + ih) * s->W + iw;
-}
-
-static void conv_direct_forward(float *out, const float *inp, const float *w, const float *bias,
-                                const conv_shape *s) {
-    for (int n = 0; n < s->N; n++)
-        for (int oc = 0; oc < s->OC; oc++)
-            for (size_t p = 0; p < s->ohw; p++) {
-                int oh = (int)(p / s->OW), ow = (int)(p % s->OW);
-                float acc = bias ? bias[oc] : 0.0f;
-                for (int c = 0; c < s->C; c++)
-                    for (int kh = 0; kh < s->KH; kh++)
-                        for (int kw = 0; kw < s->KW; kw++) {
-                            long i = tap_index(s, c, oh, ow, kh, kw);
-                            if (i >= 0)
-                                acc += w[(((size_t)oc * s->C + c) * s->KH + kh) * s->KW + kw] *
-                                       inp[(size_t)n * s->C * s->H * s->W + i];
-                        }
-                out[((size_t)n * s->OC + oc) * s->ohw + p] = acc;
-            }
-}
-
-static void conv_direct_backward(float *dinp, float *dw, const float *dout, const float *inp, const float *w,
-                                 const conv_shape *s) {
-    size_t img = (size_t)s->C * s->H * s->W;
-    for (int n = 0; n < s->N; n++)
-        for (int oc = 0; oc < s->OC; oc++)
-            for (size_t p = 0; p < s->ohw; p++) {
-                float g = dout[((size_t)n * s->OC + oc) * s->ohw + p];
-                int oh = (int)(p / s->OW), ow = (int)(p % s->OW);
-                for (int c = 0; c < s->C; c++)
-                    for (int kh = 0; kh < s->KH; kh++)
-                        for (int kw = 0; kw < s->KW; kw++) {
-                            long i = tap_index(s, c, oh, ow, kh, kw);
-                            if (i < 0) continue;
-                            size_t wi = (((size_t)oc * s->C + c) * s->KH + kh) * s->KW + kw;
-                            if (dw) dw[wi] += g * inp[n * img + i];
-                            if (dinp) dinp[n * img + i] += g * w[wi];
-                        }
-            }
 }
 
 /* ---- forward ------------------------------------------------------------ */
@@ -182,7 +47,7 @@ static void conv_forward_image(float *out_n, const float *x_n, const float *w, c
     }
     for (int oh0 = 0; oh0 < s->OH; oh0 += s->rows) {
         int oh1 = oh0 + s->rows < s->OH ? oh0 + s->rows : s->OH, ncol = (oh1 - oh0) * s->OW;
-        im2col(col, x_n, s, oh0, oh1);
+        conv_im2col(col, x_n, s, oh0, oh1);
         ttt_sgemm(0, 0, s->OC, ncol, ckk, 1.0f, w, ckk, col, ncol, beta, out_n + (size_t)oh0 * s->OW, ohw);
     }
 }
@@ -262,12 +127,12 @@ static void conv_backward_range(float *dinp, float *dw, float *dbias, const floa
             int oh1 = oh0 + s->rows < s->OH ? oh0 + s->rows : s->OH, ncol = (oh1 - oh0) * s->OW;
             const float *gc = g + (size_t)oh0 * s->OW;   /* (OC, ncol) with row stride ohw */
             if (dw) {
-                im2col(col, x, s, oh0, oh1);
+                conv_im2col(col, x, s, oh0, oh1);
                 ttt_sgemm(0, 1, s->OC, ckk, ncol, 1.0f, gc, ohw, col, ncol, 1.0f, dw, ckk);
             }
             if (dx_n) {
                 ttt_sgemm(1, 0, ckk, ncol, s->OC, 1.0f, w, ckk, gc, ohw, 0.0f, col, ncol);
-                col2im(dx_n, col, s, oh0, oh1);
+                conv_col2im(dx_n, col, s, oh0, oh1);
             }
         }
         if (wt && dinp) conv_forward_image(dinp + n * in_img, g, wt, NULL, 1.0f, col, ts);
