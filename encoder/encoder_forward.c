@@ -8,7 +8,6 @@
 #include <string.h>
 
 #include "encoder_internal.h"
-#include "ops.h"
 
 #define ENC_CHUNK 32 /* frames per pass of encode/decode */
 
@@ -144,8 +143,8 @@ int vttt_encoder_decode(vttt_encoder *e, const int32_t *tokens, int N, uint8_t *
         int n = N - n0 < ENC_CHUNK ? N - n0 : ENC_CHUNK;
         size_t nq = (size_t)n * e->cfg.num_levels * P, ny = (size_t)n * 3 * S * S;
         if (enc_fsq_codes_to_q(&e->cfg, e->h_q, tokens + (size_t)n0 * P, n, P)) {
-            vttt_log(&e->log, VTTT_LOG_ERROR, "tokenizer decode: a token of frame %d is outside [0, %d)", n0,
-                     enc_fsq_vocab(&e->cfg));
+            vttt_log(&e->log, VTTT_LOG_ERROR, "tokenizer decode: a token of frames %d..%d is outside [0, %d) (tokens "
+                     "of another tokenizer?)", n0, n0 + n - 1, enc_fsq_vocab(&e->cfg));
             return VTTT_EINVAL;
         }
         err = e->be->to_device(e->be->ctx, e->q, e->h_q, nq * sizeof(float));
