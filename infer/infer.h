@@ -140,7 +140,7 @@ typedef struct vttt_server_params {
     double idle_timeout_s;     /* streams unused this long are closed (600) */
     double request_timeout_s;  /* a request queued this long -> 503 (30); also the socket timeout */
     int queue_size;            /* model jobs waiting (256); more -> 503 with Retry-After */
-    int max_batch;             /* frames of distinct streams per model step (16); 1: no batching */
+    int max_batch;             /* frames of distinct streams per model step; 1 (default): no batching */
     int http_threads;          /* libmicrohttpd threads (4) */
     double drain_s;            /* on stop, how long in-flight requests get to finish (30) */
     vttt_logger log;

@@ -459,6 +459,26 @@ START_TEST(test_limits_and_bad_requests) {
     http_resp_free(&r);
     free(big);
 
+    /* no Content-Length (chunked): counted while it arrives, 413 at the end */
+    {
+        char head[256];
+        int hn = snprintf(head, sizeof head,
+                          "POST %s HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\nTransfer-Encoding: chunked\r\n\r\n", path);
+        size_t cn = (size_t)hn + 3 * (6 + 4096 + 2) + 5;
+        char *chunked = malloc(cn), *q = chunked;
+        memcpy(q, head, (size_t)hn), q += hn;
+        for (int k = 0; k < 3; k++) {
+            memcpy(q, "1000\r\n", 6), q += 6;
+            memset(q, 'x', 4096), q += 4096;
+            memcpy(q, "\r\n", 2), q += 2;
+        }
+        memcpy(q, "0\r\n\r\n", 5);
+        http_raw(port, chunked, cn, &r);
+        expect_error(&r, 413, "max-body");
+        http_resp_free(&r);
+        free(chunked);
+    }
+
     static const char bad_png[] = "\x89PNG\r\n\x1a\nthis is not a png at all";
     http_do(port, "POST", path, "Content-Type: image/png\r\n", bad_png, sizeof bad_png - 1, &r);
     expect_error(&r, 400, "PNG");
