@@ -35,7 +35,8 @@ typedef struct vttt_predictor vttt_predictor;
 
 /* Loads a video model directory (tokens_per_frame > 0; a training run
  * directory stands for its newest checkpoint, RUN/latest) and a tokenizer
- * directory and checks that they agree (vocabulary, tokens per frame).
+ * directory (or its training run) and checks that they agree (vocabulary,
+ * tokens per frame).
  * VTTT_EFORMAT with a message naming both directories otherwise. */
 int vttt_predictor_open(vttt_predictor **out, const char *model_dir, const char *encoder_dir,
                         const vttt_logger *lg);
@@ -85,7 +86,9 @@ int vttt_stream_restore(vttt_stream **out, vttt_predictor *p, const uint8_t *dat
  * of the true frame (the ceiling). Writes into out_dir:
  *   frames.csv     one line per scored frame j >= 1: frame, model_psnr,
  *                  model_ssim, repeat_psnr, repeat_ssim, ceiling_psnr,
- *                  ceiling_ssim, then for k = 2..K model_psnr_k, repeat_psnr_k
+ *                  ceiling_ssim, model_token_acc, repeat_token_acc (the share of
+ *                  frame j's tokens equal to the predicted ones / to frame
+ *                  j-1's), then for k = 2..K model_psnr_k, repeat_psnr_k
  *                  (frame j as predicted from frame j-k; empty when j < k)
  *   summary.json   the means, per step k too, and timings
  *   strip.png      columns every strip_every frames; rows: true, predicted,
@@ -112,6 +115,7 @@ typedef struct vttt_predict_summary {
     int64_t frames;           /* frames read */
     int64_t scored;           /* frames scored (frames - 1) */
     double model_psnr, model_ssim, repeat_psnr, repeat_ssim, ceiling_psnr, ceiling_ssim; /* means: dB, [0, 1] */
+    double model_token_acc, repeat_token_acc; /* means: share of the true frame's tokens predicted / repeated */
     int horizon;
     double step_model_psnr[VTTT_PREDICT_MAX_HORIZON];  /* [k-1]: mean over frames predicted k ahead */
     double step_repeat_psnr[VTTT_PREDICT_MAX_HORIZON];

@@ -48,12 +48,13 @@ static int alloc_buffers(predict_run *r) {
     r->pred = malloc((size_t)K * K * r->fb);
     r->tok = malloc((size_t)r->P * sizeof(int32_t));
     r->ptok = malloc((size_t)K * r->P * sizeof(int32_t));
+    r->prev_tok = malloc((size_t)r->P * sizeof(int32_t));
     r->recon = malloc(r->fb);
     r->side = malloc(2 * r->fb);
     r->strip = calloc((size_t)3 * r->pp->strip_frames, r->fb);
     r->roll = calloc((size_t)2 * K, r->fb);
     r->roll_t0 = -1;
-    if (!r->hist || !r->pred || !r->tok || !r->ptok || !r->recon || !r->side || !r->strip || !r->roll)
+    if (!r->hist || !r->pred || !r->tok || !r->ptok || !r->prev_tok || !r->recon || !r->side || !r->strip || !r->roll)
         return VTTT_ENOMEM;
     return VTTT_OK;
 }
@@ -66,7 +67,7 @@ static int alloc_run(predict_run *r) {
 
 static void free_run(predict_run *r) {
     vttt_stream_free(&r->stream);
-    free(r->hist), free(r->pred), free(r->tok), free(r->ptok), free(r->recon), free(r->side);
+    free(r->hist), free(r->pred), free(r->tok), free(r->ptok), free(r->prev_tok), free(r->recon), free(r->side);
     free(r->strip), free(r->roll);
 }
 
@@ -85,6 +86,7 @@ static int step(predict_run *r, int64_t t) {
     double t3 = now_s();
     uint8_t *out = r->pred + (size_t)(t % r->K) * r->K * r->fb;
     if (!err) err = vttt_encoder_decode(e, r->ptok, r->K, out);
+    memcpy(r->prev_tok, r->tok, (size_t)r->P * sizeof(int32_t));
     r->t_codec += (t1 - t0) + (now_s() - t3);
     r->t_model += t3 - t2;
     if (err) return err;

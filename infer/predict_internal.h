@@ -23,7 +23,8 @@ typedef struct predict_run {
     uint8_t *hist;            /* (K+1, S, S, 3) true frame t at t % (K+1) */
     uint8_t *pred;            /* (K, K, S, S, 3) frames predicted at push t at [t % K] */
     int32_t *tok;             /* (P) tokens of the current frame */
-    int32_t *ptok;            /* (K, P) predicted tokens of the current push */
+    int32_t *ptok;            /* (K, P) predicted tokens of the last push */
+    int32_t *prev_tok;        /* (P) tokens of the previous frame */
     uint8_t *recon;           /* (S, S, 3) the tokenizer's reconstruction of the current frame */
     uint8_t *side;            /* (S, 2S, 3) side-by-side video frame */
     /* strips */
@@ -36,7 +37,7 @@ typedef struct predict_run {
     FILE *csv, *tokens;
     infer_video_writer *video;
     vttt_predict_summary sum;
-    double sums[6];           /* model psnr, ssim, repeat psnr, ssim, ceiling psnr, ssim */
+    double sums[8];           /* model psnr, ssim, repeat psnr, ssim, ceiling psnr, ssim, model and repeat token accuracy */
     double t_model, t_codec;  /* seconds */
 } predict_run;
 

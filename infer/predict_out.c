@@ -26,7 +26,8 @@ static FILE *open_out(predict_run *r, const char *name) {
 
 int predict_outputs_open(predict_run *r) {
     if (!(r->csv = open_out(r, "frames.csv")) || !(r->tokens = open_out(r, "tokens.txt"))) return VTTT_EIO;
-    fprintf(r->csv, "frame,model_psnr,model_ssim,repeat_psnr,repeat_ssim,ceiling_psnr,ceiling_ssim");
+    fprintf(r->csv, "frame,model_psnr,model_ssim,repeat_psnr,repeat_ssim,ceiling_psnr,ceiling_ssim,model_token_acc,"
+                    "repeat_token_acc");
     for (int k = 2; k <= r->K; k++) fprintf(r->csv, ",model_psnr_%d,repeat_psnr_%d", k, k);
     fputc('\n', r->csv);
     if (!r->pp->write_video) return VTTT_OK;
@@ -68,12 +69,16 @@ static void add_to_strips(predict_run *r, int64_t t, const uint8_t *now, const u
 int predict_score(predict_run *r, int64_t t) {
     int S = r->S;
     const uint8_t *now = truth(r, t), *prev = truth(r, t - 1), *p1 = predicted(r, t - 1, 1);
-    double v[6] = {vttt_image_psnr(p1, now, S, S),   vttt_image_ssim(p1, now, S, S),
+    int hit[2] = {0, 0}; /* tokens of frame t equal to the predicted ones, to the previous frame's */
+    for (int i = 0; i < r->P; i++) hit[0] += r->ptok[i] == r->tok[i], hit[1] += r->prev_tok[i] == r->tok[i];
+    double v[8] = {vttt_image_psnr(p1, now, S, S),   vttt_image_ssim(p1, now, S, S),
                    vttt_image_psnr(prev, now, S, S), vttt_image_ssim(prev, now, S, S),
-                   vttt_image_psnr(r->recon, now, S, S), vttt_image_ssim(r->recon, now, S, S)};
-    for (int i = 0; i < 6; i++) r->sums[i] += v[i];
+                   vttt_image_psnr(r->recon, now, S, S), vttt_image_ssim(r->recon, now, S, S),
+                   (double)hit[0] / r->P, (double)hit[1] / r->P};
+    for (int i = 0; i < 8; i++) r->sums[i] += v[i];
     r->sum.scored++;
-    fprintf(r->csv, "%lld,%.4f,%.5f,%.4f,%.5f,%.4f,%.5f", (long long)t, v[0], v[1], v[2], v[3], v[4], v[5]);
+    fprintf(r->csv, "%lld,%.4f,%.5f,%.4f,%.5f,%.4f,%.5f,%.5f,%.5f", (long long)t, v[0], v[1], v[2], v[3], v[4], v[5],
+            v[6], v[7]);
     r->sum.step_model_psnr[0] += v[0], r->sum.step_repeat_psnr[0] += v[2], r->sum.step_count[0]++;
     for (int k = 2; k <= r->K; k++) {
         if (t < k) {
@@ -114,6 +119,7 @@ static void finish_means(predict_run *r) {
     s->model_psnr = r->sums[0] / n, s->model_ssim = r->sums[1] / n;
     s->repeat_psnr = r->sums[2] / n, s->repeat_ssim = r->sums[3] / n;
     s->ceiling_psnr = r->sums[4] / n, s->ceiling_ssim = r->sums[5] / n;
+    s->model_token_acc = r->sums[6] / n, s->repeat_token_acc = r->sums[7] / n;
     for (int k = 0; k < r->K; k++) {
         double c = s->step_count[k] > 0 ? (double)s->step_count[k] : 1.0;
         s->step_model_psnr[k] /= c, s->step_repeat_psnr[k] /= c;
@@ -128,8 +134,10 @@ static int write_summary(predict_run *r) {
     if (!f) return VTTT_EIO;
     fprintf(f, "{\"frames\": %lld, \"scored\": %lld, \"horizon\": %d,\n", (long long)s->frames, (long long)s->scored,
             s->horizon);
-    fprintf(f, " \"model\": {\"psnr\": %.4f, \"ssim\": %.5f},\n", s->model_psnr, s->model_ssim);
-    fprintf(f, " \"repeat_last\": {\"psnr\": %.4f, \"ssim\": %.5f},\n", s->repeat_psnr, s->repeat_ssim);
+    fprintf(f, " \"model\": {\"psnr\": %.4f, \"ssim\": %.5f, \"token_acc\": %.5f},\n", s->model_psnr, s->model_ssim,
+            s->model_token_acc);
+    fprintf(f, " \"repeat_last\": {\"psnr\": %.4f, \"ssim\": %.5f, \"token_acc\": %.5f},\n", s->repeat_psnr,
+            s->repeat_ssim, s->repeat_token_acc);
     fprintf(f, " \"tokenizer_ceiling\": {\"psnr\": %.4f, \"ssim\": %.5f},\n", s->ceiling_psnr, s->ceiling_ssim);
     fprintf(f, " \"steps\": [");
     for (int k = 0; k < s->horizon; k++)

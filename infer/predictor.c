@@ -47,7 +47,8 @@ static int check_pair(const vttt_model *m, const vttt_encoder *e, const char *mo
     return VTTT_OK;
 }
 
-/* A training run directory stands for its newest checkpoint (RUN/latest). */
+/* A training run directory (of the model or of the tokenizer) stands for
+ * its newest checkpoint (RUN/latest). */
 static const char *model_path(const char *dir, char *buf, size_t n) {
     snprintf(buf, n, "%s/config.json", dir);
     if (access(buf, F_OK) == 0) return dir;
@@ -61,8 +62,9 @@ int vttt_predictor_open(vttt_predictor **out, const char *model_dir, const char 
                         const vttt_logger *lg) {
     if (!out || !model_dir || !encoder_dir) return VTTT_EINVAL;
     *out = NULL;
-    char buf[4096];
+    char buf[4096], ebuf[4096];
     model_dir = model_path(model_dir, buf, sizeof buf);
+    encoder_dir = model_path(encoder_dir, ebuf, sizeof ebuf);
     vttt_predictor *p = calloc(1, sizeof *p);
     if (!p) return VTTT_ENOMEM;
     if (lg) p->log = *lg;

@@ -6,6 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <libavutil/log.h>
+
 #include "cli.h"
 #include "infer.h"
 #include "ingest.h"
@@ -100,6 +102,7 @@ static void print_summary(const vttt_predict_summary *s) {
     printf("  model              %8.3f dB  %.4f\n", s->model_psnr, s->model_ssim);
     printf("  repeat last frame  %8.3f dB  %.4f\n", s->repeat_psnr, s->repeat_ssim);
     printf("  tokenizer ceiling  %8.3f dB  %.4f\n", s->ceiling_psnr, s->ceiling_ssim);
+    printf("next-frame token accuracy: model %.4f, repeat last frame %.4f\n", s->model_token_acc, s->repeat_token_acc);
     for (int k = 1; s->horizon > 1 && k <= s->horizon; k++)
         printf("  step k=%-2d  model %8.3f dB  repeat %8.3f dB  (%lld frames)\n", k, s->step_model_psnr[k - 1],
                s->step_repeat_psnr[k - 1], (long long)s->step_count[k - 1]);
@@ -116,6 +119,7 @@ int cli_predict(int argc, char **argv) {
         return r == 1 ? 0 : 2;
     }
     lm_set_threads((int)o.threads);
+    av_log_set_level(AV_LOG_ERROR); /* FFmpeg's banners and statistics off; errors come back as codes */
     vttt_predictor *p = NULL;
     int err = vttt_predictor_open(&p, o.model, o.encoder, NULL);
     if (err) {
