@@ -16,7 +16,7 @@
 
 #include "serve_internal.h"
 
-/* Frames larger than this many pixels are refused before decoding. */
+/* Raw frames larger than this many pixels per side are refused outright. */
 #define SERVE_MAX_PIXELS (4096 * 4096)
 
 enum MHD_Result serve_reply(serve_req *r, struct MHD_Connection *c, int status, struct MHD_Response *resp) {
@@ -25,6 +25,7 @@ enum MHD_Result serve_reply(serve_req *r, struct MHD_Connection *c, int status, 
     if (status == MHD_HTTP_TOO_MANY_REQUESTS || status == MHD_HTTP_SERVICE_UNAVAILABLE)
         MHD_add_response_header(resp, MHD_HTTP_HEADER_RETRY_AFTER, "1");
     if (status == MHD_HTTP_UNAUTHORIZED) MHD_add_response_header(resp, MHD_HTTP_HEADER_WWW_AUTHENTICATE, "Bearer");
+    if (atomic_load(&r->srv->stopping)) MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
     r->status = status;
     enum MHD_Result ret = MHD_queue_response(c, (unsigned)status, resp);
     MHD_destroy_response(resp);
@@ -143,7 +144,9 @@ static int parse_png(serve_req *r, int S, uint8_t **rgb, char *msg, size_t msg_n
     char why[256] = "";
     vttt_logger lg = {keep_msg, why, VTTT_LOG_WARNING};
     int w = 0, h = 0;
-    int err = vttt_png_decode((const uint8_t *)r->body.p, r->body.n, rgb, &w, &h, SERVE_MAX_PIXELS, &lg);
+    /* At most S*S pixels: a larger image is refused from its header, before
+     * anything is decompressed. */
+    int err = vttt_png_decode((const uint8_t *)r->body.p, r->body.n, rgb, &w, &h, (int64_t)S * S, &lg);
     if (err == VTTT_EINVAL) {
         snprintf(msg, msg_n, "frame is too large (%s); this model takes %dx%d frames", why, S, S);
         return MHD_HTTP_UNPROCESSABLE_CONTENT;

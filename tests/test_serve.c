@@ -494,6 +494,13 @@ START_TEST(test_limits_and_bad_requests) {
     expect_error(&r, 422, "32x32");
     http_resp_free(&r);
     free(png);
+    uint8_t *large = calloc(64 * 64, 3);   /* larger than the model's frames: refused from its header */
+    png = png_of(large, 64, 64, &n);
+    http_do(port, "POST", path, "Content-Type: image/png\r\n", png, n, &r);
+    expect_error(&r, 422, "32x32");
+    http_resp_free(&r);
+    free(png);
+    free(large);
     snprintf(path, sizeof path, "/v1/streams/%s/frames?width=16&height=16", a);
     http_do(port, "POST", path, "Content-Type: application/octet-stream\r\n", small, sizeof small, &r);
     expect_error(&r, 422, "16x16");
