@@ -10,6 +10,7 @@
  * Handlers that need the model queue a job and suspend the connection;
  * answer_job writes the answer once the model thread is done.
  */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -144,7 +145,7 @@ static cJSON *stream_json(const serve_entry *e, double idle_timeout_s) {
     cJSON_AddNumberToObject(j, "state_bytes", (double)e->state_bytes);
     cJSON_AddStringToObject(j, "created", created);
     cJSON_AddStringToObject(j, "last_used", used);
-    double idle = serve_now_s() - e->last_used_s;
+    double idle = round((serve_now_s() - e->last_used_s) * 1e3) / 1e3;   /* ms resolution */
     cJSON_AddNumberToObject(j, "idle_seconds", idle);
     if (idle_timeout_s > 0) cJSON_AddNumberToObject(j, "expires_in_seconds", idle_timeout_s - idle);
     return j;

@@ -166,10 +166,10 @@ static int listen_mhd(serve_server *srv, const struct sockaddr_storage *addr) {
     unsigned flags = MHD_USE_POLL_INTERNAL_THREAD | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;
     if (addr->ss_family == AF_INET6) flags |= MHD_USE_IPv6;
     unsigned timeout = (unsigned)ceil(srv->p.request_timeout_s);
-    srv->mhd = MHD_start_daemon(flags, 0, NULL, NULL, on_request, srv, MHD_OPTION_SOCK_ADDR, addr,
-                                MHD_OPTION_THREAD_POOL_SIZE, (unsigned)srv->p.http_threads,
+    srv->mhd = MHD_start_daemon(flags, 0, NULL, NULL, on_request, srv, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, srv,
+                                MHD_OPTION_SOCK_ADDR, addr, MHD_OPTION_THREAD_POOL_SIZE, (unsigned)srv->p.http_threads,
                                 MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv, MHD_OPTION_CONNECTION_TIMEOUT,
-                                timeout, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, srv, MHD_OPTION_END);
+                                timeout, MHD_OPTION_END);
     if (!srv->mhd) {
         vttt_log(&srv->p.log, VTTT_LOG_ERROR,
                  "serve: cannot listen on %s (address in use or not available here?); pick another --listen", srv->listen);

@@ -120,7 +120,6 @@ static int run(const vttt_server_params *p, int quiet) {
     signal(SIGPIPE, SIG_IGN);
     vttt_server *srv = NULL;
     if (vttt_server_start(&srv, p)) return 1;
-    if (!quiet) fprintf(stderr, CMD ": listening on %s, port %d; loading the model\n", p->listen, vttt_server_port(srv));
     ready_waiter rw = {srv, pthread_self(), 0};
     pthread_t th;
     int have_waiter = !pthread_create(&th, NULL, wait_ready, &rw);
