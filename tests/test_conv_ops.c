@@ -184,12 +184,13 @@ static void conv_free4(float *g[4]) {
     for (int i = 0; i < 4; i++) free(g[i]);
 }
 
-/* Shapes big enough to be split over threads (and one that is not). */
+/* Shapes big enough to be split over threads (and one that is not), each
+ * against a naive loop, with each gradient alone, and with one thread. */
 static const conv_case CONV_BIG[] = {
-    {5, 16, 16, 16, 24, 3, 3, 1, 1, 1},
-    {4, 12, 18, 14, 16, 4, 4, 2, 1, 1},
-    {6, 32, 8, 8, 20, 1, 1, 1, 0, 1},
-    {1, 3, 20, 20, 8, 3, 3, 2, 1, 1},
+    {5, 16, 32, 32, 24, 3, 3, 1, 1, 1},   /* 35 MFLOP: split over threads (conv2d.c: above 20) */
+    {4, 24, 34, 30, 32, 4, 4, 2, 1, 1},   /* 25 MFLOP */
+    {6, 64, 32, 32, 40, 1, 1, 1, 0, 1},   /* 31 MFLOP */
+    {1, 3, 20, 20, 8, 3, 3, 2, 1, 1},     /* small: one thread */
 };
 
 START_TEST(test_conv2d_naive_null_threads) {
@@ -496,6 +497,41 @@ START_TEST(test_groupnorm_fd) {
 }
 END_TEST
 
+/* Shapes above the ops' thresholds for threads: the same bits with one
+ * thread (each group and each row is computed the same way by any thread). */
+START_TEST(test_groupnorm_upsample_threads) {
+    enum { N = 5, C = 32, HW = 8192, G = 8 };   /* 1.3M values (groupnorm.c: threads above 1M) */
+    size_t n = (size_t)N * C * HW;
+    tu_rng rng;
+    tu_seed(&rng, 700);
+    float *x = tu_alloc_normal(&rng, n, 1.0f), *dy = tu_alloc_normal(&rng, 4 * n, 1.0f);
+    float *w = tu_alloc_normal(&rng, C, 1.0f), *b = tu_alloc_normal(&rng, C, 1.0f);
+    float *r[2][6];   /* per thread setting: out, mean, rstd, dinp, dw, db; then the upsample's */
+    float *u[2][2];
+    int max_t = omp_get_max_threads();
+    for (int k = 0; k < 2; k++) {
+        omp_set_num_threads(k ? max_t : 1);
+        r[k][0] = alloc_fill(n, 0.0f), r[k][1] = alloc_fill(N * G, 0.0f), r[k][2] = alloc_fill(N * G, 0.0f);
+        r[k][3] = alloc_fill(n, GRAD_FILL), r[k][4] = alloc_fill(C, GRAD_FILL), r[k][5] = alloc_fill(C, GRAD_FILL);
+        ttt_groupnorm_forward(r[k][0], r[k][1], r[k][2], x, w, b, N, C, HW, G, GN_EPS);
+        ttt_groupnorm_backward(r[k][3], r[k][4], r[k][5], dy, x, w, r[k][1], r[k][2], N, C, HW, G);
+        u[k][0] = alloc_fill(4 * n, 0.0f), u[k][1] = alloc_fill(n, GRAD_FILL);
+        ttt_upsample2x_forward(u[k][0], x, N, C, 64, HW / 64);
+        ttt_upsample2x_backward(u[k][1], dy, N, C, 64, HW / 64);
+    }
+    omp_set_num_threads(max_t);
+    size_t sizes[6] = {n, N * G, N * G, n, C, C};
+    for (int i = 0; i < 6; i++) ck_assert_msg(!memcmp(r[0][i], r[1][i], sizes[i] * sizeof(float)), "groupnorm output %d", i);
+    ck_assert(!memcmp(u[0][0], u[1][0], 4 * n * sizeof(float)));
+    ck_assert(!memcmp(u[0][1], u[1][1], n * sizeof(float)));
+    for (int k = 0; k < 2; k++) {
+        for (int i = 0; i < 6; i++) free(r[k][i]);
+        free(u[k][0]), free(u[k][1]);
+    }
+    free(x), free(dy), free(w), free(b);
+}
+END_TEST
+
 /* ---- upsample2x: finite differences and the layout ----------------------- */
 
 typedef struct {
@@ -540,5 +576,6 @@ int main(void) {
     tcase_add_test(tc, test_upsample2x_oracle);
     tcase_add_test(tc, test_groupnorm_fd);
     tcase_add_test(tc, test_upsample2x_fd);
+    tcase_add_test(tc, test_groupnorm_upsample_threads);
     return tu_run("conv_ops", tc, CK_FORK_GETENV);
 }

@@ -19,12 +19,14 @@
 #include "ops.h"
 
 /* Threads for a batch of N images: one per image at most, and one when
- * a single image is too small to be worth a thread. */
+ * the whole call is too small to be worth a thread (2e7 FLOPs: a few
+ * tenths of a millisecond, about what an OpenMP barrier can cost when the
+ * cores are shared). */
 static int conv_threads(const conv_shape *s) {
     int t = omp_get_max_threads();
     if (t > s->N) t = s->N;
     double flops = 2.0 * (double)s->OC * (double)s->ckk * (double)s->ohw * s->N;
-    if (flops < 2e6) t = 1;
+    if (flops < 2e7) t = 1;
     return t < 1 ? 1 : t;
 }
 

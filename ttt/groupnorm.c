@@ -9,6 +9,11 @@
  * results are added in double. */
 #include "ops.h"
 
+/* Values below which one thread does the whole op: it is memory bound and
+ * takes well under a millisecond there, less than an OpenMP barrier costs
+ * when the cores are shared with other work. */
+#define GN_PAR_MIN (1L << 20)
+
 /* sum x[p], sum (x[p] - m)^2 over one channel's HW values. */
 static float chan_sum(const float *x, int HW) {
     float s = 0.0f;
@@ -31,7 +36,7 @@ void ttt_groupnorm_forward(float *out, float *mean, float *rstd, const float *in
     int cg = C / G;
     size_t len = (size_t)cg * HW;
     long groups = (long)N * G;
-#pragma omp parallel for schedule(static) if (groups * (long)len > 32768)
+#pragma omp parallel for schedule(static) if (groups * (long)len > GN_PAR_MIN)
     for (long ng = 0; ng < groups; ng++) {
         const float *x = inp + ng * len;
         float *y = out + ng * len;
@@ -93,7 +98,7 @@ void ttt_groupnorm_backward(float *dinp, float *dw, float *db, const float *dout
     if (!dinp && !dw && !db) return;
     int cg = C / G;
     size_t len = (size_t)cg * HW;
-#pragma omp parallel for schedule(static) if ((long)N * C * HW > 32768)
+#pragma omp parallel for schedule(static) if ((long)N * C * HW > GN_PAR_MIN)
     for (int gi = 0; gi < G; gi++)
         for (int n = 0; n < N; n++) {
             size_t ng = (size_t)n * G + gi;

@@ -3,10 +3,14 @@
  * a 2x2 block of the output; the backward sums each block. */
 #include "ops.h"
 
+/* Input values below which one thread does it (a copy: well under a
+ * millisecond, less than an OpenMP barrier on busy cores). */
+#define UP_PAR_MIN (1L << 19)
+
 /* out (N, C, 2H, 2W) from inp (N, C, H, W). */
 void ttt_upsample2x_forward(float *out, const float *inp, int N, int C, int H, int W) {
     long rows = (long)N * C * H;
-#pragma omp parallel for schedule(static) if (rows * W > 65536)
+#pragma omp parallel for schedule(static) if (rows * W > UP_PAR_MIN)
     for (long r = 0; r < rows; r++) {
         const float *x = inp + r * W;
         float *o = out + r * 4 * W;   /* output rows 2h and 2h+1 of the same plane */
@@ -18,7 +22,7 @@ void ttt_upsample2x_forward(float *out, const float *inp, int N, int C, int H, i
 /* dinp (N, C, H, W) += the sum of each 2x2 block of dout (N, C, 2H, 2W). */
 void ttt_upsample2x_backward(float *dinp, const float *dout, int N, int C, int H, int W) {
     long rows = (long)N * C * H;
-#pragma omp parallel for schedule(static) if (rows * W > 65536)
+#pragma omp parallel for schedule(static) if (rows * W > UP_PAR_MIN)
     for (long r = 0; r < rows; r++) {
         const float *g = dout + r * 4 * W;
         float *dx = dinp + r * W;
