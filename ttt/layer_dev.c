@@ -102,11 +102,16 @@ static int check_layer(const vttt_layer *l, int max_B, int max_T) {
 }
 
 int vttt_layer_dev_init(vttt_layer_dev **out, vttt_layer *l, const vttt_backend *be, int max_B, int max_T) {
+    const ttt_dev_ops *ops = !be ? NULL : be->device == VTTT_DEVICE_CUDA ? ttt_dev_ops_cuda() : ttt_dev_ops_cpu();
+    return ttt_layer_dev_init_ops(out, l, be, ops, max_B, max_T);
+}
+
+int ttt_layer_dev_init_ops(vttt_layer_dev **out, vttt_layer *l, const vttt_backend *be, const ttt_dev_ops *ops,
+                           int max_B, int max_T) {
     if (!out || !l || !be) return VTTT_EINVAL;
     *out = NULL;
     int err = check_layer(l, max_B, max_T);
     if (err) return err;
-    const ttt_dev_ops *ops = be->device == VTTT_DEVICE_CUDA ? ttt_dev_ops_cuda() : ttt_dev_ops_cpu();
     if (!ops) {
         vttt_log(&l->log, VTTT_LOG_ERROR, "layer on a device: the %s backend has no TTT kernels", be->name);
         return VTTT_ENOTSUP;

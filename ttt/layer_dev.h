@@ -97,6 +97,16 @@ int ttt_layer_dev_set_bf16(vttt_layer_dev *d, int on);
 /* Bytes of the layer's arena. */
 size_t ttt_layer_dev_bytes(const vttt_layer_dev *d);
 
+/* vttt_layer_dev_init with the given ops instead of the backend's own
+ * (tests/test_cuda_emu.cpp: the CUDA ops compiled against the emulation). */
+int ttt_layer_dev_init_ops(vttt_layer_dev **out, vttt_layer *l, const vttt_backend *be, const ttt_dev_ops *ops,
+                           int max_B, int max_T);
+
+/* ttt_cuda_check_layer (ttt/cuda/ttt_cuda.h) with the inner-loop kernels
+ * of ops (state_init, prefill, decode, backward). */
+int ttt_cuda_check_layer_ops(vttt_layer *l, const vttt_backend *be, const ttt_dev_ops *ops, const float *x,
+                             const float *dy, int B, int T, int n_decode, ttt_cuda_check *res);
+
 /* ---- checking harness (layer_dev_check.c) ------------------------------------ */
 
 /* Relative errors (max |dev - CPU| / max |CPU|, per tensor) of the device
@@ -120,6 +130,9 @@ typedef struct ttt_layer_dev_check {
  * training cache. res is filled; returns a VTTT code. */
 int ttt_layer_dev_check_run(vttt_layer *l, const vttt_backend *be, const float *x, const float *dy, int B, int T,
                             int n_prefill, int n_decode, ttt_layer_dev_check *res);
+/* The same with the given ops (NULL: the backend's own). */
+int ttt_layer_dev_check_run_ops(vttt_layer *l, const vttt_backend *be, const ttt_dev_ops *ops, const float *x,
+                                const float *dy, int B, int T, int n_prefill, int n_decode, ttt_layer_dev_check *res);
 
 #ifdef __cplusplus
 }

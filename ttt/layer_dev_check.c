@@ -171,6 +171,11 @@ static int check_bf16(vttt_layer_dev *d, bufs *b, const float *x, int B, int T, 
 
 int ttt_layer_dev_check_run(vttt_layer *l, const vttt_backend *be, const float *x, const float *dy, int B, int T,
                             int n_prefill, int n_decode, ttt_layer_dev_check *res) {
+    return ttt_layer_dev_check_run_ops(l, be, NULL, x, dy, B, T, n_prefill, n_decode, res);
+}
+
+int ttt_layer_dev_check_run_ops(vttt_layer *l, const vttt_backend *be, const ttt_dev_ops *ops, const float *x,
+                                const float *dy, int B, int T, int n_prefill, int n_decode, ttt_layer_dev_check *res) {
     if (!l || !be || !x || !dy || !res || B < 1 || T < 1 || n_prefill < 0 || n_decode < 0 ||
         n_prefill + n_decode > T || 2 * n_prefill > T) {
         vttt_log(l ? &l->log : NULL, VTTT_LOG_ERROR,
@@ -183,7 +188,7 @@ int ttt_layer_dev_check_run(vttt_layer *l, const vttt_backend *be, const float *
     bufs b;
     vttt_layer_dev *d = NULL;
     int err = bufs_new(&b, be, l, B, T);
-    if (!err) err = vttt_layer_dev_init(&d, l, be, B, T);
+    if (!err) err = ops ? ttt_layer_dev_init_ops(&d, l, be, ops, B, T) : vttt_layer_dev_init(&d, l, be, B, T);
     if (!err) err = check_train(l, d, &b, x, dy, B, T, res);
     if (!err) err = check_gen(l, d, &b, x, B, T, n_prefill, n_decode, res);
     if (!err) err = check_bf16(d, &b, x, B, T, res);

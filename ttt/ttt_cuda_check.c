@@ -20,6 +20,7 @@
 
 #include "backend.h"
 #include "cuda/ttt_cuda.h"
+#include "layer_dev.h"
 #include "ttt_inner.h"
 
 /* ---- buffers ------------------------------------------------------------------ */
@@ -30,6 +31,7 @@
  * error sticks: later calls do nothing and return NULL. */
 typedef struct {
     const vttt_backend *be;
+    const ttt_dev_ops *ops; /* the kernels under test */
     void *dev[POOL_MAX], *host[POOL_MAX];
     int ndev, nhost, err;
 } pool;
@@ -259,8 +261,8 @@ static int check_forward(vttt_layer *l, pool *p, const ttt_cuda_params *cp, int 
     *ckpt = dev_new(p, NULL, nck);
     float *ws = dev_new(p, NULL, ttt_cuda_fwd_workspace(&s) / sizeof(float));
     if (p->err) return p->err;
-    if ((p->err = ttt_cuda_state_init(p->be, &s, cp, *W, NULL))) return p->err;
-    p->err = ttt_cuda_prefill(p->be, &s, cp, io, 0, *W, NULL, *ckpt, c->group, ws, ttt_cuda_fwd_workspace(&s));
+    if ((p->err = p->ops->state_init(p->be, &s, cp, *W, NULL))) return p->err;
+    p->err = p->ops->prefill(p->be, &s, cp, io, 0, *W, NULL, *ckpt, c->group, ws, ttt_cuda_fwd_workspace(&s));
     float *Zg = p->err ? NULL : fetch(p, io->Z, (size_t)B * T * l->D), *ckg = Zg ? fetch(p, *ckpt, nck) : NULL;
     if (!ckg) return p->err;
     res->z = rel_err(Zg, c->Z, (size_t)B * T * l->D);
@@ -300,7 +302,7 @@ static int check_backward(vttt_layer *l, pool *p, const ttt_cuda_params *cp, con
     float *ws = dev_new(p, NULL, wsb / sizeof(float));
     if (p->err) return p->err;
     ttt_cuda_grads g = {gd[0], gd[1], gd[2], gd[3], gd[4], gd[5], gd[6]};
-    p->err = ttt_cuda_backward(p->be, &s, cp, io, ckpt, c->group, dZd, dd[0], dd[1], dd[2], dd[3], &g, ws, wsb);
+    p->err = p->ops->backward(p->be, &s, cp, io, ckpt, c->group, dZd, dd[0], dd[1], dd[2], dd[3], &g, ws, wsb);
     double *out[4] = {&res->dxq, &res->dxk, &res->dxv, &res->dlr};
     for (int i = 0; i < 4 && !p->err; i++) {
         float *h = fetch(p, dd[i], i < 3 ? ND : NH);
@@ -353,8 +355,8 @@ static int decode_chunk(vttt_layer *l, pool *p, const ttt_cuda_params *cp, int B
     for (int bh = 0; bh < B * l->H; bh++)
         ttt_head_run(l, 0, bh / l->H, bh % l->H, n, t0, W + (size_t)bh * numel, A + (size_t)bh * numel, NULL, 0);
     ttt_cuda_io io = {chunk[0], chunk[1], chunk[2], chunk[3], chunk[4]};
-    if (decode) p->err = ttt_cuda_decode(p->be, &s, cp, &io, t0, Wd, Ad);
-    else p->err = ttt_cuda_prefill(p->be, &s, cp, &io, t0, Wd, Ad, NULL, 0, ws, ttt_cuda_fwd_workspace(&s));
+    if (decode) p->err = p->ops->decode(p->be, &s, cp, &io, t0, Wd, Ad);
+    else p->err = p->ops->prefill(p->be, &s, cp, &io, t0, Wd, Ad, NULL, 0, ws, ttt_cuda_fwd_workspace(&s));
     return p->err;
 }
 
@@ -370,7 +372,7 @@ static int check_decode(vttt_layer *l, pool *p, const ttt_cuda_params *cp, int B
     float *chunk[5] = {dev_new(p, NULL, ND), dev_new(p, NULL, ND), dev_new(p, NULL, ND),
                        dev_new(p, NULL, (size_t)B * T * l->H), dev_new(p, NULL, ND)}; /* q, k, v, lr, Z */
     float *ws = dev_new(p, NULL, ttt_cuda_fwd_workspace(&s) / sizeof(float));
-    if (p->err || (p->err = ttt_cuda_state_init(p->be, &s, cp, Wd, Ad))) return p->err;
+    if (p->err || (p->err = p->ops->state_init(p->be, &s, cp, Wd, Ad))) return p->err;
     for (int bh = 0; bh < B * l->H; bh++) ttt_state_from_params(l, bh % l->H, W + (size_t)bh * numel);
     err_acc ez = {0, 0}, est = {0, 0};
     for (int t0 = 0, n; t0 < T && !p->err; t0 += n) {
@@ -386,9 +388,23 @@ static int check_decode(vttt_layer *l, pool *p, const ttt_cuda_params *cp, int B
     return p->err;
 }
 
+/* The fused kernels as linked (CUDA, or the ENODEV stubs of a build
+ * without it). */
+static const ttt_dev_ops linked_kernels = {
+    .state_init = ttt_cuda_state_init,
+    .prefill = ttt_cuda_prefill,
+    .decode = ttt_cuda_decode,
+    .backward = ttt_cuda_backward,
+};
+
 int ttt_cuda_check_layer(vttt_layer *l, const vttt_backend *be, const float *x, const float *dy, int B, int T,
                          int n_decode, ttt_cuda_check *res) {
-    if (!l || !be || !x || !dy || !res || B <= 0 || T <= 0 || n_decode < 0 || n_decode > T ||
+    return ttt_cuda_check_layer_ops(l, be, &linked_kernels, x, dy, B, T, n_decode, res);
+}
+
+int ttt_cuda_check_layer_ops(vttt_layer *l, const vttt_backend *be, const ttt_dev_ops *ops, const float *x,
+                             const float *dy, int B, int T, int n_decode, ttt_cuda_check *res) {
+    if (!l || !be || !ops || !x || !dy || !res || B <= 0 || T <= 0 || n_decode < 0 || n_decode > T ||
         l->cfg.kind == VTTT_LAYER_ATTENTION) {
         vttt_log(l ? &l->log : NULL, VTTT_LOG_ERROR,
                  "CUDA TTT check: needs a TTT layer, a backend, x and dy, B, T >= 1 and 0 <= n_decode <= T "
@@ -398,7 +414,7 @@ int ttt_cuda_check_layer(vttt_layer *l, const vttt_backend *be, const float *x, 
     double *all_res[] = {&res->z, &res->ckpt, &res->state, &res->decode, &res->decode_state, &res->dxq,
                          &res->dxk, &res->dxv, &res->dlr, &res->dparams, &res->harness};
     for (size_t i = 0; i < sizeof all_res / sizeof all_res[0]; i++) *all_res[i] = NAN;
-    pool p = {.be = be};
+    pool p = {.be = be, .ops = ops};
     size_t ND = (size_t)B * T * l->D, NH = (size_t)B * T * l->H;
     float *y = host_new(&p, ND);
     if (y) p.err = vttt_layer_forward(l, y, x, B, T, VTTT_FORM_DUAL, 1);

@@ -18,9 +18,21 @@
 #ifndef VTTT_CUDA_INTERNAL_H
 #define VTTT_CUDA_INTERNAL_H
 
+#ifdef TTT_CUDA_EMU
+/* tests/test_cuda_emu.cpp compiles the fused TTT kernels and the device
+ * layer's CUDA ops with g++ against a CPU emulation of the CUDA subset
+ * they use (cuda_emu.h). */
+#include "cuda_emu.h"
+#else
 #include <cublasLt.h>
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
+/* A kernel launch, spelled so that the emulation can run it too:
+ * TTT_LAUNCH(k, grid, block, smem, stream)(args). */
+#define TTT_LAUNCH(k, g, b, s, st) k<<<(g), (b), (s), (st)>>>
+/* The kernel's dynamic shared memory, an array `name` of `type`. */
+#define TTT_DYN_SMEM(type, name) extern __shared__ __align__(16) type name[]
+#endif
 
 #include "backend.h"
 
@@ -95,7 +107,7 @@ template <class F>
 static void ttt_colsum(float *out, F f, int N, int C, int S, int out_cs, int out_ss) {
     if (N <= 0 || C <= 0 || S <= 0) return;
     dim3 grid((unsigned)((C + 31) / 32), (unsigned)S), block(32, TTT_COLSUM_ROWS);
-    ttt_colsum_kernel<<<grid, block, 0, TTT_CUDA_STREAM>>>(out, f, N, C, out_cs, out_ss);
+    TTT_LAUNCH(ttt_colsum_kernel<F>, grid, block, 0, TTT_CUDA_STREAM)(out, f, N, C, out_cs, out_ss);
 }
 
 /* ---- the table's ops ---------------------------------------------------- */

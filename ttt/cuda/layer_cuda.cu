@@ -61,34 +61,35 @@ static int cu_copy(const vttt_backend *be, float *dst, const float *src, size_t 
 }
 
 static int cu_lr_forward(const vttt_backend *be, float *lr, size_t n, float scale) {
-    lr_forward_kernel<<<ttt_cuda_grid(n, TTT_CUDA_BLOCK), TTT_CUDA_BLOCK, 0, ctx_of_be(be)->stream>>>(lr, n, scale);
+    TTT_LAUNCH(lr_forward_kernel, ttt_cuda_grid(n, TTT_CUDA_BLOCK), TTT_CUDA_BLOCK, 0, ctx_of_be(be)->stream)
+        (lr, n, scale);
     return launched(be, "lr_forward launch");
 }
 
 static int cu_lr_backward(const vttt_backend *be, float *da, const float *dlr, const float *lr, size_t n, float scale) {
-    lr_backward_kernel<<<ttt_cuda_grid(n, TTT_CUDA_BLOCK), TTT_CUDA_BLOCK, 0, ctx_of_be(be)->stream>>>(da, dlr, lr, n,
-                                                                                                      scale);
+    TTT_LAUNCH(lr_backward_kernel, ttt_cuda_grid(n, TTT_CUDA_BLOCK), TTT_CUDA_BLOCK, 0, ctx_of_be(be)->stream)
+        (da, dlr, lr, n, scale);
     return launched(be, "lr_backward launch");
 }
 
 static int cu_gate_forward(const vttt_backend *be, float *o, const float *gpre, const float *nrm, size_t n) {
-    gate_forward_kernel<<<ttt_cuda_grid(n, TTT_CUDA_BLOCK), TTT_CUDA_BLOCK, 0, ctx_of_be(be)->stream>>>(o, gpre, nrm,
-                                                                                                       n);
+    TTT_LAUNCH(gate_forward_kernel, ttt_cuda_grid(n, TTT_CUDA_BLOCK), TTT_CUDA_BLOCK, 0, ctx_of_be(be)->stream)
+        (o, gpre, nrm, n);
     return launched(be, "gate_forward launch");
 }
 
 static int cu_gate_backward(const vttt_backend *be, float *dg, float *d_o, const float *gpre, const float *nrm,
                             size_t n) {
-    gate_backward_kernel<<<ttt_cuda_grid(n, TTT_CUDA_BLOCK), TTT_CUDA_BLOCK, 0, ctx_of_be(be)->stream>>>(dg, d_o, gpre,
-                                                                                                        nrm, n);
+    TTT_LAUNCH(gate_backward_kernel, ttt_cuda_grid(n, TTT_CUDA_BLOCK), TTT_CUDA_BLOCK, 0, ctx_of_be(be)->stream)
+        (dg, d_o, gpre, nrm, n);
     return launched(be, "gate_backward launch");
 }
 
 static int cu_conv_state_update(const vttt_backend *be, float *state, const float *inp, int B, int T, int C, int K) {
     if (!state || K <= 1 || T <= 0) return VTTT_OK;
     size_t n = (size_t)B * C;
-    conv_state_kernel<<<ttt_cuda_grid(n, TTT_CUDA_BLOCK), TTT_CUDA_BLOCK, 0, ctx_of_be(be)->stream>>>(state, inp, B, T,
-                                                                                                     C, K);
+    TTT_LAUNCH(conv_state_kernel, ttt_cuda_grid(n, TTT_CUDA_BLOCK), TTT_CUDA_BLOCK, 0, ctx_of_be(be)->stream)
+        (state, inp, B, T, C, K);
     return launched(be, "conv state update launch");
 }
 

@@ -265,7 +265,7 @@ static __host__ __device__ size_t head_grads_offset(const kshape &S, const ttt_c
 
 /* Grid B*H; dynamic shared memory: the scratch (scratch_smem) or none. */
 __global__ void __launch_bounds__(TTT_FUSED_THREADS) ttt_backward_kernel(bwd_args a) {
-    extern __shared__ __align__(16) float smem[];
+    TTT_DYN_SMEM(float, smem);
     const kshape &S = a.S;
     int bh = blockIdx.x, bi = bh / S.H, h = bh % S.H, G = a.group;
     float *base = a.ws + (size_t)bh * a.per_bh;
@@ -377,12 +377,12 @@ extern "C" int ttt_cuda_backward(const vttt_backend *be, const ttt_cuda_shape *s
     a.scratch_smem = smem <= optin;
     if (!a.scratch_smem) smem = 0;
     if ((err = smem_allow(ctx, ttt_backward_kernel, smem))) return err;
-    ttt_backward_kernel<<<s->B * s->H, TTT_FUSED_THREADS, smem, ctx->stream>>>(a);
+    TTT_LAUNCH(ttt_backward_kernel, s->B * s->H, TTT_FUSED_THREADS, smem, ctx->stream)(a);
     if ((err = ttt_cuda_err(&ctx->log, cudaGetLastError(), "backward launch"))) return err;
     reduce_args r;
     r.S = a.S, r.ws = a.ws, r.per_bh = a.per_bh, r.hg_off = head_grads_offset(a.S, a.L, group);
     r.token_idx = p->token_idx, r.g = *g;
     size_t items = (size_t)s->H * a.S.numel + s->b + (size_t)s->H * 2 * s->f;
-    ttt_grad_reduce_kernel<<<ttt_cuda_grid(items, TTT_CUDA_BLOCK), TTT_CUDA_BLOCK, 0, ctx->stream>>>(r);
+    TTT_LAUNCH(ttt_grad_reduce_kernel, ttt_cuda_grid(items, TTT_CUDA_BLOCK), TTT_CUDA_BLOCK, 0, ctx->stream)(r);
     return ttt_cuda_err(&ctx->log, cudaGetLastError(), "backward reduce launch");
 }

@@ -86,7 +86,7 @@ static __host__ __device__ size_t state_slot(size_t numel) { return (numel + 31)
 /* Grid: B*H blocks, block bh = bi*H + h. Dynamic shared memory: the state
  * slot (state_smem) then the scratch (scratch_smem). */
 __global__ void __launch_bounds__(TTT_FUSED_THREADS) ttt_prefill_kernel(fwd_args a) {
-    extern __shared__ __align__(16) float smem[];
+    TTT_DYN_SMEM(float, smem);
     const kshape &S = a.S;
     int bh = blockIdx.x, bi = bh / S.H, h = bh % S.H;
     float *Wg = a.W + (size_t)bh * S.numel;
@@ -149,7 +149,7 @@ static __device__ void layer_at(float *z, const float *x, const float *W, const 
  * W_i = W - s_i A, and at the mini-batch's last token W = W_i, A = 0.
  * Grid B*H; shared memory: q, k (f), z1, x2, g1, zq, xq (h1), z2, g2, zq2 (f). */
 __global__ void __launch_bounds__(TTT_FUSED_THREADS) ttt_token_kernel(tok_args a) {
-    extern __shared__ __align__(16) float sm[];
+    TTT_DYN_SMEM(float, sm);
     const kshape &S = a.S;
     int f = S.f, h1 = S.h1, bh = blockIdx.x, bi = bh / S.H, h = bh % S.H;
     float *q = sm, *k = q + f, *z1 = k + f, *x2 = z1 + h1, *g1 = x2 + h1, *zq = g1 + h1, *xq = zq + h1;
@@ -228,8 +228,8 @@ extern "C" int ttt_cuda_state_init(const vttt_backend *be, const ttt_cuda_shape 
     if (err) return err;
     kshape S = kshape_of(s);
     size_t total = (size_t)S.B * S.H * S.numel;
-    state_init_kernel<<<ttt_cuda_grid(total, TTT_CUDA_BLOCK), TTT_CUDA_BLOCK, 0, ctx->stream>>>(W, S, p->W1, p->b1,
-                                                                                                 p->W2, p->b2);
+    TTT_LAUNCH(state_init_kernel, ttt_cuda_grid(total, TTT_CUDA_BLOCK), TTT_CUDA_BLOCK, 0, ctx->stream)
+        (W, S, p->W1, p->b1, p->W2, p->b2);
     err = ttt_cuda_err(&ctx->log, cudaGetLastError(), "state init launch");
     if (!err && A) err = ttt_cuda_err(&ctx->log, cudaMemsetAsync(A, 0, total * sizeof(float), ctx->stream), "zeroing A");
     return err;
@@ -251,7 +251,7 @@ static int launch_token(ttt_cuda_ctx *ctx, const kshape &S, const ttt_cuda_param
         return VTTT_ENOTSUP;
     }
     if ((err = smem_allow(ctx, ttt_token_kernel, smem))) return err;
-    ttt_token_kernel<<<S.B * S.H, TTT_FUSED_THREADS, smem, ctx->stream>>>(a);
+    TTT_LAUNCH(ttt_token_kernel, S.B * S.H, TTT_FUSED_THREADS, smem, ctx->stream)(a);
     return ttt_cuda_err(&ctx->log, cudaGetLastError(), "decode step launch");
 }
 
@@ -314,6 +314,6 @@ extern "C" int ttt_cuda_prefill(const vttt_backend *be, const ttt_cuda_shape *s,
     size_t smem;
     if ((err = prefill_placement(ctx, S, a.L, &a, &smem))) return err;
     if ((err = smem_allow(ctx, ttt_prefill_kernel, smem))) return err;
-    ttt_prefill_kernel<<<S.B * S.H, TTT_FUSED_THREADS, smem, ctx->stream>>>(a);
+    TTT_LAUNCH(ttt_prefill_kernel, S.B * S.H, TTT_FUSED_THREADS, smem, ctx->stream)(a);
     return ttt_cuda_err(&ctx->log, cudaGetLastError(), "prefill launch");
 }
