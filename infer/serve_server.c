@@ -41,6 +41,7 @@ static int check_params(const vttt_server_params *p) {
     else if (p->queue_size < 1) bad = "queue_size must be >= 1";
     else if (p->max_batch < 1 || p->max_batch > 256) bad = "max_batch must be in [1, 256]";
     else if (p->http_threads < 1 || p->http_threads > 256) bad = "http_threads must be in [1, 256]";
+    else if (p->model_threads < 0 || p->model_threads > 1024) bad = "model_threads must be in [0, 1024]";
     else if (!(p->drain_s >= 0)) bad = "drain_s must be >= 0";
     else if (p->token && !*p->token) bad = "the token must not be empty";
     if (bad) vttt_log(&p->log, VTTT_LOG_ERROR, "serve: %s", bad);

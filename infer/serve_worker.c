@@ -15,6 +15,8 @@
 #include <string.h>
 #include <time.h>
 
+#include <omp.h>
+
 #include "serve_internal.h"
 
 /* The predictor's logger: keeps the last message for the job's answer and
@@ -270,6 +272,9 @@ static void serve_loop(serve_worker *w) {
 
 static void *worker_main(void *arg) {
     serve_worker *w = arg;
+    /* Per-thread setting: the model's OpenMP loops (and OpenBLAS's) started
+     * from this thread use this many threads. */
+    if (w->srv->p.model_threads > 0) omp_set_num_threads(w->srv->p.model_threads);
     int err = load(w);
     pthread_mutex_lock(&w->mu);
     atomic_store(&w->ready, err ? err : 1);

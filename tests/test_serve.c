@@ -71,6 +71,7 @@ static vttt_server_params params(const fixture *f) {
     vttt_server_params p = vttt_server_default_params();
     p.model_dir = f->model, p.encoder_dir = f->enc, p.listen = "127.0.0.1:0";
     p.log = tu_log_quiet();
+    p.model_threads = 1;   /* tiny model; no OpenMP barriers on a busy test machine */
     return p;
 }
 

@@ -16,6 +16,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <omp.h>
+
 #include "cli.h"
 #include "encoder.h"
 #include "http_client.h"
@@ -30,7 +32,7 @@ typedef struct {
     const char *model, *encoder, *preset, *layer;
     int counts[MAX_COUNTS], ncounts;
     double seconds;
-    int batch_on, batch_off, batch_size, threads, raw;
+    int batch_on, batch_off, batch_size, threads, raw, model_threads;
 } bench_opts;
 
 typedef struct {
@@ -52,6 +54,7 @@ static int usage(int status) {
             "  --batch MODE      both (default), on, off: batching frames of distinct streams\n"
             "  --batch-size N    frames per model step when on (64)\n"
             "  --threads N       HTTP threads (4)\n"
+            "  --model-threads N OpenMP threads of the model thread (0: OpenMP's default)\n"
             "  --raw             raw rgb24 in and out instead of PNG\n"
             "  --preset NAME     random model size without --model (tiny)\n"
             "  --layer KIND      ttt_mlp (default) or ttt_linear for the random model\n");
@@ -77,6 +80,7 @@ static int parse_opts(int argc, char **argv, bench_opts *o) {
         else if (!strcmp(a, "--seconds")) o->seconds = atof(v);
         else if (!strcmp(a, "--batch-size")) o->batch_size = atoi(v);
         else if (!strcmp(a, "--threads")) o->threads = atoi(v);
+        else if (!strcmp(a, "--model-threads")) o->model_threads = atoi(v);
         else if (!strcmp(a, "--batch")) {
             o->batch_on = strcmp(v, "off") != 0;
             o->batch_off = strcmp(v, "on") != 0;
@@ -305,6 +309,7 @@ static int run_setting(const bench_opts *o, const char *model, const char *enc, 
     p.model_dir = model, p.encoder_dir = enc, p.listen = "127.0.0.1:0";
     p.max_streams = maxn, p.max_batch = batch, p.http_threads = o->threads, p.queue_size = 4 * maxn + 16;
     p.request_timeout_s = 300;
+    p.model_threads = o->model_threads;
     vttt_server *srv = NULL;
     if (vttt_server_start(&srv, &p) || vttt_server_wait_ready(srv)) {
         vttt_server_stop(&srv);
@@ -341,8 +346,9 @@ int cli_bench_serve(int argc, char **argv) {
         snprintf(model, sizeof model, "%s", o.model);
         snprintf(enc, sizeof enc, "%s", o.encoder);
     }
-    printf("%s: model %s, tokenizer %s, %.1f s per row, %s frames in and out, %d HTTP threads\n", CMD,
-           tmp ? o.preset : model, tmp ? "default (random)" : enc, o.seconds, o.raw ? "raw rgb24" : "PNG", o.threads);
+    printf("%s: model %s, tokenizer %s, %.1f s per row, %s frames in and out, %d HTTP threads, model threads %d\n",
+           CMD, tmp ? o.preset : model, tmp ? "default (random)" : enc, o.seconds, o.raw ? "raw rgb24" : "PNG", o.threads,
+           o.model_threads > 0 ? o.model_threads : omp_get_max_threads());
     printf("%-8s %7s %9s %8s %8s %10s %8s %6s\n", "batching", "streams", "frames/s", "p50 ms", "p99 ms", "mean batch",
            "RSS MiB", "errors");
     int rc = 0;

@@ -37,6 +37,8 @@ static int usage(int status) {
             "  --batch N             frames of distinct streams per model step (1: no batching, the default;\n"
             "                        on the CPU batching measured no faster and used more memory)\n"
             "  --threads N           HTTP threads (4)\n"
+            "  --model-threads N     OpenMP threads for the model (0: OMP_NUM_THREADS or all cores); on a\n"
+            "                        machine shared with other busy processes 1 is often much faster\n"
             "  --drain S             on SIGTERM, how long in-flight requests get (30)\n"
             "  --quiet               errors only\n"
             "SIGTERM/SIGINT: stop accepting, drain, exit 0. Exit 1 when the model cannot load.\n");
@@ -82,6 +84,7 @@ static int parse_args(int argc, char **argv, vttt_server_params *p, int *quiet) 
         else if (!strcmp(a, "--queue")) bad = parse_num(a, v, 1, 1e7, &x), p->queue_size = (int)x;
         else if (!strcmp(a, "--batch")) bad = parse_num(a, v, 1, 256, &x), p->max_batch = (int)x;
         else if (!strcmp(a, "--threads")) bad = parse_num(a, v, 1, 256, &x), p->http_threads = (int)x;
+        else if (!strcmp(a, "--model-threads")) bad = parse_num(a, v, 0, 1024, &x), p->model_threads = (int)x;
         else if (!strcmp(a, "--drain")) bad = parse_num(a, v, 0, 1e6, &x), p->drain_s = x;
         else {
             fprintf(stderr, CMD ": unknown option %s (vttt serve --help)\n", a);

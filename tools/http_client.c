@@ -122,7 +122,15 @@ int http_request(int fd, const char *method, const char *path, const char *heade
                       path, headers ? headers : "", n);
     memset(r, 0, sizeof *r);
     if (hn < 0 || (size_t)hn >= sizeof head) return -1;
-    if (send_all(fd, head, (size_t)hn) || (n && send_all(fd, body, n))) return -1;
+    /* One send for head and body: two would leave the second segment to
+     * Nagle and the peer's delayed ACK (tens of ms on keep-alive). */
+    char *msg = malloc((size_t)hn + n);
+    if (!msg) return -1;
+    memcpy(msg, head, (size_t)hn);
+    if (n) memcpy(msg + hn, body, n);
+    int err = send_all(fd, msg, (size_t)hn + n);
+    free(msg);
+    if (err) return -1;
     if (read_response(fd, r)) {
         r->status = 0;
         return -1;
