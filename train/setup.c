@@ -74,6 +74,16 @@ static int set_frames(vttt_model_config *cfg, const vttt_train_params *p, const 
     return VTTT_OK;
 }
 
+/* The training shards' tokens per frame into cfg, before the data opens
+ * with the target shift it implies. */
+static int data_frames(train_ctx *c, vttt_model_config *cfg) {
+    train_data *d = NULL;
+    int err = train_data_open(&d, c->p.data, "train", 1, 1, &c->log);
+    if (!err) err = set_frames(cfg, &c->p, d, &c->log);
+    train_data_close(&d);
+    return err;
+}
+
 /* Fills the settings the user left to the recipe (see train.h). */
 static void resolve(vttt_train_params *p, const vttt_model_config *cfg) {
     int mlp = cfg->seq_kind == VTTT_LAYER_TTT_MLP;
@@ -137,12 +147,8 @@ static int open_data(train_ctx *c, const vttt_model_config *cfg) {
 static int setup_new(train_ctx *c, train_state *st) {
     vttt_model_config cfg;
     int err = new_config(&cfg, &c->p, &c->log);
+    if (!err) err = data_frames(c, &cfg);
     if (!err) err = open_data(c, &cfg);
-    if (!err) err = set_frames(&cfg, &c->p, c->data, &c->log);
-    if (!err && c->shift != vttt_model_config_target_shift(&cfg)) { /* video: samples reach one frame further */
-        train_data_close(&c->data), train_data_close(&c->val);
-        err = open_data(c, &cfg);
-    }
     if (err) return err;
     set_vocab(&cfg, &c->p, c->data, &c->log);
     resolve(&c->p, &cfg);
