@@ -18,6 +18,7 @@
  * exceeds MARGIN (batched BLAS may round differently), and at least
  * MIN_DECIDED of the positions must be that clear for a test to count.
  */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
