@@ -1,7 +1,9 @@
 /* GroupNorm and nearest 2x upsampling of NCHW images on the GPU, as
  * ttt/groupnorm.c and ttt/upsample.c (backward accumulates, NULL gradients
  * skipped, w and b may be NULL). Every sum is a block reduction with one
- * writer per output, so the results are deterministic (no atomics). */
+ * writer per output, so the results are deterministic (no atomics).
+ * Launches are spelled TTT_LAUNCH so that tests/test_image_cuda_emu.cpp
+ * can run these kernels on the CPU emulation of CUDA (cuda_emu.h). */
 #include "cuda_internal.h"
 
 #define GN_THREADS 256
@@ -32,7 +34,7 @@ __global__ void groupnorm_forward_kernel(float *out, float *mean, float *rstd, c
     float m = block_sum(s, red) / (float)len;
     float v = 0.0f;
     for (size_t i = threadIdx.x; i < len; i += blockDim.x) v += (x[i] - m) * (x[i] - m);
-    float r = rsqrtf(block_sum(v, red) / (float)len + eps);
+    float r = 1.0f / sqrtf(block_sum(v, red) / (float)len + eps);
     if (threadIdx.x == 0) {
         if (mean) mean[ng] = m;
         if (rstd) rstd[ng] = r;
@@ -93,8 +95,8 @@ __global__ void groupnorm_dparams_kernel(float *dw, float *db, const float *dout
 void ttt_cuda_groupnorm_forward(float *out, float *mean, float *rstd, const float *inp, const float *w,
                                 const float *b, int N, int C, int HW, int G, float eps) {
     if (N <= 0 || C <= 0 || HW <= 0 || G <= 0 || C % G) return;
-    groupnorm_forward_kernel<<<(unsigned)(N * G), GN_THREADS, 0, TTT_CUDA_STREAM>>>(out, mean, rstd, inp, w, b, C,
-                                                                                    HW, G, eps);
+    TTT_LAUNCH(groupnorm_forward_kernel, (unsigned)(N * G), GN_THREADS, 0, TTT_CUDA_STREAM)
+    (out, mean, rstd, inp, w, b, C, HW, G, eps);
     ttt_cuda_check_launch("groupnorm_forward");
 }
 
@@ -102,11 +104,11 @@ void ttt_cuda_groupnorm_backward(float *dinp, float *dw, float *db, const float 
                                  const float *w, const float *mean, const float *rstd, int N, int C, int HW, int G) {
     if (N <= 0 || C <= 0 || HW <= 0 || G <= 0 || C % G) return;
     if (dinp)
-        groupnorm_dinp_kernel<<<(unsigned)(N * G), GN_THREADS, 0, TTT_CUDA_STREAM>>>(dinp, dout, inp, w, mean, rstd,
-                                                                                     C, HW, G);
+        TTT_LAUNCH(groupnorm_dinp_kernel, (unsigned)(N * G), GN_THREADS, 0, TTT_CUDA_STREAM)
+        (dinp, dout, inp, w, mean, rstd, C, HW, G);
     if (dw || db)
-        groupnorm_dparams_kernel<<<(unsigned)C, GN_THREADS, 0, TTT_CUDA_STREAM>>>(dw, db, dout, inp, mean, rstd, N,
-                                                                                  C, HW, G);
+        TTT_LAUNCH(groupnorm_dparams_kernel, (unsigned)C, GN_THREADS, 0, TTT_CUDA_STREAM)
+        (dw, db, dout, inp, mean, rstd, N, C, HW, G);
     ttt_cuda_check_launch("groupnorm_backward");
 }
 
@@ -134,15 +136,15 @@ __global__ void upsample2x_backward_kernel(float *dinp, const float *dout, size_
 void ttt_cuda_upsample2x_forward(float *out, const float *inp, int N, int C, int H, int W) {
     size_t total = (size_t)N * C * 4 * H * W;
     if (N <= 0 || C <= 0 || H <= 0 || W <= 0) return;
-    upsample2x_forward_kernel<<<ttt_cuda_grid(total, TTT_CUDA_BLOCK), TTT_CUDA_BLOCK, 0, TTT_CUDA_STREAM>>>(
-        out, inp, total, H, W);
+    TTT_LAUNCH(upsample2x_forward_kernel, ttt_cuda_grid(total, TTT_CUDA_BLOCK), TTT_CUDA_BLOCK, 0, TTT_CUDA_STREAM)
+    (out, inp, total, H, W);
     ttt_cuda_check_launch("upsample2x_forward");
 }
 
 void ttt_cuda_upsample2x_backward(float *dinp, const float *dout, int N, int C, int H, int W) {
     size_t total = (size_t)N * C * H * W;
     if (N <= 0 || C <= 0 || H <= 0 || W <= 0 || !dinp) return;
-    upsample2x_backward_kernel<<<ttt_cuda_grid(total, TTT_CUDA_BLOCK), TTT_CUDA_BLOCK, 0, TTT_CUDA_STREAM>>>(
-        dinp, dout, total, H, W);
+    TTT_LAUNCH(upsample2x_backward_kernel, ttt_cuda_grid(total, TTT_CUDA_BLOCK), TTT_CUDA_BLOCK, 0, TTT_CUDA_STREAM)
+    (dinp, dout, total, H, W);
     ttt_cuda_check_launch("upsample2x_backward");
 }
