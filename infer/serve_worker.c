@@ -15,6 +15,7 @@
 #include <string.h>
 #include <time.h>
 
+#include <cblas.h>
 #include <omp.h>
 
 #include "serve_internal.h"
@@ -272,9 +273,14 @@ static void serve_loop(serve_worker *w) {
 
 static void *worker_main(void *arg) {
     serve_worker *w = arg;
-    /* Per-thread setting: the model's OpenMP loops (and OpenBLAS's) started
-     * from this thread use this many threads. */
-    if (w->srv->p.model_threads > 0) omp_set_num_threads(w->srv->p.model_threads);
+    /* The model's OpenMP loops started from this thread use this many
+     * threads. OpenBLAS keeps its own process-wide count (and the CPU ops
+     * restore it into this thread's OpenMP setting after serial sections),
+     * so it is set too: this thread is the daemon's only BLAS user. */
+    if (w->srv->p.model_threads > 0) {
+        openblas_set_num_threads(w->srv->p.model_threads);
+        omp_set_num_threads(w->srv->p.model_threads);
+    }
     int err = load(w);
     pthread_mutex_lock(&w->mu);
     atomic_store(&w->ready, err ? err : 1);
