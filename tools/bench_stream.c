@@ -127,7 +127,8 @@ static int bench_batch(vttt_predictor *p, int n, int frames) {
     int32_t *tok = calloc((size_t)n * P, sizeof *tok), *pred = malloc((size_t)n * P * sizeof *pred);
     if (!s || !tok || !pred) err = VTTT_ENOMEM;
     for (int i = 0; !err && i < n; i++) err = vttt_stream_open(&s[i], p);
-    for (int i = 0; i < n * P; i++) tok[i] = (i * 7919) % 997;
+    int V = vttt_model_get_config(vttt_predictor_model(p))->vocab_size;
+    for (int i = 0; i < n * P; i++) tok[i] = (int32_t)(((int64_t)i * 7919) % V);
     double rate[2] = {0, 0};
     for (int mode = 0; !err && mode < 2; mode++) {
         err = vttt_stream_push_batch_tokens(s, n, tok, pred); /* warm-up */
