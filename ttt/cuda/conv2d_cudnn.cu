@@ -13,7 +13,9 @@
  * more, so steady-state calls allocate nothing. The math is plain fp32
  * FMA (no TF32), like the cuBLAS handle, and only deterministic algorithms
  * are chosen. */
-#include <cudnn.h>
+#ifndef TTT_CUDA_EMU
+#include <cudnn.h> /* tests/test_conv2d_cudnn_emu.cpp provides a stand-in for the emulation */
+#endif
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
