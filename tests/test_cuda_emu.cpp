@@ -17,7 +17,11 @@
  * - through ttt_layer_dev_check_run_ops: the whole device layer with these
  *   ops (outer part on the host backend's table), including the decode
  *   path's fallback when graph capture fails (the emulation has no graphs)
- *   and the bf16 projections' wiring (emulated conversions).
+ *   and the bf16 projections' wiring (emulated conversions);
+ * - the CUDA backend table's own ops (linear_cuda.cu, norm_cuda.cu,
+ *   pointwise_cuda.cu, rotary_cuda.cu, conv1d_cuda.cu, token_cuda.cu; the
+ *   same comparisons as test_cuda, cuBLAS's Sgemm a plain loop here), and
+ *   the device layer on that table: the GPU path end to end.
  *
  * Tolerances are those of the GPU tests (TTT_CUDA_TOL_* in
  * ttt/cuda/ttt_cuda.h): the emulation computes in fp32 in the kernels'
@@ -33,6 +37,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include <vector>
 
 #include "backend.h"
 #include "cuda/cuda_emu.h"
@@ -88,9 +94,25 @@ extern "C" int ttt_cuda_linear_bf16(const vttt_backend *be, float *out, const fl
     return err;
 }
 
-#include "cuda/ttt_fused_fwd.cu"
+int ttt_cublas_err(const vttt_logger *lg, cublasStatus_t st, const char *what) {
+    if (st == CUBLAS_STATUS_SUCCESS) return VTTT_OK;
+    vttt_log(lg, VTTT_LOG_ERROR, "cuBLAS (emulated): %s failed (%d)", what, (int)st);
+    return VTTT_EINVAL;
+}
+
+void ttt_cuda_check_launch(const char *what) {
+    if (cudaPeekAtLastError() != cudaSuccess) vttt_log(NULL, VTTT_LOG_ERROR, "CUDA (emulated): %s: launch failed", what);
+}
+
+#include "cuda/ttt_fused_fwd.cu" /* before layer_cuda.cu, whose table names its launchers */
 #include "cuda/ttt_fused_bwd.cu"
 #include "cuda/layer_cuda.cu"
+#include "cuda/conv1d_cuda.cu"
+#include "cuda/linear_cuda.cu"
+#include "cuda/norm_cuda.cu"
+#include "cuda/pointwise_cuda.cu"
+#include "cuda/rotary_cuda.cu"
+#include "cuda/token_cuda.cu"
 } // namespace ttt_emu
 
 /* A backend whose table is the CPU's (host memory, the outer part's ops)
@@ -110,6 +132,44 @@ static void emu_open(emu_backend *e, int dev) {
     e->ctx.dev = dev;
     e->ctx.stream = cudaStreamPerThread;
     ttt_emu_rt::emu_dev = dev;
+}
+
+/* The same, with the CUDA backend's own ops (the table of
+ * backend_cuda.cu fill_table, emulated) instead of the CPU's; memory is
+ * still the host's. The image ops (cuDNN) stay NULL. */
+static void emu_open_cuda_table(emu_backend *e) {
+    emu_open(e, 0);
+    vttt_backend *be = &e->be;
+    using namespace ttt_emu;
+    be->matmul = ttt_cuda_matmul;
+    be->linear_forward = ttt_cuda_linear_forward;
+    be->linear_backward = ttt_cuda_linear_backward;
+    be->rmsnorm_forward = ttt_cuda_rmsnorm_forward;
+    be->rmsnorm_backward = ttt_cuda_rmsnorm_backward;
+    be->layernorm_forward = ttt_cuda_layernorm_forward;
+    be->layernorm_backward = ttt_cuda_layernorm_backward;
+    be->gelu_forward = ttt_cuda_gelu_forward;
+    be->gelu_backward = ttt_cuda_gelu_backward;
+    be->silu_forward = ttt_cuda_silu_forward;
+    be->silu_backward = ttt_cuda_silu_backward;
+    be->swiglu_forward = ttt_cuda_swiglu_forward;
+    be->swiglu_backward = ttt_cuda_swiglu_backward;
+    be->sigmoid_forward = ttt_cuda_sigmoid_forward;
+    be->sigmoid_backward = ttt_cuda_sigmoid_backward;
+    be->rotary_forward = ttt_cuda_rotary_forward;
+    be->rotary_backward = ttt_cuda_rotary_backward;
+    be->conv1d_forward = ttt_cuda_conv1d_forward;
+    be->conv1d_backward = ttt_cuda_conv1d_backward;
+    be->embedding_forward = ttt_cuda_embedding_forward;
+    be->embedding_backward = ttt_cuda_embedding_backward;
+    be->xent_forward = ttt_cuda_xent_forward;
+    be->xent_backward = ttt_cuda_xent_backward;
+    be->conv2d_forward = NULL;
+    be->conv2d_backward = NULL;
+    be->groupnorm_forward = NULL;
+    be->groupnorm_backward = NULL;
+    be->upsample2x_forward = NULL;
+    be->upsample2x_backward = NULL;
 }
 
 typedef struct {
@@ -206,6 +266,189 @@ START_TEST(test_device_layer) {
 }
 END_TEST
 
+/* ---- the backend table's ops ---------------------------------------------------------
+ * Each op of the emulated CUDA table against the CPU table on the same
+ * data, with test_cuda's tolerances (1e-5 elementwise, 1e-4 for sums);
+ * gradients are pre-filled with the same values on both sides, so an op
+ * that overwrote instead of accumulating would differ. */
+#define TOL_POINTWISE 1e-5
+#define TOL_REDUCE 1e-4
+
+typedef struct {
+    std::vector<float> c, g; /* CPU side, emulated side */
+} both;
+
+static both rnd(tu_rng *r, size_t n, float scale) {
+    both b;
+    b.c.resize(n);
+    tu_fill_normal(r, b.c.data(), n, scale);
+    b.g = b.c;
+    return b;
+}
+
+static void expect(const char *what, both &b, double tol) {
+    double e = tu_rel_err(b.g.data(), b.c.data(), b.c.size());
+    ck_assert_msg(e <= tol, "%s: emulated CUDA vs CPU relative error %.3g > %.3g", what, e, tol);
+}
+
+START_TEST(test_table_ops) {
+    emu_backend e;
+    emu_open_cuda_table(&e);
+    const vttt_backend *cpu = vttt_backend_cpu(), *gpu = &e.be;
+    void *gc = gpu->ctx;
+    tu_rng r;
+    tu_seed(&r, 77);
+    int N = 37, C = 96, OC = 40, H = 3, f = 32, T = 37, B = 1, K = 4;
+    both x = rnd(&r, (size_t)N * C, 1.0f), y = rnd(&r, (size_t)N * C, 1.0f), dy = rnd(&r, (size_t)N * C, 1.0f);
+    both dx = rnd(&r, (size_t)N * C, 0.1f), w = rnd(&r, (size_t)C, 0.5f), bb = rnd(&r, (size_t)C, 0.5f);
+    both dw = rnd(&r, (size_t)C, 0.1f), db = rnd(&r, (size_t)C, 0.1f), st = rnd(&r, (size_t)N, 1.0f);
+    both mu = rnd(&r, (size_t)N, 1.0f);
+    /* matmul, all four transposes, beta 0.5 */
+    for (int t = 0; t < 4; t++) {
+        int ta = t & 1, tb = t >> 1;
+        both A = rnd(&r, (size_t)N * C, 1.0f), Bm = rnd(&r, (size_t)C * OC, 1.0f), Cm = rnd(&r, (size_t)N * OC, 1.0f);
+        int lda = ta ? N : C, ldb = tb ? C : OC;
+        cpu->matmul(NULL, ta, tb, N, OC, C, 0.7f, A.c.data(), lda, Bm.c.data(), ldb, 0.5f, Cm.c.data(), OC);
+        ck_assert_int_eq(gpu->matmul(gc, ta, tb, N, OC, C, 0.7f, A.g.data(), lda, Bm.g.data(), ldb, 0.5f, Cm.g.data(),
+                                     OC), VTTT_OK);
+        expect(ta ? (tb ? "matmul TT" : "matmul TN") : (tb ? "matmul NT" : "matmul NN"), Cm, TOL_REDUCE);
+    }
+    /* linear with bias, forward and backward */
+    both lw = rnd(&r, (size_t)OC * C, 0.2f), lb = rnd(&r, (size_t)OC, 1.0f), ly = rnd(&r, (size_t)N * OC, 1.0f);
+    both ldy = rnd(&r, (size_t)N * OC, 1.0f), ldw = rnd(&r, (size_t)OC * C, 0.1f), ldb = rnd(&r, (size_t)OC, 0.1f);
+    cpu->linear_forward(NULL, ly.c.data(), x.c.data(), lw.c.data(), lb.c.data(), N, C, OC);
+    gpu->linear_forward(gc, ly.g.data(), x.g.data(), lw.g.data(), lb.g.data(), N, C, OC);
+    expect("linear_forward", ly, TOL_REDUCE);
+    cpu->linear_backward(NULL, dx.c.data(), ldw.c.data(), ldb.c.data(), ldy.c.data(), x.c.data(), lw.c.data(), N, C, OC);
+    gpu->linear_backward(gc, dx.g.data(), ldw.g.data(), ldb.g.data(), ldy.g.data(), x.g.data(), lw.g.data(), N, C, OC);
+    expect("linear_backward dinp", dx, TOL_REDUCE);
+    expect("linear_backward dw", ldw, TOL_REDUCE);
+    expect("linear_backward dbias", ldb, TOL_REDUCE);
+    /* RMSNorm and LayerNorm */
+    cpu->rmsnorm_forward(y.c.data(), st.c.data(), x.c.data(), w.c.data(), N, C, 1e-6f);
+    gpu->rmsnorm_forward(y.g.data(), st.g.data(), x.g.data(), w.g.data(), N, C, 1e-6f);
+    expect("rmsnorm_forward", y, TOL_REDUCE);
+    expect("rmsnorm_forward rstd", st, TOL_REDUCE);
+    cpu->rmsnorm_backward(dx.c.data(), dw.c.data(), dy.c.data(), x.c.data(), w.c.data(), st.c.data(), N, C);
+    gpu->rmsnorm_backward(dx.g.data(), dw.g.data(), dy.g.data(), x.g.data(), w.g.data(), st.g.data(), N, C);
+    expect("rmsnorm_backward dinp", dx, TOL_REDUCE);
+    expect("rmsnorm_backward dw", dw, TOL_REDUCE);
+    cpu->layernorm_forward(y.c.data(), mu.c.data(), st.c.data(), x.c.data(), w.c.data(), bb.c.data(), N, C, 1e-6f);
+    gpu->layernorm_forward(y.g.data(), mu.g.data(), st.g.data(), x.g.data(), w.g.data(), bb.g.data(), N, C, 1e-6f);
+    expect("layernorm_forward", y, TOL_REDUCE);
+    cpu->layernorm_backward(dx.c.data(), dw.c.data(), db.c.data(), dy.c.data(), x.c.data(), w.c.data(), mu.c.data(),
+                            st.c.data(), N, C);
+    gpu->layernorm_backward(dx.g.data(), dw.g.data(), db.g.data(), dy.g.data(), x.g.data(), w.g.data(), mu.g.data(),
+                            st.g.data(), N, C);
+    expect("layernorm_backward dinp", dx, TOL_REDUCE);
+    expect("layernorm_backward dw", dw, TOL_REDUCE);
+    expect("layernorm_backward db", db, TOL_REDUCE);
+    /* elementwise maps */
+    size_t n = x.c.size();
+    typedef void (*fwd_t)(float *, const float *, size_t);
+    typedef void (*bwd_t)(float *, const float *, const float *, size_t);
+    fwd_t cf[3] = {cpu->gelu_forward, cpu->silu_forward, cpu->sigmoid_forward};
+    fwd_t gf[3] = {gpu->gelu_forward, gpu->silu_forward, gpu->sigmoid_forward};
+    bwd_t cb[3] = {cpu->gelu_backward, cpu->silu_backward, cpu->sigmoid_backward};
+    bwd_t gb[3] = {gpu->gelu_backward, gpu->silu_backward, gpu->sigmoid_backward};
+    for (int m = 0; m < 3; m++) {
+        cf[m](y.c.data(), x.c.data(), n);
+        gf[m](y.g.data(), x.g.data(), n);
+        expect("gelu/silu/sigmoid forward", y, TOL_POINTWISE);
+        const both &in = m == 2 ? y : x; /* sigmoid's backward takes the output */
+        cb[m](dx.c.data(), dy.c.data(), in.c.data(), n);
+        gb[m](dx.g.data(), dy.g.data(), in.g.data(), n);
+        expect("gelu/silu/sigmoid backward", dx, TOL_POINTWISE);
+    }
+    cpu->swiglu_forward(y.c.data(), x.c.data(), dy.c.data(), n);
+    gpu->swiglu_forward(y.g.data(), x.g.data(), dy.g.data(), n);
+    expect("swiglu_forward", y, TOL_POINTWISE);
+    both du = rnd(&r, n, 0.1f);
+    cpu->swiglu_backward(dx.c.data(), du.c.data(), y.c.data(), x.c.data(), dy.c.data(), n);
+    gpu->swiglu_backward(dx.g.data(), du.g.data(), y.g.data(), x.g.data(), dy.g.data(), n);
+    expect("swiglu_backward dgate", dx, TOL_POINTWISE);
+    expect("swiglu_backward dup", du, TOL_POINTWISE);
+    /* rotary on (B,T,H,f), positions 5.. mod 16, and its backward */
+    both rx = rnd(&r, (size_t)B * T * H * f, 1.0f), ry = rnd(&r, rx.c.size(), 1.0f), rd = rnd(&r, rx.c.size(), 0.1f);
+    cpu->rotary_forward(ry.c.data(), rx.c.data(), B, T, H, f, 5, 16, 10000.0f);
+    gpu->rotary_forward(ry.g.data(), rx.g.data(), B, T, H, f, 5, 16, 10000.0f);
+    expect("rotary_forward", ry, TOL_POINTWISE);
+    cpu->rotary_backward(rd.c.data(), ry.c.data(), B, T, H, f, 5, 16, 10000.0f);
+    gpu->rotary_backward(rd.g.data(), ry.g.data(), B, T, H, f, 5, 16, 10000.0f);
+    expect("rotary_backward", rd, TOL_POINTWISE);
+    /* causal conv1d with a carried state */
+    both cw = rnd(&r, (size_t)C * K, 0.5f), cb2 = rnd(&r, (size_t)C, 0.5f), cs = rnd(&r, (size_t)(K - 1) * C, 1.0f);
+    both cdw = rnd(&r, cw.c.size(), 0.1f), cdb = rnd(&r, (size_t)C, 0.1f);
+    cpu->conv1d_forward(y.c.data(), x.c.data(), cw.c.data(), cb2.c.data(), cs.c.data(), 1, N, C, K);
+    gpu->conv1d_forward(y.g.data(), x.g.data(), cw.g.data(), cb2.g.data(), cs.g.data(), 1, N, C, K);
+    expect("conv1d_forward", y, TOL_REDUCE);
+    cpu->conv1d_backward(dx.c.data(), cdw.c.data(), cdb.c.data(), dy.c.data(), x.c.data(), cw.c.data(), cs.c.data(), 1,
+                         N, C, K);
+    gpu->conv1d_backward(dx.g.data(), cdw.g.data(), cdb.g.data(), dy.g.data(), x.g.data(), cw.g.data(), cs.g.data(), 1,
+                         N, C, K);
+    expect("conv1d_backward dinp", dx, TOL_REDUCE);
+    expect("conv1d_backward dw", cdw, TOL_REDUCE);
+    expect("conv1d_backward dbias", cdb, TOL_REDUCE);
+    /* embedding and cross-entropy (one ignored target) */
+    int V = 50;
+    std::vector<int32_t> ids((size_t)N);
+    for (int i = 0; i < N; i++) ids[(size_t)i] = (i * 7) % V;
+    both tab = rnd(&r, (size_t)V * C, 1.0f), dtab = rnd(&r, tab.c.size(), 0.1f);
+    ck_assert_int_eq(cpu->embedding_forward(y.c.data(), ids.data(), tab.c.data(), N, V, C), VTTT_OK);
+    ck_assert_int_eq(gpu->embedding_forward(y.g.data(), ids.data(), tab.g.data(), N, V, C), VTTT_OK);
+    expect("embedding_forward", y, 0.0);
+    cpu->embedding_backward(dtab.c.data(), dy.c.data(), ids.data(), N, C);
+    gpu->embedding_backward(dtab.g.data(), dy.g.data(), ids.data(), N, C);
+    expect("embedding_backward", dtab, TOL_POINTWISE);
+    ids[3] = V; /* out of range: EINVAL, as on the CPU */
+    ck_assert_int_eq(gpu->embedding_forward(y.g.data(), ids.data(), tab.g.data(), N, V, C), VTTT_EINVAL);
+    ids[3] = -1;
+    both z = rnd(&r, (size_t)N * V, 3.0f), loss = rnd(&r, (size_t)N, 1.0f), dl = rnd(&r, (size_t)N, 1.0f);
+    both dz = rnd(&r, z.c.size(), 0.1f);
+    ck_assert_int_eq(cpu->xent_forward(loss.c.data(), z.c.data(), ids.data(), N, V), VTTT_OK);
+    ck_assert_int_eq(gpu->xent_forward(loss.g.data(), z.g.data(), ids.data(), N, V), VTTT_OK);
+    expect("xent_forward", loss, TOL_REDUCE);
+    cpu->xent_backward(dz.c.data(), dl.c.data(), z.c.data(), ids.data(), N, V);
+    gpu->xent_backward(dz.g.data(), dl.g.data(), z.g.data(), ids.data(), N, V);
+    expect("xent_backward", dz, TOL_REDUCE);
+}
+END_TEST
+
+/* The whole device layer with the CUDA backend's own table and the CUDA
+ * layer ops, all emulated: the GPU path end to end, but for cuBLAS (a
+ * plain loop here) and the graphs. */
+START_TEST(test_device_layer_cuda_table) {
+    emu_backend e;
+    emu_open_cuda_table(&e);
+    e.ctx.log = tu_log_quiet(); /* the failed graph capture is expected */
+    vttt_layer_config cfg = vttt_layer_default_config(_i == 0 ? VTTT_LAYER_TTT_MLP : VTTT_LAYER_TTT_LINEAR, 64, 2);
+    cfg.mini_batch = 8;
+    cfg.use_gate = 1;
+    cfg.share_qk = _i == 1;
+    vttt_layer *l = NULL;
+    ck_assert_int_eq(vttt_layer_init(&l, &cfg, NULL), VTTT_OK);
+    tu_layer_randomize(l, 95 + (uint64_t)_i, 1.0f);
+    int B = 2, T = 19;
+    size_t n = (size_t)B * T * 64;
+    tu_rng r;
+    tu_seed(&r, 19);
+    float *x = tu_alloc_normal(&r, n, 1.0f), *dy = tu_alloc_normal(&r, n, 1.0f);
+    ttt_layer_dev_check res;
+    int err = ttt_layer_dev_check_run_ops(l, &e.be, ttt_emu::ttt_dev_ops_cuda(), x, dy, B, T, 3, 7, &res);
+    ck_assert_msg(err == VTTT_OK, "device layer (CUDA table) %d: %s", _i, vttt_strerror(err));
+    printf("device layer, CUDA table %d: y %.2g dx %.2g params %.2g (%s) gen y %.2g state %.2g bf16 y %.2g\n", _i,
+           res.y, res.dx, res.dparams, res.worst, res.gen_y, res.gen_state, res.bf16_y);
+    ck_assert_msg(res.y <= TTT_CUDA_TOL_FWD, "y %g", res.y);
+    ck_assert_msg(res.dx <= TTT_CUDA_TOL_BWD, "dx %g", res.dx);
+    ck_assert_msg(res.dparams <= TTT_CUDA_TOL_PARAM, "gradient of %s %g", res.worst, res.dparams);
+    ck_assert_msg(res.gen_y <= TTT_CUDA_TOL_FWD, "prefill/decode %g", res.gen_y);
+    ck_assert_msg(res.gen_state <= TTT_CUDA_TOL_FWD, "W0/A %g", res.gen_state);
+    ck_assert_msg(res.bf16_y <= 2e-2, "bf16 forward %g", res.bf16_y);
+    free(x), free(dy);
+    vttt_layer_free(&l);
+}
+END_TEST
+
 /* A launch beyond the device's limits is an error from the launcher, not
  * a crash: the decode step's shared memory (5 f + 5 h1 floats) at f = 1024,
  * h1 = 4096 needs 100 KiB, over the 48 KiB device's limit. */
@@ -228,5 +471,7 @@ int main(void) {
     tcase_add_loop_test(tc, test_fused_kernels, 0, NRUNS);
     tcase_add_loop_test(tc, test_device_layer, 0, 2);
     tcase_add_test(tc, test_launch_limits);
+    tcase_add_test(tc, test_table_ops);
+    tcase_add_loop_test(tc, test_device_layer_cuda_table, 0, 2);
     return tu_run("cuda_emu", tc, CK_NOFORK);
 }

@@ -209,7 +209,8 @@ extern "C" int vttt_backend_cuda_open(vttt_backend **out, int dev, const vttt_lo
     if (!err) err = ttt_cublas_err(lg, cublasSetStream(ctx->blas, ctx->stream), "cublasSetStream");
     if (!err) err = ttt_cublas_err(lg, cublasSetMathMode(ctx->blas, CUBLAS_DEFAULT_MATH), "cublasSetMathMode");
     if (!err) err = ttt_cuda_err(lg, cudaMalloc(&ctx->blas_ws, TTT_CUDA_BLAS_WS), "allocating cuBLAS's workspace");
-    if (!err) err = ttt_cublas_err(lg, cublasSetWorkspace(ctx->blas, ctx->blas_ws, TTT_CUDA_BLAS_WS), "cublasSetWorkspace");
+    if (!err)
+        err = ttt_cublas_err(lg, cublasSetWorkspace(ctx->blas, ctx->blas_ws, TTT_CUDA_BLAS_WS), "cublasSetWorkspace");
     if (!err) err = ttt_cuda_err(lg, cudaMalloc(&ctx->lt_ws, TTT_CUDA_BLAS_WS), "allocating cuBLASLt's workspace");
     if (!err) err = ttt_cublas_err(lg, cublasLtCreate(&ctx->lt), "cublasLtCreate");
     if (err) {

@@ -57,8 +57,8 @@ void ttt_cuda_conv1d_forward(float *out, const float *inp, const float *w, const
                              int B, int T, int C, int K) {
     size_t total = (size_t)B * T * C;
     if (B <= 0 || T <= 0 || C <= 0 || K <= 0) return;
-    conv1d_forward_kernel<<<ttt_cuda_grid(total, TTT_CUDA_BLOCK), TTT_CUDA_BLOCK, 0, TTT_CUDA_STREAM>>>(
-        out, inp, w, bias, state, B, T, C, K);
+    TTT_LAUNCH(conv1d_forward_kernel, ttt_cuda_grid(total, TTT_CUDA_BLOCK), TTT_CUDA_BLOCK, 0, TTT_CUDA_STREAM)
+        ( out, inp, w, bias, state, B, T, C, K);
     ttt_cuda_check_launch("conv1d_forward");
 }
 
@@ -68,8 +68,8 @@ void ttt_cuda_conv1d_backward(float *dinp, float *dw, float *dbias, const float 
     size_t total = (size_t)B * T * C;
     if (B <= 0 || T <= 0 || C <= 0 || K <= 0) return;
     if (dinp)
-        conv1d_dinp_kernel<<<ttt_cuda_grid(total, TTT_CUDA_BLOCK), TTT_CUDA_BLOCK, 0, TTT_CUDA_STREAM>>>(
-            dinp, dout, w, B, T, C, K);
+        TTT_LAUNCH(conv1d_dinp_kernel, ttt_cuda_grid(total, TTT_CUDA_BLOCK), TTT_CUDA_BLOCK, 0, TTT_CUDA_STREAM)
+            ( dinp, dout, w, B, T, C, K);
     if (dw) ttt_colsum(dw, conv_dw_term{dout, inp, state, T, C, K}, B * T, C, K, K, 1);
     if (dbias) ttt_colsum(dbias, ttt_matrix_entry{dout, C}, B * T, C, 1, 1, 0);
     ttt_cuda_check_launch("conv1d_backward");

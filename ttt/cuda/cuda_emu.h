@@ -22,7 +22,8 @@
  * device ordinal in the context: 0 -> 227 KiB (H100), 1 -> 163 KiB
  * (A100), 2 -> 48 KiB, so every placement path of the kernels can be
  * driven. Streams are synchronous; memory is host memory. Graph capture
- * is not emulated (it fails cleanly, as on a driver without it).
+ * is not emulated (it fails cleanly, as on a driver without it); cuBLAS's
+ * Sgemm is a plain loop; cuDNN and cuBLASLt are not emulated.
  */
 #ifndef VTTT_CUDA_EMU_H
 #define VTTT_CUDA_EMU_H
@@ -62,7 +63,8 @@ typedef enum { cudaDevAttrMaxSharedMemoryPerBlockOptin = 97 } cudaDeviceAttr;
 typedef enum { cudaFuncAttributeMaxDynamicSharedMemorySize = 8 } cudaFuncAttribute;
 typedef void *cublasHandle_t;
 typedef void *cublasLtHandle_t;
-typedef enum { CUBLAS_STATUS_SUCCESS = 0, CUBLAS_STATUS_NOT_SUPPORTED = 15 } cublasStatus_t;
+typedef enum { CUBLAS_STATUS_SUCCESS = 0, CUBLAS_STATUS_INVALID_VALUE = 7, CUBLAS_STATUS_NOT_SUPPORTED = 15 } cublasStatus_t;
+typedef enum { CUBLAS_OP_N = 0, CUBLAS_OP_T = 1 } cublasOperation_t;
 
 #define __global__
 #define __device__
@@ -289,6 +291,41 @@ static inline cudaError_t cudaMemsetAsync(void *p, int v, size_t n, cudaStream_t
 static inline cudaError_t cudaMemcpyAsync(void *d, const void *s, size_t n, cudaMemcpyKind, cudaStream_t) {
     memmove(d, s, n);
     return cudaSuccess;
+}
+static inline cudaError_t cudaMallocAsync(void **p, size_t n, cudaStream_t) {
+    *p = malloc(n ? n : 1);
+    return *p ? cudaSuccess : cudaErrorMemoryAllocation;
+}
+static inline cudaError_t cudaFreeAsync(void *p, cudaStream_t) {
+    free(p);
+    return cudaSuccess;
+}
+static inline cudaError_t cudaStreamSynchronize(cudaStream_t) { return cudaSuccess; }
+/* Fibers switch only at barriers, so a plain add is atomic here. */
+static inline float atomicAdd(float *p, float v) {
+    float old = *p;
+    *p = old + v;
+    return old;
+}
+/* cuBLAS's column-major C (m,n) = alpha op(A) op(B) + beta C, the plain
+ * way (double accumulation, so that the emulation's GEMMs are a reference,
+ * not a second source of rounding). */
+static inline cublasStatus_t cublasSgemm(cublasHandle_t, cublasOperation_t ta, cublasOperation_t tb, int m, int n,
+                                         int k, const float *alpha, const float *A, int lda, const float *B, int ldb,
+                                         const float *beta, float *C, int ldc) {
+    if (m < 0 || n < 0 || k < 0) return CUBLAS_STATUS_INVALID_VALUE;
+    for (int j = 0; j < n; j++)
+        for (int i = 0; i < m; i++) {
+            double acc = 0.0;
+            for (int l = 0; l < k; l++) {
+                float a = ta == CUBLAS_OP_N ? A[(size_t)l * lda + i] : A[(size_t)i * lda + l];
+                float b = tb == CUBLAS_OP_N ? B[(size_t)j * ldb + l] : B[(size_t)l * ldb + j];
+                acc += (double)a * b;
+            }
+            float *c = &C[(size_t)j * ldc + i];
+            *c = (float)(*alpha * acc + (*beta == 0.0f ? 0.0 : (double)*beta * *c));
+        }
+    return CUBLAS_STATUS_SUCCESS;
 }
 static inline cudaError_t cudaStreamBeginCapture(cudaStream_t, cudaStreamCaptureMode) { return cudaErrorNotSupported; }
 static inline cudaError_t cudaStreamEndCapture(cudaStream_t, cudaGraph_t *g) {

@@ -44,7 +44,7 @@ typedef struct ttt_cuda_ctx {
     cudaStream_t stream;  /* TTT_CUDA_STREAM */
     cublasHandle_t blas;  /* bound to stream, CUBLAS_DEFAULT_MATH (exact fp32, no TF32) */
     cublasLtHandle_t lt;  /* bf16 projections (bf16_cuda.cu) */
-    void *blas_ws;        /* TTT_CUDA_BLAS_WS bytes, cuBLAS's workspace (set explicitly so graph capture allocates nothing) */
+    void *blas_ws;        /* TTT_CUDA_BLAS_WS bytes, cuBLAS's workspace (explicit: graph capture allocates nothing) */
     void *lt_ws;          /* TTT_CUDA_BLAS_WS bytes, cuBLASLt's */
     struct ttt_cudnn *dnn; /* cuDNN handle, per-shape conv plans, workspace (conv2d_cudnn.cu); made on first use */
     vttt_logger log;

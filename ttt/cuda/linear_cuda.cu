@@ -33,7 +33,8 @@ int ttt_cuda_linear_forward(void *vctx, float *out, const float *inp, const floa
     ttt_cuda_ctx *ctx = (ttt_cuda_ctx *)vctx;
     if (N <= 0 || OC <= 0) return VTTT_OK;
     size_t total = (size_t)N * OC;
-    fill_rows_kernel<<<ttt_cuda_grid(total, TTT_CUDA_BLOCK), TTT_CUDA_BLOCK, 0, ctx->stream>>>(out, bias, N, OC);
+    TTT_LAUNCH(fill_rows_kernel, ttt_cuda_grid(total, TTT_CUDA_BLOCK), TTT_CUDA_BLOCK, 0, ctx->stream)
+        (out, bias, N, OC);
     int err = ttt_cuda_err(&ctx->log, cudaGetLastError(), "linear_forward bias launch");
     if (err || C <= 0) return err;
     return ttt_cuda_matmul(ctx, 0, 1, N, OC, C, 1.0f, inp, C, w, C, 1.0f, out, OC);

@@ -49,7 +49,7 @@ struct rms_dw_term {
 
 void ttt_cuda_rmsnorm_forward(float *out, float *rstd, const float *inp, const float *w, int N, int C, float eps) {
     if (N <= 0 || C <= 0) return;
-    rmsnorm_forward_kernel<<<norm_grid(N), NORM_WARPS * 32, 0, TTT_CUDA_STREAM>>>(out, rstd, inp, w, N, C, eps);
+    TTT_LAUNCH(rmsnorm_forward_kernel, norm_grid(N), NORM_WARPS * 32, 0, TTT_CUDA_STREAM)(out, rstd, inp, w, N, C, eps);
     ttt_cuda_check_launch("rmsnorm_forward");
 }
 
@@ -57,8 +57,8 @@ void ttt_cuda_rmsnorm_backward(float *dinp, float *dw, const float *dout, const 
                                const float *rstd, int N, int C) {
     if (N <= 0 || C <= 0) return;
     if (dinp)
-        rmsnorm_backward_kernel<<<norm_grid(N), NORM_WARPS * 32, 0, TTT_CUDA_STREAM>>>(dinp, dout, inp, w, rstd,
-                                                                                       N, C);
+        TTT_LAUNCH(rmsnorm_backward_kernel, norm_grid(N), NORM_WARPS * 32, 0, TTT_CUDA_STREAM)
+            (dinp, dout, inp, w, rstd, N, C);
     if (dw) ttt_colsum(dw, rms_dw_term{dout, inp, rstd, C}, N, C, 1, 1, 0);
     ttt_cuda_check_launch("rmsnorm_backward");
 }
@@ -115,8 +115,8 @@ struct ln_dw_term {
 void ttt_cuda_layernorm_forward(float *out, float *mean, float *rstd, const float *inp, const float *w,
                                 const float *b, int N, int C, float eps) {
     if (N <= 0 || C <= 0) return;
-    layernorm_forward_kernel<<<norm_grid(N), NORM_WARPS * 32, 0, TTT_CUDA_STREAM>>>(out, mean, rstd, inp, w, b, N,
-                                                                                    C, eps);
+    TTT_LAUNCH(layernorm_forward_kernel, norm_grid(N), NORM_WARPS * 32, 0, TTT_CUDA_STREAM)
+        (out, mean, rstd, inp, w, b, N, C, eps);
     ttt_cuda_check_launch("layernorm_forward");
 }
 
@@ -124,8 +124,8 @@ void ttt_cuda_layernorm_backward(float *dinp, float *dw, float *db, const float 
                                  const float *w, const float *mean, const float *rstd, int N, int C) {
     if (N <= 0 || C <= 0) return;
     if (dinp)
-        layernorm_backward_kernel<<<norm_grid(N), NORM_WARPS * 32, 0, TTT_CUDA_STREAM>>>(dinp, dout, inp, w, mean,
-                                                                                         rstd, N, C);
+        TTT_LAUNCH(layernorm_backward_kernel, norm_grid(N), NORM_WARPS * 32, 0, TTT_CUDA_STREAM)
+            (dinp, dout, inp, w, mean, rstd, N, C);
     if (dw) ttt_colsum(dw, ln_dw_term{dout, inp, mean, rstd, C}, N, C, 1, 1, 0);
     if (db) ttt_colsum(db, ttt_matrix_entry{dout, C}, N, C, 1, 1, 0);
     ttt_cuda_check_launch("layernorm_backward");

@@ -21,7 +21,7 @@ __global__ void map_kernel(size_t n, F f) {
 template <class F>
 static void map(size_t n, F f, const char *what) {
     if (n == 0) return;
-    map_kernel<<<ttt_cuda_grid(n, TTT_CUDA_BLOCK), TTT_CUDA_BLOCK, 0, TTT_CUDA_STREAM>>>(n, f);
+    TTT_LAUNCH(map_kernel<F>, ttt_cuda_grid(n, TTT_CUDA_BLOCK), TTT_CUDA_BLOCK, 0, TTT_CUDA_STREAM)(n, f);
     ttt_cuda_check_launch(what);
 }
 

@@ -50,8 +50,8 @@ static void rotary_launch(float *y, const float *x, int B, int T, int H, int f, 
                           float theta, float sign, int acc, const char *what) {
     if (B <= 0 || T <= 0 || H <= 0 || f <= 0) return;
     size_t total = (size_t)B * T * ((f + 1) / 2);
-    rotary_kernel<<<ttt_cuda_grid(total, TTT_CUDA_BLOCK), TTT_CUDA_BLOCK, 0, TTT_CUDA_STREAM>>>(
-        y, x, B, T, H, f, (long long)pos0, pos_mod, theta, sign, acc);
+    TTT_LAUNCH(rotary_kernel, ttt_cuda_grid(total, TTT_CUDA_BLOCK), TTT_CUDA_BLOCK, 0, TTT_CUDA_STREAM)
+        ( y, x, B, T, H, f, (long long)pos0, pos_mod, theta, sign, acc);
     ttt_cuda_check_launch(what);
 }
 

@@ -23,8 +23,8 @@ static int check_ids(const int32_t *ids, int N, int V, int neg_ok, const char *w
     if (err) return err;
     err = ttt_cuda_err(NULL, cudaMemsetAsync(flag, 0, sizeof(int), TTT_CUDA_STREAM), what);
     if (!err) {
-        check_ids_kernel<<<ttt_cuda_grid((size_t)N, TTT_CUDA_BLOCK), TTT_CUDA_BLOCK, 0, TTT_CUDA_STREAM>>>(flag, ids,
-                                                                                                          N, V, neg_ok);
+        TTT_LAUNCH(check_ids_kernel, ttt_cuda_grid((size_t)N, TTT_CUDA_BLOCK), TTT_CUDA_BLOCK, 0, TTT_CUDA_STREAM)
+            (flag, ids, N, V, neg_ok);
         err = ttt_cuda_err(NULL, cudaGetLastError(), what);
     }
     if (!err) err = ttt_cuda_err(NULL, cudaMemcpyAsync(&bad, flag, sizeof(int), cudaMemcpyDeviceToHost,
@@ -59,16 +59,16 @@ int ttt_cuda_embedding_forward(float *out, const int32_t *ids, const float *tabl
     int err = check_ids(ids, N, V, 0, "embedding_forward id check");
     if (err) return err;
     size_t total = (size_t)N * C;
-    embedding_forward_kernel<<<ttt_cuda_grid(total, TTT_CUDA_BLOCK), TTT_CUDA_BLOCK, 0, TTT_CUDA_STREAM>>>(
-        out, ids, table, N, C);
+    TTT_LAUNCH(embedding_forward_kernel, ttt_cuda_grid(total, TTT_CUDA_BLOCK), TTT_CUDA_BLOCK, 0, TTT_CUDA_STREAM)
+        ( out, ids, table, N, C);
     return ttt_cuda_err(NULL, cudaGetLastError(), "embedding_forward launch");
 }
 
 void ttt_cuda_embedding_backward(float *dtable, const float *dout, const int32_t *ids, int N, int C) {
     if (!dtable || N <= 0 || C <= 0) return;
     size_t total = (size_t)N * C;
-    embedding_backward_kernel<<<ttt_cuda_grid(total, TTT_CUDA_BLOCK), TTT_CUDA_BLOCK, 0, TTT_CUDA_STREAM>>>(
-        dtable, dout, ids, N, C);
+    TTT_LAUNCH(embedding_backward_kernel, ttt_cuda_grid(total, TTT_CUDA_BLOCK), TTT_CUDA_BLOCK, 0, TTT_CUDA_STREAM)
+        ( dtable, dout, ids, N, C);
     ttt_cuda_check_launch("embedding_backward");
 }
 
@@ -148,13 +148,13 @@ int ttt_cuda_xent_forward(float *losses, const float *logits, const int32_t *tar
     if (N <= 0) return VTTT_OK;
     int err = check_ids(targets, N, V, 1, "xent_forward target check");
     if (err) return err;
-    xent_forward_kernel<<<(unsigned)N, XENT_BLOCK, 0, TTT_CUDA_STREAM>>>(losses, logits, targets, V);
+    TTT_LAUNCH(xent_forward_kernel, (unsigned)N, XENT_BLOCK, 0, TTT_CUDA_STREAM)(losses, logits, targets, V);
     return ttt_cuda_err(NULL, cudaGetLastError(), "xent_forward launch");
 }
 
 void ttt_cuda_xent_backward(float *dlogits, const float *dloss, const float *logits, const int32_t *targets,
                             int N, int V) {
     if (!dlogits || N <= 0 || V <= 0) return;
-    xent_backward_kernel<<<(unsigned)N, XENT_BLOCK, 0, TTT_CUDA_STREAM>>>(dlogits, dloss, logits, targets, V);
+    TTT_LAUNCH(xent_backward_kernel, (unsigned)N, XENT_BLOCK, 0, TTT_CUDA_STREAM)(dlogits, dloss, logits, targets, V);
     ttt_cuda_check_launch("xent_backward");
 }

@@ -231,7 +231,8 @@ extern "C" int ttt_cuda_state_init(const vttt_backend *be, const ttt_cuda_shape 
     TTT_LAUNCH(state_init_kernel, ttt_cuda_grid(total, TTT_CUDA_BLOCK), TTT_CUDA_BLOCK, 0, ctx->stream)
         (W, S, p->W1, p->b1, p->W2, p->b2);
     err = ttt_cuda_err(&ctx->log, cudaGetLastError(), "state init launch");
-    if (!err && A) err = ttt_cuda_err(&ctx->log, cudaMemsetAsync(A, 0, total * sizeof(float), ctx->stream), "zeroing A");
+    if (!err && A)
+        err = ttt_cuda_err(&ctx->log, cudaMemsetAsync(A, 0, total * sizeof(float), ctx->stream), "zeroing A");
     return err;
 }
 
