@@ -13,7 +13,8 @@
 #     frame's) by 0.2 or more, and PSNR against the true next frame by
 #     1 dB or more (both from `vttt predict`'s frames over the first 32
 #     frames, the length trained on);
-#   - `vttt predict` writes its files, its summary means equal the means of
+#   - `vttt predict` refuses a --size other than the tokenizer's, a missing
+#     video and missing options; it writes its files, its summary means equal the means of
 #     its frames.csv, and its predicted tokens and model PSNR equal those
 #     of an independent stream fed one RGB frame at a time
 #     (video_stream_helper); --horizon 3 leaves the first-step tokens
@@ -67,6 +68,13 @@ awk -v m="$MA" -v r="$RA" 'BEGIN { exit !(m >= r + 0.2) }' ||
     fail "next-frame token accuracy: the model ($MA) does not beat repeating the last frame ($RA) by 0.2"
 awk -v m="$MP" -v r="$RP" 'BEGIN { exit !(m >= r + 1.0) }' ||
     fail "next-frame PSNR: the model ($MP dB) does not beat repeating the last frame ($RP dB) by 1 dB"
+
+expect_status 2 "predict --size other than the tokenizer's" "differs from the tokenizer's image size 32" -- \
+    "$VTTT" "${P[@]}" --out "$T/bad_pred" --size 64
+expect_status 1 "predict on a missing video" "predict" -- "$VTTT" predict --model "$T/run" --encoder "$T/enc" \
+    --video "$T/missing.mp4" --out "$T/bad_pred"
+expect_status 2 "predict without --video" "required" -- "$VTTT" predict --model "$T/run" --encoder "$T/enc" \
+    --out "$T/bad_pred"
 
 # an independent stream fed RGB frames predicts the same tokens and PSNR
 "$HELPER" "$T/run" "$T/enc" "$T/clip.mp4" 32 >"$T/stream.txt" || fail "video_stream_helper failed"
