@@ -12,7 +12,8 @@
  *  - limits: max streams -> 429 with Retry-After, huge bodies -> 413, bad
  *    PNG -> 400, wrong sizes -> 422/400, unknown ids -> 404, garbage HTTP
  *    -> 400, bad JSON -> 400, wrong methods -> 405, unknown routes -> 404,
- *    a full queue -> 503 with Retry-After; other streams keep working;
+ *    a full queue or a request waiting past --request-timeout -> 503 with
+ *    Retry-After; other streams keep working;
  *  - 32 concurrent clients with their own streams are all answered, with
  *    batching off (bit-identical to local pushes) and on (the same tokens
  *    up to batched rounding of near ties);
@@ -647,7 +648,7 @@ END_TEST
 
 /* Queue of 1: concurrent slow requests get 200 or 503 with Retry-After. */
 typedef struct {
-    int port, n200, n503, other;
+    int port, n200, n503, other, timed_out;
     char id[17];
 } flood;
 
@@ -662,7 +663,10 @@ static void *flood_main(void *arg) {
         http_do(c->port, "POST", path, "X-Frame-Width: 32\r\nX-Frame-Height: 32\r\n", rgb, FB, &r);
         char hv[32];
         if (r.status == 200) c->n200++;
-        else if (r.status == 503 && http_header(&r, "Retry-After", hv, sizeof hv)) c->n503++;
+        else if (r.status == 503 && http_header(&r, "Retry-After", hv, sizeof hv)) {
+            c->n503++;
+            c->timed_out += strstr(r.body, "timed out") != NULL;
+        }
         else c->other++;
         http_resp_free(&r);
     }
@@ -697,6 +701,37 @@ START_TEST(test_overload_queue) {
     int32_t tok[P];
     make_frame(rgb, 1, 0);
     ck_assert_int_eq(post_json(-1, port, cs[0].id, rgb, tok), 200);
+    vttt_server_stop(&srv);
+    tu_rm_rf(f.dir);
+}
+END_TEST
+
+/* A request that waits longer than --request-timeout for the model is
+ * answered 503 unrun (1 ms here, jobs of about 7 ms each). */
+START_TEST(test_request_timeout) {
+    fixture f;
+    make_fixture(&f);
+    vttt_server_params p = params(&f);
+    p.request_timeout_s = 0.001, p.max_streams = 16;
+    vttt_server *srv = start(&p);
+    int port = vttt_server_port(srv);
+    enum { N = 8 };
+    flood cs[N];
+    pthread_t th[N];
+    for (int i = 0; i < N; i++) {
+        memset(&cs[i], 0, sizeof cs[i]);
+        cs[i].port = port;
+        open_stream(port, NULL, cs[i].id);
+    }
+    for (int i = 0; i < N; i++) pthread_create(&th[i], NULL, flood_main, &cs[i]);
+    int ok = 0, late = 0, other = 0;
+    for (int i = 0; i < N; i++) {
+        pthread_join(th[i], NULL);
+        ok += cs[i].n200, late += cs[i].timed_out, other += cs[i].other + cs[i].n503 - cs[i].timed_out;
+    }
+    ck_assert_int_eq(other, 0);
+    ck_assert_msg(late > 0, "no request timed out in the queue (%d answered 200)", ok);
+    ck_assert(metric(port, "vttt_jobs_cancelled_total") == late);
     vttt_server_stop(&srv);
     tu_rm_rf(f.dir);
 }
@@ -901,6 +936,7 @@ int main(void) {
     tcase_add_test(tc, test_concurrent_unbatched);
     tcase_add_test(tc, test_concurrent_batched);
     tcase_add_test(tc, test_overload_queue);
+    tcase_add_test(tc, test_request_timeout);
     tcase_add_test(tc, test_rss_flat);
     tcase_add_test(tc, test_bearer_token);
     tcase_add_test(tc, test_client_disconnect);
