@@ -449,6 +449,56 @@ START_TEST(test_device_layer_cuda_table) {
 }
 END_TEST
 
+/* A model's training step (vttt_model_dev) on the emulated CUDA table and
+ * ops against the CPU model: the loss and every parameter gradient. */
+START_TEST(test_model_step) {
+    emu_backend e;
+    emu_open_cuda_table(&e);
+    e.ctx.log = tu_log_quiet(); /* no graphs here; nothing else is expected to log */
+    vttt_model_config cfg = vttt_model_default_config();
+    ck_assert_int_eq(vttt_model_config_preset(&cfg, "test", NULL), VTTT_OK);
+    ck_assert_int_eq(vttt_model_config_backbone(&cfg, _i ? "mamba" : "transformer", NULL), VTTT_OK);
+    cfg.vocab_size = 61;
+    cfg.seq_kind = _i ? VTTT_LAYER_TTT_LINEAR : VTTT_LAYER_TTT_MLP;
+    cfg.mini_batch_size = 8;
+    cfg.tie_word_embeddings = !_i;
+    vttt_model *m = NULL;
+    ck_assert_int_eq(vttt_model_init(&m, &cfg, NULL), VTTT_OK);
+    vttt_model_init_weights(m, 11);
+    int n = 0, B = 2, T = 19, N = B * T;
+    const vttt_model_tensor *t = vttt_model_tensors(m, &n);
+    tu_rng r;
+    tu_seed(&r, 3);
+    for (int i = 0; i < n; i++)
+        for (int64_t j = 0; j < t[i].numel; j++) t[i].data[j] += 0.05f * tu_normal(&r);
+    std::vector<int32_t> tok((size_t)N);
+    for (int i = 0; i < N; i++) tok[(size_t)i] = (i * 37 + 5) % 61;
+    float l_cpu = 0.0f, l_dev = 0.0f;
+    vttt_model_zero_grads(m);
+    ck_assert_int_eq(vttt_model_forward(m, tok.data(), NULL, B, T, 1, &l_cpu, NULL), VTTT_OK);
+    ck_assert_int_eq(vttt_model_backward(m, 1.0f), VTTT_OK);
+    std::vector<std::vector<float>> ref((size_t)n);
+    for (int i = 0; i < n; i++) ref[(size_t)i].assign(t[i].grad, t[i].grad + t[i].numel);
+    vttt_model_zero_grads(m);
+    vttt_model_dev *d = NULL;
+    ck_assert_int_eq(ttt_model_dev_init_ops(&d, m, &e.be, ttt_emu::ttt_dev_ops_cuda(), B, T), VTTT_OK);
+    ck_assert_int_eq(vttt_model_dev_step(d, tok.data(), NULL, B, T, &l_dev), VTTT_OK);
+    ck_assert_int_eq(vttt_model_dev_grads_to_host(d), VTTT_OK);
+    double worst = 0.0;
+    const char *worst_name = "";
+    for (int i = 0; i < n; i++) {
+        double err = tu_rel_err(t[i].grad, ref[(size_t)i].data(), (size_t)t[i].numel);
+        if (err > worst || !isfinite(err)) worst = err, worst_name = t[i].name;
+    }
+    printf("model step %d: loss %.6f (cpu %.6f), worst gradient %s %.2g over %d tensors\n", _i, l_dev, l_cpu,
+           worst_name, worst, n);
+    ck_assert_msg(fabs(l_dev - l_cpu) <= TTT_CUDA_TOL_FWD * fabs(l_cpu), "loss %g vs %g", l_dev, l_cpu);
+    ck_assert_msg(worst <= TTT_CUDA_TOL_PARAM, "gradient of %s: %g", worst_name, worst);
+    vttt_model_dev_free(&d);
+    vttt_model_free(&m);
+}
+END_TEST
+
 /* A launch beyond the device's limits is an error from the launcher, not
  * a crash: the decode step's shared memory (5 f + 5 h1 floats) at f = 1024,
  * h1 = 4096 needs 100 KiB, over the 48 KiB device's limit. */
@@ -473,5 +523,6 @@ int main(void) {
     tcase_add_test(tc, test_launch_limits);
     tcase_add_test(tc, test_table_ops);
     tcase_add_loop_test(tc, test_device_layer_cuda_table, 0, 2);
+    tcase_add_loop_test(tc, test_model_step, 0, 2);
     return tu_run("cuda_emu", tc, CK_NOFORK);
 }

@@ -17,6 +17,7 @@
 #include "arena.h"
 #include "cuda/ttt_cuda.h"
 #include "layer.h"
+#include "model.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -45,6 +46,8 @@ typedef struct ttt_dev_ops {
     int (*gate_forward)(const vttt_backend *be, float *o, const float *gpre, const float *nrm, size_t n);
     /* dg (n) = d_o nrm gelu'(gpre), then d_o *= gelu(gpre) */
     int (*gate_backward)(const vttt_backend *be, float *dg, float *d_o, const float *gpre, const float *nrm, size_t n);
+    /* out (n) = a + b (the residual stream); out may be a */
+    int (*add)(const vttt_backend *be, float *out, const float *a, const float *b, size_t n);
     /* ttt_conv1d_state_update: the last K-1 rows of inp (B,T,C) into state (B,K-1,C) */
     int (*conv_state_update)(const vttt_backend *be, float *state, const float *inp, int B, int T, int C, int K);
     /* CUDA graphs of the backend's stream; NULL where there are none.
@@ -100,6 +103,11 @@ size_t ttt_layer_dev_bytes(const vttt_layer_dev *d);
 /* vttt_layer_dev_init with the given ops instead of the backend's own
  * (tests/test_cuda_emu.cpp: the CUDA ops compiled against the emulation). */
 int ttt_layer_dev_init_ops(vttt_layer_dev **out, vttt_layer *l, const vttt_backend *be, const ttt_dev_ops *ops,
+                           int max_B, int max_T);
+
+/* vttt_model_dev_init (model.h) with the given ops for its layers and its
+ * own steps. */
+int ttt_model_dev_init_ops(vttt_model_dev **out, vttt_model *m, const vttt_backend *be, const ttt_dev_ops *ops,
                            int max_B, int max_T);
 
 /* ttt_cuda_check_layer (ttt/cuda/ttt_cuda.h) with the inner-loop kernels

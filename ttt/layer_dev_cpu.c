@@ -38,6 +38,11 @@ static int cpu_gate_backward(const vttt_backend *be, float *dg, float *d_o, cons
     return VTTT_OK;
 }
 
+static int cpu_add(const vttt_backend *be, float *out, const float *a, const float *b, size_t n) {
+    for (size_t i = 0; i < n; i++) out[i] = a[i] + b[i];
+    return VTTT_OK;
+}
+
 static int cpu_conv_state_update(const vttt_backend *be, float *state, const float *inp, int B, int T, int C, int K) {
     if (!state || K <= 1 || T <= 0) return VTTT_OK;
     for (size_t i = 0; i < (size_t)B * C; i++) ttt_elem_conv_state(state, inp, i / C, i % C, T, C, K);
@@ -55,6 +60,7 @@ static const ttt_dev_ops cpu_ops = {
     .lr_backward = cpu_lr_backward,
     .gate_forward = cpu_gate_forward,
     .gate_backward = cpu_gate_backward,
+    .add = cpu_add,
     .conv_state_update = cpu_conv_state_update,
 };
 

@@ -152,6 +152,22 @@ const float *vttt_model_losses(const vttt_model *m, int64_t *n_targets);
  * dloss * loss into every parameter gradient. */
 int vttt_model_backward(vttt_model *m, float dloss);
 
+/* A training step on a backend's device (model_dev.c): the same forward
+ * and backward as above with every op on the backend (CUDA: cuBLAS, the
+ * table's kernels, the fused TTT kernels through vttt_layer_dev), from the
+ * learned initial state, TTT layers only. The parameters live on the
+ * device (fp32, uploaded from m); the gradients accumulate there until
+ * vttt_model_dev_grads_to_host adds them into m's. Buffers for up to
+ * max_B x max_T tokens are allocated at init (one arena for the model and
+ * one per layer); a step allocates nothing on the device. */
+typedef struct vttt_model_dev vttt_model_dev;
+int vttt_model_dev_init(vttt_model_dev **out, vttt_model *m, const vttt_backend *be, int max_B, int max_T);
+void vttt_model_dev_free(vttt_model_dev **d);
+int vttt_model_dev_upload(vttt_model_dev *d);
+/* tokens, targets: host (B, T), as vttt_model_forward; *loss the mean. */
+int vttt_model_dev_step(vttt_model_dev *d, const int32_t *tokens, const int32_t *targets, int B, int T, float *loss);
+int vttt_model_dev_grads_to_host(vttt_model_dev *d);
+
 /* Per-sequence generation state: one vttt_state per layer (constant size
  * for TTT; attention's KV cache holds max_T tokens) plus the pre-conv
  * states. */

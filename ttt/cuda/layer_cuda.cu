@@ -35,6 +35,11 @@ __global__ void gate_backward_kernel(float *dg, float *d_o, const float *gpre, c
         ttt_elem_gate_grad(gpre[i], nrm[i], &dg[i], &d_o[i]);
 }
 
+__global__ void add_kernel(float *out, const float *a, const float *b, size_t n) {
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x)
+        out[i] = a[i] + b[i];
+}
+
 /* One thread per (sequence, channel) walks its column's K-1 slots. */
 __global__ void conv_state_kernel(float *state, const float *inp, int B, int T, int C, int K) {
     size_t total = (size_t)B * C;
@@ -83,6 +88,12 @@ static int cu_gate_backward(const vttt_backend *be, float *dg, float *d_o, const
     TTT_LAUNCH(gate_backward_kernel, ttt_cuda_grid(n, TTT_CUDA_BLOCK), TTT_CUDA_BLOCK, 0, ctx_of_be(be)->stream)
         (dg, d_o, gpre, nrm, n);
     return launched(be, "gate_backward launch");
+}
+
+static int cu_add(const vttt_backend *be, float *out, const float *a, const float *b, size_t n) {
+    if (n == 0) return VTTT_OK;
+    TTT_LAUNCH(add_kernel, ttt_cuda_grid(n, TTT_CUDA_BLOCK), TTT_CUDA_BLOCK, 0, ctx_of_be(be)->stream)(out, a, b, n);
+    return launched(be, "add launch");
 }
 
 static int cu_conv_state_update(const vttt_backend *be, float *state, const float *inp, int B, int T, int C, int K) {
@@ -139,6 +150,7 @@ static const ttt_dev_ops cuda_ops = {
     cu_lr_backward,
     cu_gate_forward,
     cu_gate_backward,
+    cu_add,
     cu_conv_state_update,
     cu_graph_begin,
     cu_graph_end,
