@@ -115,6 +115,8 @@ expect_status 0 "decode to PNGs" -- "$VTTT" encoder decode --encoder "$T/full" -
 expect_status 1 "encode frames of another size" "24x24x3" -- "$VTTT" encoder encode --encoder "$T/full" --out "$T/t2" "$T/frames24"
 cp "$A" "$T/trunc.vfr" && truncate -s -100 "$T/trunc.vfr"
 expect_status 1 "encode a truncated shard" "trunc.vfr" -- "$VTTT" encoder encode --encoder "$T/full" --out "$T/t3" "$T/trunc.vfr"
+cp "$A" "$T/badmagic.vfr" && printf 'XXXXXXX' | dd of="$T/badmagic.vfr" conv=notrunc status=none
+expect_status 1 "encode a shard with a damaged header" "badmagic.vfr" -- "$VTTT" encoder encode --encoder "$T/full" --out "$T/t4" "$T/badmagic.vfr"
 expect_status 1 "eval with a directory that is no tokenizer" "config.json" -- "$VTTT" encoder eval --encoder "$T/frames" --frames "$A"
 printf '{"model_type": "vttt_fsq_tokenizer", "image_size": 16}' >"$T/badtok.json"
 mkdir -p "$T/badtok" && cp "$T/badtok.json" "$T/badtok/config.json"
