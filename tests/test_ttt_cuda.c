@@ -12,15 +12,22 @@
  * 1e-4 for the forward outputs, states and the activations' gradients,
  * 1e-3 for the inner parameters' gradients (long sums with cancellation).
  *
+ * Then the whole layer on the GPU (test_layer_dev, vttt_layer_dev) and a
+ * model's training step (test_model_dev, vttt_model_dev) against the CPU;
+ * their tolerances are described above those tests.
+ *
  * Without a GPU the program prints one SKIP line and exits 77, which ctest
  * reports as skipped. Check runs without fork (a CUDA context does not
  * survive fork); the backend is opened once in main. */
 #include <check.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "cuda/ttt_cuda.h"
 #include "layer_dev.h"
+#include "model.h"
 #include "testutil.h"
 #include "ttt.h"
 
@@ -171,6 +178,61 @@ START_TEST(test_layer_dev) {
 }
 END_TEST
 
+/* A model's training step on the GPU (vttt_model_dev) against the CPU
+ * model: the loss (TOL_FWD) and every parameter gradient (TOL_PARAM). */
+START_TEST(test_model_dev) {
+    vttt_model_config cfg = vttt_model_default_config();
+    ck_assert_int_eq(vttt_model_config_preset(&cfg, "test", NULL), VTTT_OK);
+    ck_assert_int_eq(vttt_model_config_backbone(&cfg, _i ? "mamba" : "transformer", NULL), VTTT_OK);
+    cfg.vocab_size = 300;
+    cfg.seq_kind = _i ? VTTT_LAYER_TTT_LINEAR : VTTT_LAYER_TTT_MLP;
+    cfg.tie_word_embeddings = !_i;
+    vttt_model *m = NULL;
+    ck_assert_int_eq(vttt_model_init(&m, &cfg, NULL), VTTT_OK);
+    vttt_model_init_weights(m, 11);
+    int n = 0, B = 2, T = 45, N = B * T;
+    const vttt_model_tensor *t = vttt_model_tensors(m, &n);
+    tu_rng r;
+    tu_seed(&r, 3);
+    for (int i = 0; i < n; i++)
+        for (int64_t j = 0; j < t[i].numel; j++) t[i].data[j] += 0.05f * tu_normal(&r);
+    int32_t *tok = malloc((size_t)N * sizeof(int32_t));
+    float **ref = calloc((size_t)n, sizeof *ref);
+    ck_assert(tok && ref);
+    for (int i = 0; i < N; i++) tok[i] = (i * 37 + 5) % 300;
+    float l_cpu = 0.0f, l_dev = 0.0f;
+    vttt_model_zero_grads(m);
+    ck_assert_int_eq(vttt_model_forward(m, tok, NULL, B, T, 1, &l_cpu, NULL), VTTT_OK);
+    ck_assert_int_eq(vttt_model_backward(m, 1.0f), VTTT_OK);
+    for (int i = 0; i < n; i++) {
+        ref[i] = malloc((size_t)t[i].numel * sizeof(float));
+        ck_assert_ptr_nonnull(ref[i]);
+        memcpy(ref[i], t[i].grad, (size_t)t[i].numel * sizeof(float));
+    }
+    vttt_model_zero_grads(m);
+    vttt_model_dev *d = NULL;
+    int err = vttt_model_dev_init(&d, m, g_gpu, B, T);
+    ck_assert_msg(err == VTTT_OK, "vttt_model_dev_init: %s (%s)", vttt_strerror(err), g_last_msg);
+    err = vttt_model_dev_step(d, tok, NULL, B, T, &l_dev);
+    ck_assert_msg(err == VTTT_OK, "vttt_model_dev_step: %s (%s)", vttt_strerror(err), g_last_msg);
+    ck_assert_int_eq(vttt_model_dev_grads_to_host(d), VTTT_OK);
+    double worst = 0.0;
+    const char *worst_name = "";
+    for (int i = 0; i < n; i++) {
+        double e = tu_rel_err(t[i].grad, ref[i], (size_t)t[i].numel);
+        if (e > worst || !isfinite(e)) worst = e, worst_name = t[i].name;
+        free(ref[i]);
+    }
+    printf("model step %d: loss %.6f (cpu %.6f), worst gradient %s %.2g over %d tensors\n", _i, l_dev, l_cpu,
+           worst_name, worst, n);
+    ck_assert_msg(fabs(l_dev - l_cpu) <= TOL_FWD * fabs(l_cpu), "loss %g vs %g", l_dev, l_cpu);
+    ck_assert_msg(worst <= TOL_PARAM, "gradient of %s: %g", worst_name, worst);
+    vttt_model_dev_free(&d);
+    free(ref), free(tok);
+    vttt_model_free(&m);
+}
+END_TEST
+
 /* Bad arguments are error codes, not crashes. */
 START_TEST(test_bad_args) {
     ttt_cuda_shape s = {1, 16, 1, 8, 8, 16, 0};
@@ -192,6 +254,7 @@ int main(void) {
     tcase_add_loop_test(tc, test_layers, 0, NCASES);
     tcase_add_test(tc, test_bad_args);
     tcase_add_loop_test(tc, test_layer_dev, 0, NDEV);
+    tcase_add_loop_test(tc, test_model_dev, 0, 2);
     status = tu_run("ttt_cuda", tc, CK_NOFORK);
     vttt_backend_cuda_close(&g_gpu);
     return status;

@@ -17,7 +17,9 @@
  * activations read and written once, the state in and out, checkpoints.
  * Then (bench_cuda_layer.c, --parts layer,gemm) the whole layer on the GPU
  * (vttt_layer_dev) with fp32 and bf16 projections, and the projection
- * GEMM alone, each checked against the CPU before it is timed.
+ * GEMM alone, and (bench_cuda_model.c, --parts model) a whole 125m model's
+ * training step at the contexts up to 16384, each checked against the CPU
+ * before it is timed.
  * Without a GPU it prints "no CUDA device" and exits 0.
  */
 #include <math.h>
@@ -37,12 +39,12 @@ typedef struct {
     int ctx[MAX_CTX], nctx;
     int kinds[2];   /* TTT-Linear, TTT-MLP wanted */
     int B, reps, train, decode_steps;
-    int parts[3];   /* the fused kernels, the whole layer, the projection GEMM */
+    int parts[4];   /* the fused kernels, the whole layer, the projection GEMM, the whole model */
 } bench_opts;
 
 static void usage(void) {
     fprintf(stderr, "usage: vttt bench cuda [--contexts 2048,4096,...] [--kinds ttt_linear,ttt_mlp] [--batch B]\n"
-                    "                       [--reps N] [--no-train] [--quick] [--parts kernels,layer,gemm]\n");
+                    "                       [--reps N] [--no-train] [--quick] [--parts kernels,layer,gemm,model]\n");
 }
 
 static int parse_opts(int argc, char **argv, bench_opts *o) {
@@ -50,7 +52,7 @@ static int parse_opts(int argc, char **argv, bench_opts *o) {
     memset(o, 0, sizeof *o);
     o->kinds[0] = o->kinds[1] = 1;
     o->B = 1, o->reps = 3, o->train = 1, o->decode_steps = 64;
-    o->parts[0] = o->parts[1] = o->parts[2] = 1;
+    o->parts[0] = o->parts[1] = o->parts[2] = o->parts[3] = 1;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--contexts") && i + 1 < argc) snprintf(contexts, sizeof contexts, "%s", argv[++i]);
         else if (!strcmp(argv[i], "--kinds") && i + 1 < argc) {
@@ -62,7 +64,7 @@ static int parse_opts(int argc, char **argv, bench_opts *o) {
         else if (!strcmp(argv[i], "--parts") && i + 1 < argc) {
             const char *k = argv[++i];
             o->parts[0] = strstr(k, "kernels") != NULL, o->parts[1] = strstr(k, "layer") != NULL;
-            o->parts[2] = strstr(k, "gemm") != NULL;
+            o->parts[2] = strstr(k, "gemm") != NULL, o->parts[3] = strstr(k, "model") != NULL;
         }
         else if (!strcmp(argv[i], "--quick")) snprintf(contexts, sizeof contexts, "2048,8192");
         else return -1;
@@ -363,6 +365,12 @@ int cli_bench_cuda(int argc, char **argv) {
         int Ns[MAX_CTX];
         for (int ci = 0; ci < o.nctx; ci++) Ns[ci] = o.B * o.ctx[ci];
         if (bench_cuda_gemm(be, tm, Ns, o.nctx, o.reps, rate[1])) failed = 1;
+    }
+    if (!err && o.parts[3]) {
+        int Ts[MAX_CTX], nT = 0;
+        for (int ci = 0; ci < o.nctx; ci++)
+            if (o.ctx[ci] <= 16384) Ts[nT++] = o.ctx[ci]; /* the model's activations grow with T x 12 layers */
+        if (bench_cuda_model(be, tm, o.kinds, o.B, Ts, nT, o.reps, rate)) failed = 1;
     }
     if (err) fprintf(stderr, "vttt bench cuda: %s\n", vttt_strerror(err));
     ttt_cuda_timer_free(&tm);

@@ -26,4 +26,11 @@ void bench_cuda_layer_header(void);
  * measured bf16 rate for each N. */
 int bench_cuda_gemm(const vttt_backend *be, ttt_cuda_timer *tm, const int *Ns, int nN, int reps, double bf16_rate);
 
+/* A whole model's training step at the 125m preset (bench_cuda_model.c)
+ * for the wanted kinds (TTT-Linear, TTT-MLP) and contexts: tokens/s and
+ * model FLOP utilization against rate[0] (fp32) and rate[1] (bf16), after
+ * a check against the CPU model. */
+int bench_cuda_model(const vttt_backend *be, ttt_cuda_timer *tm, const int kinds[2], int B, const int *Ts, int nT,
+                     int reps, const double rate[2]);
+
 #endif
