@@ -370,6 +370,75 @@ START_TEST(encode_decode_roundtrip) {
 }
 END_TEST
 
+/* ---- the non-CPU path on a stand-in device ------------------------------ */
+
+/* "Device" memory that starts as NaN bytes, so that a buffer used before
+ * it is written shows up in the results. */
+static int poison_alloc(void *ctx, void **p, size_t bytes) {
+    (void)ctx;
+    *p = malloc(bytes ? bytes : 1);
+    if (*p) memset(*p, 0xff, bytes);
+    return *p ? VTTT_OK : VTTT_ENOMEM;
+}
+
+static void plain_free(void *ctx, void *p) { (void)ctx, free(p); }
+
+/* The CPU table posing as a device: the tokenizer then keeps its weights
+ * in a device copy, stages FSQ and the loss through to_host/to_device,
+ * clears buffers by copies and gathers the gradients, as on CUDA. The ops
+ * are the CPU's, so the results must equal the CPU path's bit for bit. */
+START_TEST(device_path_matches_cpu) {
+    vttt_backend dev = *vttt_backend_cpu();
+    dev.name = "stand-in device", dev.device = VTTT_DEVICE_CUDA;
+    dev.alloc = poison_alloc, dev.free = plain_free;
+    vttt_encoder_config cfg = tiny_cfg();
+    vttt_encoder *a = NULL, *b = NULL;
+    ck_assert_int_eq(vttt_encoder_init(&a, &cfg, 21, NULL), 0);
+    ck_assert_int_eq(vttt_encoder_init(&b, &cfg, 21, NULL), 0);
+    perturb_norms(a, 2), perturb_norms(b, 2);
+    ck_assert_int_eq(vttt_encoder_set_backend(b, &dev), 0);
+    ck_assert_ptr_nonnull(b->dparams);
+    enum { N = 3, S = 16, P = 4 };
+    uint8_t *fr = smooth_frames(N, S, 17), ra[N * S * S * 3], rb[N * S * S * 3];
+    float la, lb;
+    size_t np = vttt_encoder_num_params(a);
+    for (int step = 0; step < 2; step++) { /* the second forward sees updated host weights */
+        vttt_encoder_zero_grads(a), vttt_encoder_zero_grads(b);
+        ck_assert_int_eq(vttt_encoder_forward(a, fr, N, 1, &la, ra), 0);
+        ck_assert_int_eq(vttt_encoder_forward(b, fr, N, 1, &lb, rb), 0);
+        ck_assert_float_eq(la, lb);
+        ck_assert_mem_eq(ra, rb, sizeof ra);
+        ck_assert_int_eq(vttt_encoder_backward(a, 1.0f), 0);
+        ck_assert_int_eq(vttt_encoder_backward(b, 1.0f), 0);
+        ck_assert_mem_eq(a->grads, b->grads, np * sizeof(float));
+        for (size_t i = 0; i < np; i++) ck_assert(isfinite(b->grads[i]));
+        for (size_t i = 0; i < np; i++) a->params[i] -= 0.01f * a->grads[i], b->params[i] -= 0.01f * b->grads[i];
+    }
+    int32_t ta[N * P], tb[N * P];
+    ck_assert_int_eq(vttt_encoder_encode(a, fr, N, ta), 0);
+    ck_assert_int_eq(vttt_encoder_encode(b, fr, N, tb), 0);
+    ck_assert_mem_eq(ta, tb, sizeof ta);
+    ck_assert_int_eq(vttt_encoder_decode(a, ta, N, ra), 0);
+    ck_assert_int_eq(vttt_encoder_decode(b, ta, N, rb), 0);
+    ck_assert_mem_eq(ra, rb, sizeof ra);
+    /* back to the CPU */
+    ck_assert_int_eq(vttt_encoder_set_backend(b, NULL), 0);
+    ck_assert_ptr_null(b->dparams);
+    ck_assert_int_eq(vttt_encoder_decode(b, ta, N, rb), 0);
+    ck_assert_mem_eq(ra, rb, sizeof ra);
+    /* a backend without the 2D ops is refused, and the tokenizer stays usable */
+    dev.conv2d_backward = NULL;
+    tu_log lg;
+    b->log = tu_log_capture(&lg, VTTT_LOG_ERROR, 0);
+    ck_assert_int_eq(vttt_encoder_set_backend(b, &dev), VTTT_ENOTSUP);
+    ck_assert(strstr(lg.text, "stand-in device") != NULL);
+    ck_assert_int_eq(vttt_encoder_decode(b, ta, N, rb), 0);
+    ck_assert_mem_eq(ra, rb, sizeof ra);
+    free(fr);
+    vttt_encoder_free(&a), vttt_encoder_free(&b);
+}
+END_TEST
+
 /* ---- tokenizer directories ----------------------------------------------- */
 
 START_TEST(save_load_roundtrip) {
@@ -570,6 +639,7 @@ int main(void) {
     tcase_add_test(tc, backward_accumulates);
     tcase_add_test(tc, oracle_dump);
     tcase_add_test(tc, encode_decode_roundtrip);
+    tcase_add_test(tc, device_path_matches_cpu);
     tcase_add_test(tc, save_load_roundtrip);
     tcase_add_test(tc, load_rejects_bad_dirs);
     tcase_add_test(tc, data_split_and_errors);
