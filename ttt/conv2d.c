@@ -5,9 +5,9 @@
  * output rows at a time (about CONV_CHUNK_FLOATS, so that a chunk stays in
  * the core's L2 cache between im2col and the sgemm that reads it). Images
  * of a batch are split over OpenMP threads (OpenBLAS held serial inside
- * them), each thread with its own column chunk and, for the weight
- * gradient, its own partial sums, added in thread order afterwards
- * (deterministic for a thread count). The ops return nothing (ops.h), so
+ * them) as they come free, each thread with its own column chunk; the
+ * weight gradient is summed per block of images and the blocks added in
+ * order (CONV_BLOCKS), so results do not depend on the thread count. The ops return nothing (ops.h), so
  * when the scratch cannot be allocated they fall back to direct loops
  * (conv2d_direct.c) that need none: slower, same result. */
 #include <stdlib.h>
@@ -67,7 +67,7 @@ void ttt_conv2d_forward(float *out, const float *inp, const float *w, const floa
     }
     size_t in_img = (size_t)C * H * W, out_img = (size_t)OC * s.ohw;
     int nb = nt > 1 ? ttt_blas_serial_begin() : 0;
-#pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1)
+#pragma omp parallel for num_threads(nt) schedule(dynamic, 1) if (nt > 1)
     for (int n = 0; n < N; n++)
         conv_forward_image(out + n * out_img, inp + n * in_img, w, bias, 0.0f,
                            scratch ? scratch + per * omp_get_thread_num() : NULL, &s);
@@ -141,13 +141,22 @@ static void conv_backward_range(float *dinp, float *dw, float *dbias, const floa
     }
 }
 
-/* Scratch of the backward: the flipped weights wt (C*OC*KH*KW, when dinp
- * is computed as a convolution), then per thread a column chunk (the
- * larger of the two shapes' chunks; none for pointwise kernels) and, for
- * threads after the first, private dw and dbias partial sums. */
+/* The backward's unit of work is a block of images; there are
+ * min(N, CONV_BLOCKS) of them whatever the thread count, each with its own
+ * dw and dbias partial sums, added in block order at the end. So the
+ * result does not depend on how many threads ran or which took which
+ * block, and threads can take blocks as they come free (a thread that
+ * loses its core does not hold the others up). */
+#define CONV_BLOCKS 16
+
+/* Scratch of the backward: per thread a column chunk (the larger of the
+ * two shapes' chunks; none for pointwise kernels), per image block the dw
+ * and dbias partial sums (zeroed), then the flipped weights wt
+ * (C*OC*KH*KW, when dinp is computed as a convolution). */
 typedef struct {
-    float *buf, *wt;
-    size_t col, part;   /* floats per thread */
+    float *buf, *parts, *wt;
+    size_t col, part;   /* floats per thread, per block */
+    int nblk;
 } conv_scratch;
 
 static int conv_scratch_alloc(conv_scratch *sc, const conv_shape *s, const conv_shape *ts, int nt, int want_dw,
@@ -156,9 +165,11 @@ static int conv_scratch_alloc(conv_scratch *sc, const conv_shape *s, const conv_
     size_t nwt = ts ? s->ckk * s->OC : 0;
     if (ts && ts->ckk * (size_t)ts->rows * ts->OW > sc->col) sc->col = ts->ckk * (size_t)ts->rows * ts->OW;
     sc->part = (want_dw ? (size_t)s->OC * s->ckk : 0) + (want_db ? (size_t)s->OC : 0);
-    size_t total = nwt + sc->col * nt + sc->part * (nt - 1);
+    sc->nblk = s->N < CONV_BLOCKS ? s->N : CONV_BLOCKS;
+    size_t total = sc->col * nt + sc->part * sc->nblk + nwt;
     sc->buf = total ? calloc(total, sizeof(float)) : NULL;
-    sc->wt = ts && sc->buf ? sc->buf + sc->col * nt + sc->part * (nt - 1) : NULL;
+    sc->parts = sc->buf ? sc->buf + sc->col * nt : NULL;
+    sc->wt = ts && sc->buf ? sc->parts + sc->part * sc->nblk : NULL;
     return total == 0 || sc->buf != NULL;
 }
 
@@ -177,21 +188,18 @@ void ttt_conv2d_backward(float *dinp, float *dw, float *dbias, const float *dout
     }
     if (sc.wt) conv_flip_weights(sc.wt, w, &s);
     size_t wsz = dw ? (size_t)OC * s.ckk : 0;
-    int nb = nt > 1 ? ttt_blas_serial_begin() : 0, team = 1;
-#pragma omp parallel num_threads(nt) if (nt > 1)
-    {
-        /* the team may be smaller than asked (nested regions): split by its size */
-        int t = omp_get_thread_num(), nth = omp_get_num_threads();
-        if (t == 0) team = nth;
-        int n0 = (int)((long)N * t / nth), n1 = (int)((long)N * (t + 1) / nth);
-        float *col = sc.col ? sc.buf + sc.col * t : NULL;
-        float *part = t ? sc.buf + sc.col * nt + sc.part * (t - 1) : NULL;
-        conv_backward_range(dinp, t ? (dw ? part : NULL) : dw, t ? (dbias ? part + wsz : NULL) : dbias, dout, inp,
-                            w, sc.wt, col, &s, tsp, n0, n1);
+    int nb = nt > 1 ? ttt_blas_serial_begin() : 0, nblk = sc.nblk;
+#pragma omp parallel for num_threads(nt) schedule(dynamic, 1) if (nt > 1)
+    for (int b = 0; b < nblk; b++) {
+        int n0 = (int)((long)N * b / nblk), n1 = (int)((long)N * (b + 1) / nblk);
+        float *col = sc.col ? sc.buf + sc.col * omp_get_thread_num() : NULL;
+        float *part = sc.part ? sc.parts + sc.part * b : NULL;
+        conv_backward_range(dinp, dw ? part : NULL, dbias ? part + wsz : NULL, dout, inp, w, sc.wt, col, &s, tsp, n0,
+                            n1);
     }
     if (nt > 1) ttt_blas_serial_end(nb);
-    for (int t = 1; t < team; t++) {
-        const float *part = sc.buf + sc.col * nt + sc.part * (t - 1);
+    for (int b = 0; b < nblk && sc.part; b++) {
+        const float *part = sc.parts + sc.part * b;
         for (size_t i = 0; i < wsz; i++) dw[i] += part[i];
         if (dbias)
             for (int oc = 0; oc < OC; oc++) dbias[oc] += part[wsz + oc];
