@@ -28,6 +28,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 command -v ffmpeg >/dev/null || { echo "SKIP: ffmpeg not found"; exit 77; }
 tl_tmpdir video_train
 Q=(--threads 2)
+export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-passive} # no spinning barriers on a shared machine
 
 ffmpeg -v error -f lavfi -i "testsrc2=size=64x64:rate=10,scroll=horizontal=0.25" -t 6 -pix_fmt yuv420p \
     "$T/clip.mp4" || exit 1

@@ -28,6 +28,9 @@ OUT=${1:-example_video}
 ENC_STEPS=${ENC_STEPS:-400}
 STEPS=${STEPS:-150}
 [ -n "${THREADS:-}" ] && export OMP_NUM_THREADS=$THREADS
+# idle OpenMP threads sleep instead of spinning: on a machine shared with
+# other busy processes, spinning barriers made training 5-10x slower
+export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-passive}
 [ -x "$VTTT" ] || { echo "no $VTTT: build first (bash tools/build.sh), or set VTTT=path/to/vttt" >&2; exit 1; }
 command -v ffmpeg >/dev/null || { echo "ffmpeg is needed to generate the example video (apt install ffmpeg)" >&2; exit 1; }
 mkdir -p "$OUT"

@@ -16,7 +16,8 @@ VTTT=${VTTT:-build/vttt}
 OUT=${1:-measure_video_out}
 MINUTES=${MINUTES:-30}
 THREADS=${THREADS:-2}
-STEPS=${STEPS:-400}
+STEPS=${STEPS:-1500}
+export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-passive} # spinning OpenMP barriers cost 5-10x on a shared machine
 mkdir -p "$OUT/train_clips" "$OUT/heldout_clips"
 gen() { # gen NAME FILTER START DURATION DIR
     [ -s "$5/$1.mp4" ] || ffmpeg -v error -f lavfi -i "$2" -ss "$3" -t "$4" -pix_fmt yuv420p -c:v libx264 -crf 12 \
