@@ -499,6 +499,49 @@ START_TEST(test_model_step) {
 }
 END_TEST
 
+/* Generation with a model on the emulated CUDA path (prefill with all
+ * logits, decode steps, prefill of the rest) against the CPU model. */
+START_TEST(test_model_generation) {
+    emu_backend e;
+    emu_open_cuda_table(&e);
+    e.ctx.log = tu_log_quiet(); /* the failed graph captures are expected */
+    vttt_model_config cfg = vttt_model_default_config();
+    ck_assert_int_eq(vttt_model_config_preset(&cfg, "test", NULL), VTTT_OK);
+    ck_assert_int_eq(vttt_model_config_backbone(&cfg, "mamba", NULL), VTTT_OK);
+    cfg.vocab_size = 61;
+    cfg.seq_kind = VTTT_LAYER_TTT_MLP;
+    cfg.mini_batch_size = 8;
+    vttt_model *m = NULL;
+    ck_assert_int_eq(vttt_model_init(&m, &cfg, NULL), VTTT_OK);
+    vttt_model_init_weights(m, 12);
+    int B = 2, V = 61, t1 = 5, nd = 6;
+    std::vector<int32_t> first((size_t)B * t1), col((size_t)B);
+    std::vector<float> lc((size_t)B * t1 * V), ld(lc.size());
+    for (size_t i = 0; i < first.size(); i++) first[i] = (int32_t)((i * 29 + 3) % V);
+    vttt_model_state *cs = NULL;
+    vttt_model_dev *d = NULL;
+    vttt_model_dev_state *ds = NULL;
+    ck_assert_int_eq(vttt_model_state_init(&cs, m, B, 0), VTTT_OK);
+    ck_assert_int_eq(ttt_model_dev_init_ops(&d, m, &e.be, ttt_emu::ttt_dev_ops_cuda(), B, 8), VTTT_OK);
+    ck_assert_int_eq(vttt_model_dev_state_init(&ds, d, B), VTTT_OK);
+    ck_assert_int_eq(vttt_model_prefill(m, cs, first.data(), t1, lc.data(), 1), VTTT_OK);
+    ck_assert_int_eq(vttt_model_dev_prefill(d, ds, first.data(), t1, ld.data(), 1), VTTT_OK);
+    double worst = tu_rel_err(ld.data(), lc.data(), lc.size());
+    for (int k = 0; k < nd; k++) {
+        for (int b = 0; b < B; b++) col[(size_t)b] = (int32_t)((k * 7 + b * 3 + 1) % V);
+        ck_assert_int_eq(vttt_model_decode(m, cs, col.data(), lc.data()), VTTT_OK);
+        ck_assert_int_eq(vttt_model_dev_decode(d, ds, col.data(), ld.data()), VTTT_OK);
+        worst = fmax(worst, tu_rel_err(ld.data(), lc.data(), (size_t)B * V));
+    }
+    printf("model generation: worst logits rel err %.2g\n", worst);
+    ck_assert_msg(worst <= TTT_CUDA_TOL_FWD, "logits rel err %g", worst);
+    vttt_model_dev_state_free(&ds);
+    vttt_model_dev_free(&d);
+    vttt_model_state_free(&cs);
+    vttt_model_free(&m);
+}
+END_TEST
+
 /* A launch beyond the device's limits is an error from the launcher, not
  * a crash: the decode step's shared memory (5 f + 5 h1 floats) at f = 1024,
  * h1 = 4096 needs 100 KiB, over the 48 KiB device's limit. */
@@ -524,5 +567,6 @@ int main(void) {
     tcase_add_test(tc, test_table_ops);
     tcase_add_loop_test(tc, test_device_layer_cuda_table, 0, 2);
     tcase_add_loop_test(tc, test_model_step, 0, 2);
+    tcase_add_test(tc, test_model_generation);
     return tu_run("cuda_emu", tc, CK_NOFORK);
 }

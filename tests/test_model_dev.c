@@ -120,6 +120,55 @@ START_TEST(test_step_against_cpu_model) {
 }
 END_TEST
 
+/* Generation: a prefill with every position's logits, decode steps
+ * across a mini-batch boundary, then a prefill of the rest with the last
+ * position's logits, on both sides; B = 2. */
+START_TEST(test_generation_against_cpu_model) {
+    const model_case *c = &cases[_i];
+    vttt_model *m = make_model(c);
+    int B = 2, T = 29, V = 61, t1 = 9, nd = 7, N = B * T;
+    int32_t *tok = malloc((size_t)N * sizeof(int32_t)), col[2];
+    float *lc = malloc((size_t)N * V * sizeof(float)), *ld = malloc((size_t)N * V * sizeof(float));
+    ck_assert(tok && lc && ld);
+    for (int i = 0; i < N; i++) tok[i] = (i * 29 + 3) % V;
+    vttt_model_state *cs = NULL;
+    vttt_model_dev *d = NULL;
+    vttt_model_dev_state *ds = NULL;
+    ck_assert_int_eq(vttt_model_state_init(&cs, m, B, 0), VTTT_OK);
+    ck_assert_int_eq(vttt_model_dev_init(&d, m, vttt_backend_cpu(), B, 8), VTTT_OK); /* prefills in chunks of 8 */
+    ck_assert_int_eq(vttt_model_dev_state_init(&ds, d, B), VTTT_OK);
+    /* (B, t1) prefill: the first t1 columns */
+    int32_t *first = malloc((size_t)B * t1 * sizeof(int32_t)), *rest = malloc((size_t)N * sizeof(int32_t));
+    ck_assert(first && rest);
+    for (int b = 0; b < B; b++) memcpy(first + b * t1, tok + b * T, t1 * sizeof(int32_t));
+    ck_assert_int_eq(vttt_model_prefill(m, cs, first, t1, lc, 1), VTTT_OK);
+    ck_assert_int_eq(vttt_model_dev_prefill(d, ds, first, t1, ld, 1), VTTT_OK);
+    double worst = tu_rel_err(ld, lc, (size_t)B * t1 * V);
+    for (int k = 0; k < nd; k++) {
+        for (int b = 0; b < B; b++) col[b] = tok[b * T + t1 + k];
+        ck_assert_int_eq(vttt_model_decode(m, cs, col, lc), VTTT_OK);
+        ck_assert_int_eq(vttt_model_dev_decode(d, ds, col, ld), VTTT_OK);
+        worst = fmax(worst, tu_rel_err(ld, lc, (size_t)B * V));
+    }
+    int t2 = T - t1 - nd;
+    for (int b = 0; b < B; b++) memcpy(rest + b * t2, tok + b * T + t1 + nd, t2 * sizeof(int32_t));
+    ck_assert_int_eq(vttt_model_prefill(m, cs, rest, t2, lc, 0), VTTT_OK);
+    ck_assert_int_eq(vttt_model_dev_prefill(d, ds, rest, t2, ld, 0), VTTT_OK);
+    worst = fmax(worst, tu_rel_err(ld, lc, (size_t)B * V));
+    ck_assert_int_eq(vttt_model_dev_state_position(ds), T);
+    printf("generation %d: worst logits rel err %.2g\n", _i, worst);
+    ck_assert_msg(worst <= TOL, "case %d: logits rel err %g", _i, worst);
+    ck_assert_int_eq(vttt_model_dev_state_reset(ds), VTTT_OK);
+    ck_assert_int_eq(vttt_model_dev_state_position(ds), 0);
+    vttt_model_dev_state_free(&ds);
+    ck_assert_ptr_null(ds);
+    vttt_model_dev_free(&d);
+    vttt_model_state_free(&cs);
+    free(tok), free(lc), free(ld), free(first), free(rest);
+    vttt_model_free(&m);
+}
+END_TEST
+
 START_TEST(test_errors) {
     model_case c = {VTTT_LAYER_TTT_LINEAR, "transformer", 1, 0, 1, 16};
     vttt_model *m = make_model(&c);
@@ -148,6 +197,7 @@ int main(void) {
     TCase *tc = tcase_create("model_dev");
     tcase_set_timeout(tc, 120);
     tcase_add_loop_test(tc, test_step_against_cpu_model, 0, NCASES);
+    tcase_add_loop_test(tc, test_generation_against_cpu_model, 0, NCASES);
     tcase_add_test(tc, test_errors);
     return tu_run("model_dev", tc, CK_FORK);
 }

@@ -233,6 +233,47 @@ START_TEST(test_model_dev) {
 }
 END_TEST
 
+/* Generation with a model on the GPU (prefill with all logits, decode
+ * steps through the layers' CUDA graphs) against the CPU model. */
+START_TEST(test_model_generation) {
+    vttt_model_config cfg = vttt_model_default_config();
+    ck_assert_int_eq(vttt_model_config_preset(&cfg, "test", NULL), VTTT_OK);
+    ck_assert_int_eq(vttt_model_config_backbone(&cfg, "mamba", NULL), VTTT_OK);
+    cfg.vocab_size = 300;
+    cfg.seq_kind = VTTT_LAYER_TTT_MLP;
+    vttt_model *m = NULL;
+    ck_assert_int_eq(vttt_model_init(&m, &cfg, NULL), VTTT_OK);
+    vttt_model_init_weights(m, 12);
+    enum { B = 2, V = 300, T1 = 21, ND = 20 };
+    int32_t first[B * T1], col[B];
+    float *lc = malloc((size_t)B * T1 * V * sizeof(float)), *ld = malloc((size_t)B * T1 * V * sizeof(float));
+    ck_assert(lc && ld);
+    for (int i = 0; i < B * T1; i++) first[i] = (i * 29 + 3) % V;
+    vttt_model_state *cs = NULL;
+    vttt_model_dev *d = NULL;
+    vttt_model_dev_state *ds = NULL;
+    ck_assert_int_eq(vttt_model_state_init(&cs, m, B, 0), VTTT_OK);
+    ck_assert_int_eq(vttt_model_dev_init(&d, m, g_gpu, B, 64), VTTT_OK);
+    ck_assert_int_eq(vttt_model_dev_state_init(&ds, d, B), VTTT_OK);
+    ck_assert_int_eq(vttt_model_prefill(m, cs, first, T1, lc, 1), VTTT_OK);
+    ck_assert_int_eq(vttt_model_dev_prefill(d, ds, first, T1, ld, 1), VTTT_OK);
+    double worst = tu_rel_err(ld, lc, (size_t)B * T1 * V);
+    for (int k = 0; k < ND; k++) {
+        for (int b = 0; b < B; b++) col[b] = (k * 7 + b * 3 + 1) % V;
+        ck_assert_int_eq(vttt_model_decode(m, cs, col, lc), VTTT_OK);
+        ck_assert_int_eq(vttt_model_dev_decode(d, ds, col, ld), VTTT_OK);
+        worst = fmax(worst, tu_rel_err(ld, lc, (size_t)B * V));
+    }
+    printf("model generation: worst logits rel err %.2g\n", worst);
+    ck_assert_msg(worst <= TOL_FWD, "logits rel err %g", worst);
+    vttt_model_dev_state_free(&ds);
+    vttt_model_dev_free(&d);
+    vttt_model_state_free(&cs);
+    free(lc), free(ld);
+    vttt_model_free(&m);
+}
+END_TEST
+
 /* Bad arguments are error codes, not crashes. */
 START_TEST(test_bad_args) {
     ttt_cuda_shape s = {1, 16, 1, 8, 8, 16, 0};
@@ -255,6 +296,7 @@ int main(void) {
     tcase_add_test(tc, test_bad_args);
     tcase_add_loop_test(tc, test_layer_dev, 0, NDEV);
     tcase_add_loop_test(tc, test_model_dev, 0, 2);
+    tcase_add_test(tc, test_model_generation);
     status = tu_run("ttt_cuda", tc, CK_NOFORK);
     vttt_backend_cuda_close(&g_gpu);
     return status;

@@ -167,6 +167,18 @@ int vttt_model_dev_upload(vttt_model_dev *d);
 /* tokens, targets: host (B, T), as vttt_model_forward; *loss the mean. */
 int vttt_model_dev_step(vttt_model_dev *d, const int32_t *tokens, const int32_t *targets, int B, int T, float *loss);
 int vttt_model_dev_grads_to_host(vttt_model_dev *d);
+/* Generation on the device (model_dev_gen.c): a state per B sequences
+ * (the layers' device states and the pre-conv states); prefill and decode
+ * as vttt_model_prefill / vttt_model_decode, tokens and logits on the
+ * host; a decode step replays each layer's CUDA graph. */
+typedef struct vttt_model_dev_state vttt_model_dev_state;
+int vttt_model_dev_state_init(vttt_model_dev_state **out, vttt_model_dev *d, int B);
+void vttt_model_dev_state_free(vttt_model_dev_state **s);
+int vttt_model_dev_state_reset(vttt_model_dev_state *s);
+int64_t vttt_model_dev_state_position(const vttt_model_dev_state *s);
+int vttt_model_dev_prefill(vttt_model_dev *d, vttt_model_dev_state *s, const int32_t *tokens, int T, float *logits,
+                           int all_logits);
+int vttt_model_dev_decode(vttt_model_dev *d, vttt_model_dev_state *s, const int32_t *tokens, float *logits);
 
 /* Per-sequence generation state: one vttt_state per layer (constant size
  * for TTT; attention's KV cache holds max_T tokens) plus the pre-conv

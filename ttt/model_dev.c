@@ -13,33 +13,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "layer_dev_internal.h"
-#include "model_internal.h"
+#include "model_dev_internal.h"
 
-struct vttt_model_dev {
-    vttt_model *m;
-    const vttt_backend *be;
-    const ttt_dev_ops *ops;
-    int max_B, max_T;
-    vttt_layer_dev **ld;   /* (L) */
-    ttt_arena arena;
-    float *pmem, *gmem;    /* (n_params) the model's own block */
-    model_params p, g;     /* pointers into pmem, gmem */
-    int32_t *tokens, *targets, *fpos; /* (N) device; fpos: in-frame position ids (tokens_per_frame > 0) */
-    float *h;              /* (L+1, N, D) residual stream */
-    float *h1, *h2, *u, *xs, *xf; /* (L, N, D); h1, u: pre_conv only */
-    float *gate, *up;      /* (L, N, I) */
-    float *rstd;           /* (L, 3, N) */
-    float *hf, *rstd_f;    /* (N, D), (N) */
-    float *losses;         /* (N) */
-    float *inv;            /* (N) 1 / n_targets: the per-row weight of the mean loss */
-    float *dhf, *dh, *dx, *tmp; /* (N, D) */
-    float *act, *dact, *dup;    /* (N, I) */
-    float *logits, *dl;    /* (MODEL_HEAD_ROWS, V) */
-    int32_t *h_tok;        /* (N) host staging */
-    float *h_f;            /* (N) host staging */
-    int B, T, valid;
-};
+
 
 /* model_params is a struct of float pointers only; see layer_dev.c. */
 #define N_MODEL_PTRS (sizeof(model_params) / sizeof(float *))
@@ -168,7 +144,7 @@ int vttt_model_dev_grads_to_host(vttt_model_dev *d) {
 /* ---- forward ------------------------------------------------------------------------------- */
 
 /* Block i's buffers over N rows (model_forward.c train_io). */
-static block_io dev_io(vttt_model_dev *d, int i, int N) {
+block_io ttt_model_dev_io(vttt_model_dev *d, int i, int N) {
     size_t ND = (size_t)N * d->m->D, NI = (size_t)N * d->m->I;
     int pc = d->m->cfg.pre_conv;
     block_io io;
@@ -215,7 +191,7 @@ static int block_forward(vttt_model_dev *d, int i, const block_io *io, int B, in
 /* The LM head and the loss over N rows, MODEL_HEAD_ROWS at a time, with
  * the gradient of the mean loss taken right away: dhf and the head
  * weight's gradient accumulate (as model_head_rows). */
-static int head(vttt_model_dev *d, int N) {
+static int head_train(vttt_model_dev *d, int N) {
     const vttt_model *m = d->m;
     const vttt_backend *be = d->be;
     const float *W = m->cfg.tie_word_embeddings ? d->p.embed : d->p.lm_head;
@@ -271,13 +247,13 @@ static int forward(vttt_model_dev *d, const int32_t *tokens, const int32_t *targ
         if (!err) err = d->ops->add(be, d->h, d->h, d->tmp, (size_t)N * D);
     }
     for (int i = 0; i < m->L && !err; i++) {
-        block_io io = dev_io(d, i, N);
+        block_io io = ttt_model_dev_io(d, i, N);
         err = block_forward(d, i, &io, B, T);
     }
     if (err) return err;
     be->rmsnorm_forward(d->hf, d->rstd_f, d->h + (size_t)m->L * N * D, d->p.norm, N, D, m->cfg.rms_norm_eps);
     if ((err = d->ops->zero(be, d->dhf, (size_t)N * D))) return err;
-    if ((err = head(d, N))) return err;
+    if ((err = head_train(d, N))) return err;
     if ((err = be->to_host(be->ctx, d->h_f, d->losses, (size_t)N * sizeof(float)))) return err;
     if (loss) *loss = model_mean_loss(d->h_f, (size_t)N, count);
     return VTTT_OK;
@@ -295,7 +271,7 @@ static int block_backward(vttt_model_dev *d, int i, int B, int T) {
     model_params *g = &d->g;
     int N = B * T, D = m->D, I = m->I, K = m->K, err;
     size_t NI = (size_t)N * I, ND = (size_t)N * D, iD = (size_t)i * D, iDI = (size_t)i * D * I;
-    block_io io = dev_io(d, i, N);
+    block_io io = ttt_model_dev_io(d, i, N);
     float *dh = d->dh, *dx = d->dx, *dgate = d->act;
     be->swiglu_forward(d->act, io.gate, io.up, NI); /* recomputed rather than kept */
     err = ops->zero(be, d->dact, NI);
