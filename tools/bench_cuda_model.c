@@ -8,7 +8,10 @@
  * and printed as tokens/s, model TFLOP/s (3x vttt_model_forward_flops) and
  * model FLOP utilization against the fp32 and bf16 GEMM rates measured in
  * the same run. The path is fp32 throughout (cuBLAS without TF32, fp32
- * fused kernels), so the fp32 figure is its own ceiling.
+ * fused kernels), so the fp32 figure is its own ceiling. decode/s: tokens
+ * per second of 64 single-token decode steps (logits copied to the host
+ * each step) after a prefill of T - 80 tokens, through the layers' CUDA
+ * graphs.
  */
 #include <math.h>
 #include <stdio.h>
@@ -85,6 +88,21 @@ static int time_steps(vttt_model_dev *d, ttt_cuda_timer *tm, const int32_t *tok,
     return err;
 }
 
+/* ms of `steps` decode steps (one token per sequence, logits to the host)
+ * after a prefill of T tokens, from a fresh device state. */
+static int time_decode(vttt_model_dev *d, ttt_cuda_timer *tm, const int32_t *tok, int B, int T, int steps,
+                       float *logits, double *ms) {
+    vttt_model_dev_state *s = NULL;
+    int err = vttt_model_dev_state_init(&s, d, B);
+    if (!err) err = vttt_model_dev_prefill(d, s, tok, T, NULL, 0);
+    for (int t = 0; t < 16 && !err; t++) err = vttt_model_dev_decode(d, s, tok + t, logits); /* captures the graphs */
+    if (!err) err = ttt_cuda_timer_start(tm);
+    for (int t = 0; t < steps && !err; t++) err = vttt_model_dev_decode(d, s, tok + t, logits);
+    if (!err) err = ttt_cuda_timer_stop(tm, ms);
+    vttt_model_dev_state_free(&s);
+    return err;
+}
+
 static int model_row(const vttt_backend *be, ttt_cuda_timer *tm, vttt_layer_kind kind, int B, int T, int reps,
                      const double rate[2]) {
     vttt_model_config cfg = vttt_model_default_config();
@@ -92,11 +110,12 @@ static int model_row(const vttt_backend *be, ttt_cuda_timer *tm, vttt_layer_kind
     vttt_model_dev *d = NULL;
     int N = B * T;
     int32_t *tok = malloc((size_t)N * sizeof(int32_t));
-    double ms = NAN;
+    double ms = NAN, dec_ms = NAN;
     float loss = NAN;
     int err = vttt_model_config_preset(&cfg, "125m", NULL);
     cfg.seq_kind = kind;
-    if (!err && !tok) err = VTTT_ENOMEM;
+    float *logits = malloc((size_t)B * cfg.vocab_size * sizeof(float));
+    if (!err && (!tok || !logits)) err = VTTT_ENOMEM;
     if (!err) err = vttt_model_init(&m, &cfg, NULL);
     if (!err) {
         vttt_model_init_weights(m, 1);
@@ -104,17 +123,18 @@ static int model_row(const vttt_backend *be, ttt_cuda_timer *tm, vttt_layer_kind
         err = vttt_model_dev_init(&d, m, be, B, T);
     }
     if (!err) err = time_steps(d, tm, tok, B, T, reps, &ms, &loss);
+    if (!err && T > 80) err = time_decode(d, tm, tok, B, T - 80, 64, logits, &dec_ms);
     const char *name = kind == VTTT_LAYER_TTT_MLP ? "ttt_mlp" : "ttt_linear";
     if (err) printf("%-10s %6d | failed: %s\n", name, T, vttt_strerror(err));
     else {
         double tf = 3.0 * vttt_model_forward_flops(&cfg, B, T) / (ms * 1e-3) / 1e12;
-        printf("%-10s %6d | %9.1f %10.0f %8.2f %6.1f%% %6.1f%% | %.4f\n", name, T, ms, N / (ms * 1e-3), tf,
-               100 * tf / rate[0], 100 * tf / rate[1], loss);
+        printf("%-10s %6d | %9.1f %10.0f %8.2f %6.1f%% %6.1f%% | %9.0f | %.4f\n", name, T, ms, N / (ms * 1e-3), tf,
+               100 * tf / rate[0], 100 * tf / rate[1], B * 64 / (dec_ms * 1e-3), loss);
     }
     fflush(stdout);
     vttt_model_dev_free(&d);
     vttt_model_free(&m);
-    free(tok);
+    free(tok), free(logits);
     return err ? 1 : 0;
 }
 
@@ -130,8 +150,8 @@ int bench_cuda_model(const vttt_backend *be, ttt_cuda_timer *tm, const int kinds
             failed = 1;
             continue;
         }
-        printf("%-10s %6s | %9s %10s %8s %7s %7s | %s\n", "layer", "T", "step ms", "tokens/s", "TFLOP/s", "%fp32",
-               "%bf16", "loss");
+        printf("%-10s %6s | %9s %10s %8s %7s %7s | %9s | %s\n", "layer", "T", "step ms", "tokens/s", "TFLOP/s",
+               "%fp32", "%bf16", "decode/s", "loss");
         for (int i = 0; i < nT; i++) failed |= model_row(be, tm, kind, B, Ts[i], reps, rate);
     }
     return failed;
