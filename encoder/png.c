@@ -1,21 +1,19 @@
 /* PNG encoding and decoding in memory with libpng, and atomic PNG files
- * (see encoder.h). libpng reports errors by calling an error function that
- * must not return: ours longjmps back into the call that started it, so a
- * malformed, truncated or hostile stream is a VTTT_EFORMAT return code and
- * never an abort. Whatever a call allocated lives in its context struct
- * (not in locals, which setjmp may not preserve) and is freed on the way
- * out. */
-#include <errno.h>
-#include <fcntl.h>
+ * (see encoder.h; the file goes through ingest's vttt_file_write_atomic,
+ * the writer config.json and the shards use too). libpng reports errors by
+ * calling an error function that must not return: ours longjmps back into
+ * the call that started it, so a malformed, truncated or hostile stream is
+ * a VTTT_EFORMAT return code and never an abort. Whatever a call
+ * allocated lives in its context struct (not in locals, which setjmp may
+ * not preserve) and is freed on the way out. */
 #include <png.h>
 #include <setjmp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
-#include <unistd.h>
 
 #include "encoder.h"
+#include "token_shard.h"
 
 #define PNG_MAX_SIDE 1000000   /* libpng's own default limit per side */
 
@@ -220,74 +218,6 @@ int vttt_png_encode(const uint8_t *rgb, int w, int h, uint8_t **out, size_t *n, 
 
 /* ---- files -------------------------------------------------------------- */
 
-/* fsyncs path's directory so that a rename inside it is durable (best
- * effort: some file systems cannot sync directories). */
-static void sync_dir_of(const char *path) {
-    char dir[4096];
-    snprintf(dir, sizeof dir, "%s", path);
-    char *slash = strrchr(dir, '/');
-    if (slash == dir) slash[1] = 0;
-    else if (slash) *slash = 0;
-    else snprintf(dir, sizeof dir, ".");
-    int fd = open(dir, O_RDONLY);
-    if (fd >= 0) {
-        (void)fsync(fd);
-        close(fd);
-    }
-}
-
-/* Creates a fresh temporary file beside path (mode 0666 less the umask,
- * like the final file), named from the pid and the clock; its name goes to
- * tmp. Returns the descriptor or -1 with errno set. */
-static int open_tmp_beside(const char *path, char *tmp, size_t cap) {
-    for (int attempt = 0; attempt < 16; attempt++) {
-        struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        snprintf(tmp, cap, "%s.tmp.%ld.%ld", path, (long)getpid(), (long)ts.tv_nsec + attempt);
-        int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL, 0666);
-        if (fd >= 0 || errno != EEXIST) return fd;
-    }
-    return -1;
-}
-
-/* Writes n bytes to a fresh temporary file beside path, syncs it and
- * renames it over path. On failure path is untouched and the temporary
- * file removed. */
-static int write_atomic(const char *path, const uint8_t *p, size_t n, const vttt_logger *lg) {
-    size_t cap = strlen(path) + 64;
-    char *tmp = malloc(cap);
-    if (!tmp) return VTTT_ENOMEM;
-    int fd = open_tmp_beside(path, tmp, cap);
-    if (fd < 0) {
-        vttt_log(lg, VTTT_LOG_ERROR, "cannot create a temporary file beside %s: %s", path, strerror(errno));
-        free(tmp);
-        return VTTT_EIO;
-    }
-    size_t done = 0;
-    int saved = 0;
-    while (done < n) {
-        ssize_t k = write(fd, p + done, n - done);
-        if (k < 0 && errno == EINTR) continue;
-        if (k <= 0) {
-            saved = k < 0 ? errno : EIO;
-            break;
-        }
-        done += (size_t)k;
-    }
-    if (!saved && fsync(fd) != 0) saved = errno;
-    if (close(fd) != 0 && !saved) saved = errno;
-    if (!saved && rename(tmp, path) != 0) saved = errno;
-    if (saved) {
-        unlink(tmp);
-        vttt_log(lg, VTTT_LOG_ERROR, "writing %s failed: %s", path, strerror(saved));
-        free(tmp);
-        return VTTT_EIO;
-    }
-    free(tmp);
-    sync_dir_of(path);
-    return VTTT_OK;
-}
-
 int vttt_png_write(const char *path, const uint8_t *rgb, int w, int h, const vttt_logger *lg) {
     if (!path || !*path) {
         vttt_log(lg, VTTT_LOG_ERROR, "PNG write: no output path");
@@ -296,7 +226,7 @@ int vttt_png_write(const char *path, const uint8_t *rgb, int w, int h, const vtt
     uint8_t *buf = NULL;
     size_t n = 0;
     int err = vttt_png_encode(rgb, w, h, &buf, &n, lg);
-    if (!err) err = write_atomic(path, buf, n, lg);
+    if (!err) err = vttt_file_write_atomic(path, buf, n, lg);
     free(buf);
     return err;
 }
