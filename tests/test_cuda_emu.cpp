@@ -101,7 +101,8 @@ int ttt_cublas_err(const vttt_logger *lg, cublasStatus_t st, const char *what) {
 }
 
 void ttt_cuda_check_launch(const char *what) {
-    if (cudaPeekAtLastError() != cudaSuccess) vttt_log(NULL, VTTT_LOG_ERROR, "CUDA (emulated): %s: launch failed", what);
+    if (cudaPeekAtLastError() != cudaSuccess)
+        vttt_log(NULL, VTTT_LOG_ERROR, "CUDA (emulated): %s: launch failed", what);
 }
 
 #include "cuda/ttt_fused_fwd.cu" /* before layer_cuda.cu, whose table names its launchers */
@@ -319,7 +320,8 @@ START_TEST(test_table_ops) {
     cpu->linear_forward(NULL, ly.c.data(), x.c.data(), lw.c.data(), lb.c.data(), N, C, OC);
     gpu->linear_forward(gc, ly.g.data(), x.g.data(), lw.g.data(), lb.g.data(), N, C, OC);
     expect("linear_forward", ly, TOL_REDUCE);
-    cpu->linear_backward(NULL, dx.c.data(), ldw.c.data(), ldb.c.data(), ldy.c.data(), x.c.data(), lw.c.data(), N, C, OC);
+    cpu->linear_backward(NULL, dx.c.data(), ldw.c.data(), ldb.c.data(), ldy.c.data(), x.c.data(), lw.c.data(), N, C,
+                         OC);
     gpu->linear_backward(gc, dx.g.data(), ldw.g.data(), ldb.g.data(), ldy.g.data(), x.g.data(), lw.g.data(), N, C, OC);
     expect("linear_backward dinp", dx, TOL_REDUCE);
     expect("linear_backward dw", ldw, TOL_REDUCE);

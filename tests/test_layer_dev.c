@@ -33,7 +33,7 @@ typedef struct {
 } dev_case;
 
 static const dev_case cases[] = {
-    {VTTT_LAYER_TTT_LINEAR, 32, 4, 16, 0, 0, 2, 40, 13, 7},  /* prefill ends mid-mini-batch; decode crosses a boundary */
+    {VTTT_LAYER_TTT_LINEAR, 32, 4, 16, 0, 0, 2, 40, 13, 7}, /* prefill ends mid-mini-batch; decode crosses one */
     {VTTT_LAYER_TTT_MLP, 32, 4, 16, 0, 1, 2, 37, 16, 18},    /* gate; trailing partial mini-batch */
     {VTTT_LAYER_TTT_MLP, 32, 2, 8, 1, 0, 3, 30, 5, 12},      /* share_qk: conv state across calls */
     {VTTT_LAYER_TTT_LINEAR, 16, 2, 4, 1, 1, 1, 21, 0, 21},   /* decode only, share_qk and gate */

@@ -200,7 +200,8 @@ static int time_gemm(const vttt_backend *be, ttt_cuda_timer *tm, int bf16, int N
         double ms = 0.0;
         err = ttt_cuda_timer_start(tm);
         for (int k = 0; k < 8 && !err; k++)
-            err = bf16 ? ttt_cuda_gemm_bf16(be, y, xb, w, N, C, C) : be->linear_forward(be->ctx, y, x, w, NULL, N, C, C);
+            err = bf16 ? ttt_cuda_gemm_bf16(be, y, xb, w, N, C, C)
+                       : be->linear_forward(be->ctx, y, x, w, NULL, N, C, C);
         if (!err) err = ttt_cuda_timer_stop(tm, &ms);
         if (!err && r > 0 && ms / 8 < *best) *best = ms / 8;
     }

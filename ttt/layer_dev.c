@@ -133,7 +133,8 @@ int ttt_layer_dev_init_ops(vttt_layer_dev **out, vttt_layer *l, const vttt_backe
     mirror_params(&d->p, &l->p, l->param_mem, d->pmem);
     mirror_params(&d->g, &l->g, l->grad_mem, d->gmem);
     err = ops->zero(be, d->gmem, l->n_params);
-    if (!err) err = ops->zero(be, d->conv0, (size_t)max_B * (l->cfg.conv_kernel > 1 ? l->cfg.conv_kernel - 1 : 1) * l->D);
+    size_t nconv = (size_t)max_B * (l->cfg.conv_kernel > 1 ? l->cfg.conv_kernel - 1 : 1) * l->D;
+    if (!err) err = ops->zero(be, d->conv0, nconv);
     if (!err) err = vttt_layer_dev_upload(d);
     if (err) {
         vttt_layer_dev_free(&d);

@@ -125,7 +125,8 @@ static int gen_chunk(vttt_layer *l, vttt_state *cs, vttt_layer_dev *d, vttt_stat
     if (err) return err;
     chunk_copy(b->yc, out, B, T, D, t0, n, 1);
     if ((err = be->to_device(be->ctx, b->x_dev, b->xc, bytes))) return err;
-    err = decode ? vttt_layer_dev_decode(d, ds, b->y_dev, b->x_dev) : vttt_layer_dev_prefill(d, ds, b->y_dev, b->x_dev, n);
+    err = decode ? vttt_layer_dev_decode(d, ds, b->y_dev, b->x_dev)
+                 : vttt_layer_dev_prefill(d, ds, b->y_dev, b->x_dev, n);
     if (!err) err = be->to_host(be->ctx, out, b->y_dev, bytes);
     if (!err) chunk_copy(b->yd, out, B, T, D, t0, n, 1);
     return err;

@@ -22,7 +22,8 @@ static int cpu_lr_forward(const vttt_backend *be, float *lr, size_t n, float sca
     return VTTT_OK;
 }
 
-static int cpu_lr_backward(const vttt_backend *be, float *da, const float *dlr, const float *lr, size_t n, float scale) {
+static int cpu_lr_backward(const vttt_backend *be, float *da, const float *dlr, const float *lr, size_t n,
+                           float scale) {
     for (size_t i = 0; i < n; i++) da[i] = ttt_elem_lr_grad(dlr[i], lr[i], scale);
     return VTTT_OK;
 }

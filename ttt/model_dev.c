@@ -282,7 +282,8 @@ static int block_backward(vttt_model_dev *d, int i, int B, int T) {
     if (err) return err;
     be->swiglu_backward(dgate, d->dup, d->dact, io.gate, io.up, NI);
     err = ops->zero(be, dx, ND);
-    if (!err) err = be->linear_backward(be->ctx, dx, g->gate_proj + iDI, NULL, dgate, io.xf, p->gate_proj + iDI, N, D, I);
+    if (!err)
+        err = be->linear_backward(be->ctx, dx, g->gate_proj + iDI, NULL, dgate, io.xf, p->gate_proj + iDI, N, D, I);
     if (!err) err = be->linear_backward(be->ctx, dx, g->up_proj + iDI, NULL, d->dup, io.xf, p->up_proj + iDI, N, D, I);
     if (err) return err;
     be->rmsnorm_backward(dh, g->ffn_norm + iD, dx, io.h2, p->ffn_norm + iD, io.rstd + 2 * (size_t)N, N, D);

@@ -180,7 +180,8 @@ int vttt_model_dev_prefill(vttt_model_dev *d, vttt_model_dev_state *s, const int
         const int32_t *tok = tokens + t0;
         if (B > 1) { /* columns [t0, t0+n) of every sequence, contiguous */
             if ((err = d->be->sync(d->be->ctx))) break; /* the staging buffer's last upload */
-            for (int b = 0; b < B; b++) memcpy(s->h_tok + (size_t)b * n, tokens + (size_t)b * T + t0, n * sizeof(int32_t));
+            for (int b = 0; b < B; b++)
+                memcpy(s->h_tok + (size_t)b * n, tokens + (size_t)b * T + t0, n * sizeof(int32_t));
             tok = s->h_tok;
         }
         err = gen_chunk(d, s, tok, n, 0, T, t0, logits, all_logits);
