@@ -11,10 +11,11 @@
 #include <cjson/cJSON.h>
 
 #include "encoder_internal.h"
-#include "ingest.h"
+#include "json_file.h"
 
 #define ENC_MODEL_TYPE "vttt_fsq_tokenizer"
 #define ENC_CONFIG_MAX_BYTES (1 << 16)
+#define ENC_CONFIG_HINT "(not a vttt tokenizer config.json?)"
 
 vttt_encoder_config vttt_encoder_default_config(void) {
     vttt_encoder_config c;
@@ -78,7 +79,7 @@ int vttt_encoder_levels_parse(vttt_encoder_config *cfg, const char *s, const vtt
 }
 
 static int fail(const vttt_logger *lg, const char *path, const char *what, const char *key) {
-    vttt_log(lg, VTTT_LOG_ERROR, "%s: %s%s%s (not a vttt tokenizer config.json?)", path, what, key ? " " : "",
+    vttt_log(lg, VTTT_LOG_ERROR, "%s: %s%s%s " ENC_CONFIG_HINT, path, what, key ? " " : "",
              key ? key : "");
     return VTTT_EFORMAT;
 }
@@ -143,22 +144,10 @@ static int parse_config(vttt_encoder_config *c, const cJSON *root, const char *p
 }
 
 int enc_config_read(vttt_encoder_config *c, const char *path, const vttt_logger *lg) {
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        vttt_log(lg, VTTT_LOG_ERROR, "%s: cannot open (is this a tokenizer directory?)", path);
-        return VTTT_EIO;
-    }
-    char *buf = malloc(ENC_CONFIG_MAX_BYTES + 1);
-    size_t n = buf ? fread(buf, 1, ENC_CONFIG_MAX_BYTES + 1, f) : 0;
-    fclose(f);
-    if (!buf) return VTTT_ENOMEM;
-    if (n > ENC_CONFIG_MAX_BYTES) {
-        free(buf);
-        return fail(lg, path, "larger than 64 KiB", NULL);
-    }
-    cJSON *root = cJSON_ParseWithLength(buf, n);
-    free(buf);
-    int err = root ? parse_config(c, root, path, lg) : fail(lg, path, "not valid JSON", NULL);
+    cJSON *root = NULL;
+    int err = vttt_json_file_read(&root, path, ENC_CONFIG_MAX_BYTES, "cannot open (is this a tokenizer directory?)",
+                                  ENC_CONFIG_HINT, lg);
+    if (!err) err = parse_config(c, root, path, lg);
     cJSON_Delete(root);
     return err;
 }
@@ -171,12 +160,5 @@ int enc_config_write(const vttt_encoder_config *c, const char *path, const vttt_
     cJSON_AddNumberToObject(j, "num_groups", c->num_groups);
     cJSON_AddNumberToObject(j, "num_levels", c->num_levels);
     cJSON_AddItemToObject(j, "levels", cJSON_CreateIntArray(c->levels, c->num_levels));
-    char *text = cJSON_Print(j);
-    cJSON_Delete(j);
-    if (!text) return VTTT_ENOMEM;
-    size_t n = strlen(text);
-    text[n] = '\n'; /* the NUL becomes the final newline */
-    int err = vttt_file_write_atomic(path, text, n + 1, lg);
-    free(text);
-    return err;
+    return vttt_json_file_write(j, path, lg);
 }

@@ -24,6 +24,7 @@
 #include "cli.h"
 #include "cli_encoder.h"
 #include "ingest.h"
+#include "json_file.h"
 #include "lm.h"
 
 #define ENCODE_CMD ENC_CMD " encode"
@@ -106,15 +107,8 @@ static int write_meta(vttt_encoder *e, const char *out, const char *encdir, cJSO
     cJSON_AddStringToObject(j, "fps", rate);
     cJSON_AddStringToObject(j, "encoder", abs);
     cJSON_AddItemToObject(j, "sources", sources);
-    char *text = cJSON_Print(j);
-    cJSON_Delete(j);
-    if (!text) return VTTT_ENOMEM;
-    size_t n = strlen(text);
-    text[n] = '\n';
     snprintf(path, sizeof path, "%s/meta.json", out);
-    int err = vttt_file_write_atomic(path, text, n + 1, NULL);
-    free(text);
-    return err;
+    return vttt_json_file_write(j, path, NULL);
 }
 
 int cli_encoder_encode(int argc, char **argv) {

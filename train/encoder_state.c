@@ -12,10 +12,12 @@
 #include <cjson/cJSON.h>
 
 #include "encoder_train_internal.h"
+#include "json_file.h"
 
 #define STATE_FORMAT "vttt encoder trainer state"
 #define STATE_VERSION 1
 #define STATE_MAX_BYTES (1 << 20)
+#define STATE_HINT "(a damaged checkpoint?)"
 
 typedef enum { F_INT, F_I64, F_F32 } field_type;
 
@@ -74,28 +76,12 @@ int enc_state_write(const enc_state *s, const enc_data *d, const char *path, con
     cJSON_AddStringToObject(rng, "generator", "splitmix64 (seed, epoch) Fisher-Yates");
     cJSON_AddItemToObject(j, "rng", rng);
     cJSON_AddItemToObject(j, "config", params_json(&s->params));
-    char *text = cJSON_Print(j);
-    cJSON_Delete(j);
-    if (!text) return VTTT_ENOMEM;
-    size_t n = strlen(text);
-    text[n] = '\n';
-    int err = vttt_file_write_atomic(path, text, n + 1, lg);
-    free(text);
-    return err;
+    return vttt_json_file_write(j, path, lg);
 }
 
 static int fail(const vttt_logger *lg, const char *path, const char *what) {
-    vttt_log(lg, VTTT_LOG_ERROR, "%s: %s (a damaged checkpoint?)", path, what);
+    vttt_log(lg, VTTT_LOG_ERROR, "%s: %s " STATE_HINT, path, what);
     return VTTT_EFORMAT;
-}
-
-/* A non-negative whole number member of j; -1 when missing or malformed. */
-static int64_t get_count(const cJSON *j, const char *key) {
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(j, key);
-    if (!cJSON_IsNumber(v) || !(v->valuedouble >= 0.0) || v->valuedouble > 9007199254740992.0 ||
-        v->valuedouble != floor(v->valuedouble))
-        return -1;
-    return (int64_t)v->valuedouble;
 }
 
 static int parse_params(vttt_encoder_train_params *p, const cJSON *j, const char *path, const vttt_logger *lg) {
@@ -125,7 +111,7 @@ static int parse_files(enc_state *s, const cJSON *files, const char *path, const
     s->n_files = n;
     for (int i = 0; i < n; i++) {
         const cJSON *f = cJSON_GetArrayItem(files, i), *p = cJSON_GetObjectItemCaseSensitive(f, "path");
-        if (!cJSON_IsString(p) || (s->file_frames[i] = get_count(f, "frames")) < 1)
+        if (!cJSON_IsString(p) || (s->file_frames[i] = vttt_json_count(f, "frames")) < 1)
             return fail(lg, path, "data.files has a malformed entry");
         if (!(s->files[i] = strdup(p->valuestring))) return VTTT_ENOMEM;
     }
@@ -137,10 +123,10 @@ static int parse(enc_state *s, const cJSON *j, const char *path, const vttt_logg
     const cJSON *data = cJSON_GetObjectItemCaseSensitive(j, "data"), *rng = cJSON_GetObjectItemCaseSensitive(j, "rng");
     if (!cJSON_IsString(fmt) || strcmp(fmt->valuestring, STATE_FORMAT))
         return fail(lg, path, "not the trainer state of a tokenizer run");
-    if (get_count(j, "version") != STATE_VERSION) return fail(lg, path, "unsupported version");
-    s->step = get_count(j, "step"), s->frames = get_count(j, "frames");
-    s->epoch = get_count(data, "epoch"), s->cursor = get_count(data, "cursor");
-    s->samples = get_count(data, "samples");
+    if (vttt_json_count(j, "version") != STATE_VERSION) return fail(lg, path, "unsupported version");
+    s->step = vttt_json_count(j, "step"), s->frames = vttt_json_count(j, "frames");
+    s->epoch = vttt_json_count(data, "epoch"), s->cursor = vttt_json_count(data, "cursor");
+    s->samples = vttt_json_count(data, "samples");
     const cJSON *seed = cJSON_GetObjectItemCaseSensitive(rng, "seed");
     if (s->step < 0 || s->frames < 0 || s->epoch < 0 || s->cursor < 0 || s->samples < 1 || s->cursor > s->samples ||
         !cJSON_IsString(seed) || train_parse_u64(seed->valuestring, &s->params.seed))
@@ -158,22 +144,9 @@ void enc_state_free(enc_state *s) {
 int enc_state_read(enc_state *s, const char *path, const vttt_logger *lg) {
     memset(s, 0, sizeof *s);
     s->params = vttt_encoder_train_default_params();
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        vttt_log(lg, VTTT_LOG_ERROR, "%s: cannot open the trainer state", path);
-        return VTTT_EIO;
-    }
-    char *buf = malloc(STATE_MAX_BYTES + 1);
-    size_t n = buf ? fread(buf, 1, STATE_MAX_BYTES + 1, f) : 0;
-    fclose(f);
-    if (!buf) return VTTT_ENOMEM;
-    if (n > STATE_MAX_BYTES) {
-        free(buf);
-        return fail(lg, path, "larger than 1 MiB");
-    }
-    cJSON *j = cJSON_ParseWithLength(buf, n);
-    free(buf);
-    int err = j ? parse(s, j, path, lg) : fail(lg, path, "not valid JSON");
+    cJSON *j = NULL;
+    int err = vttt_json_file_read(&j, path, STATE_MAX_BYTES, "cannot open the trainer state", STATE_HINT, lg);
+    if (!err) err = parse(s, j, path, lg);
     cJSON_Delete(j);
     if (err) enc_state_free(s);
     return err;

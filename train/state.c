@@ -3,19 +3,19 @@
  * run reads, and the run's settings. Written atomically; read back with
  * every field checked.
  */
-#include <math.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 
 #include <cjson/cJSON.h>
 
 #include "ingest.h"
+#include "json_file.h"
 #include "train_internal.h"
 
 #define STATE_FORMAT "vttt trainer state"
 #define STATE_VERSION 1
 #define STATE_MAX_BYTES (16 << 20)
+#define STATE_HINT "(a damaged checkpoint?)"
 
 static cJSON *data_json(const train_state *s, const train_data *d) {
     cJSON *j = cJSON_CreateObject(), *files = cJSON_AddArrayToObject(j, "files");
@@ -47,28 +47,12 @@ int train_state_write(const train_state *s, const train_data *d, const char *pat
     cJSON_AddStringToObject(rng, "generator", "splitmix64 (seed, epoch) Fisher-Yates");
     cJSON_AddItemToObject(j, "rng", rng);
     cJSON_AddItemToObject(j, "config", train_params_to_json(&s->params));
-    char *text = cJSON_Print(j);
-    cJSON_Delete(j);
-    if (!text) return VTTT_ENOMEM;
-    size_t n = strlen(text);
-    text[n] = '\n'; /* the NUL becomes the final newline */
-    int err = vttt_file_write_atomic(path, text, n + 1, lg);
-    free(text);
-    return err;
+    return vttt_json_file_write(j, path, lg);
 }
 
 static int fail(const vttt_logger *lg, const char *path, const char *what) {
-    vttt_log(lg, VTTT_LOG_ERROR, "%s: %s (a damaged checkpoint?)", path, what);
+    vttt_log(lg, VTTT_LOG_ERROR, "%s: %s " STATE_HINT, path, what);
     return VTTT_EFORMAT;
-}
-
-/* A non-negative integer member of j; -1 when missing or malformed. */
-static int64_t get_count(const cJSON *j, const char *key) {
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(j, key);
-    if (!cJSON_IsNumber(v) || !(v->valuedouble >= 0.0) || v->valuedouble > 9007199254740992.0 ||
-        v->valuedouble != floor(v->valuedouble))
-        return -1;
-    return (int64_t)v->valuedouble;
 }
 
 /* The file's shard list against the shards opened now. */
@@ -82,7 +66,7 @@ static int check_files(const cJSON *files, const train_data *d, const char *path
     }
     for (int i = 0; i < n; i++) {
         const cJSON *f = cJSON_GetArrayItem(files, i), *p = cJSON_GetObjectItemCaseSensitive(f, "path");
-        int64_t tokens, want = get_count(f, "tokens");
+        int64_t tokens, want = vttt_json_count(f, "tokens");
         const char *now = train_data_file(d, i, &tokens);
         if (!cJSON_IsString(p) || want < 0) return fail(lg, path, "data.files has a malformed entry");
         if (strcmp(p->valuestring, now) || want != tokens) {
@@ -98,12 +82,12 @@ static int parse(train_state *s, const cJSON *j, const train_data *d, const char
     const cJSON *fmt = cJSON_GetObjectItemCaseSensitive(j, "format");
     const cJSON *data = cJSON_GetObjectItemCaseSensitive(j, "data"), *rng = cJSON_GetObjectItemCaseSensitive(j, "rng");
     if (!cJSON_IsString(fmt) || strcmp(fmt->valuestring, STATE_FORMAT)) return fail(lg, path, "not a trainer state");
-    if (get_count(j, "version") != STATE_VERSION) return fail(lg, path, "unsupported version");
-    s->step = get_count(j, "step");
-    s->tokens = get_count(j, "tokens");
-    s->epoch = get_count(data, "epoch");
-    s->cursor = get_count(data, "cursor");
-    s->samples = get_count(data, "samples");
+    if (vttt_json_count(j, "version") != STATE_VERSION) return fail(lg, path, "unsupported version");
+    s->step = vttt_json_count(j, "step");
+    s->tokens = vttt_json_count(j, "tokens");
+    s->epoch = vttt_json_count(data, "epoch");
+    s->cursor = vttt_json_count(data, "cursor");
+    s->samples = vttt_json_count(data, "samples");
     const cJSON *seed = cJSON_GetObjectItemCaseSensitive(rng, "seed");
     if (s->step < 0 || s->tokens < 0 || s->epoch < 0 || s->cursor < 0 || s->samples < 1 || s->cursor > s->samples ||
         !cJSON_IsString(seed) || train_parse_u64(seed->valuestring, &s->seed))
@@ -118,23 +102,9 @@ static int parse(train_state *s, const cJSON *j, const train_data *d, const char
 int train_state_read(train_state *s, const train_data *d, const char *path, const vttt_logger *lg) {
     memset(s, 0, sizeof *s);
     s->params = vttt_train_default_params();
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        vttt_log(lg, VTTT_LOG_ERROR, "%s: cannot open the trainer state", path);
-        return VTTT_EIO;
-    }
-    char *buf = malloc(STATE_MAX_BYTES + 1);
-    size_t n = buf ? fread(buf, 1, STATE_MAX_BYTES + 1, f) : 0;
-    fclose(f);
-    if (!buf) return VTTT_ENOMEM;
-    if (n > STATE_MAX_BYTES) {
-        free(buf);
-        return fail(lg, path, "larger than 16 MiB");
-    }
-    buf[n] = '\0';
-    cJSON *j = cJSON_Parse(buf);
-    free(buf);
-    int err = j ? parse(s, j, d, path, lg) : fail(lg, path, "not valid JSON");
+    cJSON *j = NULL;
+    int err = vttt_json_file_read(&j, path, STATE_MAX_BYTES, "cannot open the trainer state", STATE_HINT, lg);
+    if (!err) err = parse(s, j, d, path, lg);
     cJSON_Delete(j);
     return err;
 }
