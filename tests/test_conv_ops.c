@@ -34,32 +34,11 @@
 #define GRAD_FILL 0.5f
 #define GN_EPS 1e-5f
 
-static float *alloc_fill(size_t n, float v) {
-    float *p = malloc((n ? n : 1) * sizeof(float));
-    ck_assert_ptr_nonnull(p);
-    for (size_t i = 0; i < n; i++) p[i] = v;
-    return p;
-}
-
-static double dot_d(const float *a, const float *b, size_t n) {
-    double s = 0.0;
-    for (size_t i = 0; i < n; i++) s += (double)a[i] * b[i];
-    return s;
-}
-
 /* grad (pre-filled with GRAD_FILL before the backward) against the central
- * difference of loss over every element of p. */
+ * difference of loss over every element of p, which must not be all zero. */
 static void check_fd(const char *what, double (*loss)(void *), void *ctx, float *p, const float *grad, size_t n) {
-    float *fd = alloc_fill(n, 0.0f), *g = alloc_fill(n, 0.0f);
-    for (size_t i = 0; i < n; i++) {
-        fd[i] = (float)tu_central_diff(&p[i], FD_EPS, loss, ctx);
-        g[i] = grad[i] - GRAD_FILL;
-    }
-    double err = tu_rel_err(g, fd, n);
-    ck_assert_msg(err < FD_TOL, "%s: finite-difference rel err %.3g (max|fd| %.3g)", what, err, tu_max_abs(fd, n));
-    ck_assert_msg(tu_max_abs(fd, n) > 0.0, "%s: gradient identically zero", what);
-    free(fd);
-    free(g);
+    const tu_fd_opts o = {.eps = FD_EPS, .tol = FD_TOL, .grad_fill = GRAD_FILL, .nonzero = 1};
+    tu_check_fd(what, loss, ctx, p, grad, n, &o);
 }
 
 /* ---- conv2d: finite differences ------------------------------------------ */
@@ -92,7 +71,7 @@ static double conv_loss(void *p) {
     const conv_case *k = c->k;
     vttt_backend_cpu()->conv2d_forward(NULL, c->out, c->inp, c->w, k->bias ? c->b : NULL, k->N, k->C, k->H, k->W,
                                        k->OC, k->KH, k->KW, k->stride, k->pad);
-    return dot_d(c->out, c->r, (size_t)k->N * k->OC * c->OH * c->OW);
+    return tu_dot(c->out, c->r, (size_t)k->N * k->OC * c->OH * c->OW);
 }
 
 static void conv_ctx_init(conv_ctx *c, const conv_case *k, tu_rng *rng) {
@@ -104,7 +83,7 @@ static void conv_ctx_init(conv_ctx *c, const conv_case *k, tu_rng *rng) {
     c->w = tu_alloc_normal(rng, conv_w_n(k), 0.5f);
     c->b = tu_alloc_normal(rng, k->OC, 0.5f);
     c->r = tu_alloc_normal(rng, no, 1.0f);
-    c->out = alloc_fill(no, 0.0f);
+    c->out = tu_alloc_fill(no, 0.0f);
 }
 
 static void conv_ctx_free(conv_ctx *c) {
@@ -119,7 +98,7 @@ START_TEST(test_conv2d_fd) {
         conv_ctx c;
         conv_ctx_init(&c, k, &rng);
         size_t ni = conv_in_n(k), nw = conv_w_n(k);
-        float *dinp = alloc_fill(ni, GRAD_FILL), *dw = alloc_fill(nw, GRAD_FILL), *db = alloc_fill(k->OC, GRAD_FILL);
+        float *dinp = tu_alloc_fill(ni, GRAD_FILL), *dw = tu_alloc_fill(nw, GRAD_FILL), *db = tu_alloc_fill(k->OC, GRAD_FILL);
         conv_loss(&c);
         ck_assert_int_eq(vttt_backend_cpu()->conv2d_backward(NULL, dinp, dw, k->bias ? db : NULL, c.r, c.inp, c.w,
                                                              k->N, k->C, k->H, k->W, k->OC, k->KH, k->KW,
@@ -171,10 +150,10 @@ static void conv_naive(float *out, const float *x, const float *w, const float *
 static void conv_run(const conv_ctx *c, int want_dx, int want_dw, int want_db, float *g[4]) {
     const conv_case *k = c->k;
     size_t no = (size_t)k->N * k->OC * c->OH * c->OW;
-    g[0] = alloc_fill(no, 0.0f);
-    g[1] = alloc_fill(conv_in_n(k), GRAD_FILL);
-    g[2] = alloc_fill(conv_w_n(k), GRAD_FILL);
-    g[3] = alloc_fill(k->OC, GRAD_FILL);
+    g[0] = tu_alloc_fill(no, 0.0f);
+    g[1] = tu_alloc_fill(conv_in_n(k), GRAD_FILL);
+    g[2] = tu_alloc_fill(conv_w_n(k), GRAD_FILL);
+    g[3] = tu_alloc_fill(k->OC, GRAD_FILL);
     ttt_conv2d_forward(g[0], c->inp, c->w, c->b, k->N, k->C, k->H, k->W, k->OC, k->KH, k->KW, k->stride, k->pad);
     ttt_conv2d_backward(want_dx ? g[1] : NULL, want_dw ? g[2] : NULL, want_db ? g[3] : NULL, c->r, c->inp, c->w,
                         k->N, k->C, k->H, k->W, k->OC, k->KH, k->KW, k->stride, k->pad);
@@ -202,7 +181,7 @@ START_TEST(test_conv2d_naive_null_threads) {
         conv_ctx c;
         conv_ctx_init(&c, k, &rng);
         size_t no = (size_t)k->N * k->OC * c.OH * c.OW, ni = conv_in_n(k), nw = conv_w_n(k);
-        float *ref = alloc_fill(no, 0.0f), *all[4], *one[4], *ser[4];
+        float *ref = tu_alloc_fill(no, 0.0f), *all[4], *one[4], *ser[4];
         conv_naive(ref, c.inp, c.w, c.b, k, c.OH, c.OW);
         conv_run(&c, 1, 1, 1, all);
         ck_assert_double_lt(tu_rel_err(all[0], ref, no), SAME_TOL);
@@ -300,7 +279,7 @@ static float *dump_read(const vttt_st *st, const char *cs, const char *name, int
     snprintf(key, sizeof key, "%s.%s", cs, name);
     size_t n = 1;
     for (int i = 0; i < ndim; i++) n *= (size_t)shape[i];
-    float *p = alloc_fill(n, 0.0f);
+    float *p = tu_alloc_fill(n, 0.0f);
     ck_assert_msg(vttt_st_read_f32(st, key, p, ndim, shape) == 0, "dump tensor %s", key);
     return p;
 }
@@ -336,8 +315,8 @@ START_TEST(test_conv2d_oracle) {
         float *dx_ref = dump_read(st, cs, "dinp", 4, sx), *dw_ref = dump_read(st, cs, "dw", 4, sw);
         float *b = k.bias ? dump_read(st, cs, "b", 1, sb) : NULL, *db_ref = k.bias ? dump_read(st, cs, "db", 1, sb) : NULL;
         size_t no = (size_t)k.N * k.OC * OH * OW, ni = conv_in_n(&k), nw = conv_w_n(&k);
-        float *out = alloc_fill(no, 0.0f), *dx = alloc_fill(ni, GRAD_FILL), *dw = alloc_fill(nw, GRAD_FILL),
-              *db = alloc_fill(k.OC, GRAD_FILL);
+        float *out = tu_alloc_fill(no, 0.0f), *dx = tu_alloc_fill(ni, GRAD_FILL), *dw = tu_alloc_fill(nw, GRAD_FILL),
+              *db = tu_alloc_fill(k.OC, GRAD_FILL);
         ttt_conv2d_forward(out, x, w, b, k.N, k.C, k.H, k.W, k.OC, k.KH, k.KW, k.stride, k.pad);
         ttt_conv2d_backward(dx, dw, b ? db : NULL, dout, x, w, k.N, k.C, k.H, k.W, k.OC, k.KH, k.KW, k.stride, k.pad);
         char what[64];
@@ -387,8 +366,8 @@ START_TEST(test_groupnorm_oracle) {
         float *dx_ref = dump_read(st, cs, "dinp", 4, s4), *dw_ref = dump_read(st, cs, "dw", 1, sc),
               *db_ref = dump_read(st, cs, "db", 1, sc);
         size_t n = (size_t)N * C * HW;
-        float *out = alloc_fill(n, 0.0f), *mean = alloc_fill((size_t)N * G, 0.0f), *rstd = alloc_fill((size_t)N * G, 0.0f);
-        float *dx = alloc_fill(n, GRAD_FILL), *dw = alloc_fill(C, GRAD_FILL), *db = alloc_fill(C, GRAD_FILL);
+        float *out = tu_alloc_fill(n, 0.0f), *mean = tu_alloc_fill((size_t)N * G, 0.0f), *rstd = tu_alloc_fill((size_t)N * G, 0.0f);
+        float *dx = tu_alloc_fill(n, GRAD_FILL), *dw = tu_alloc_fill(C, GRAD_FILL), *db = tu_alloc_fill(C, GRAD_FILL);
         const vttt_backend *cpu = vttt_backend_cpu();
         cpu->groupnorm_forward(out, mean, rstd, x, w, b, N, C, HW, G, GN_EPS);
         cpu->groupnorm_backward(dx, dw, db, dout, x, w, mean, rstd, N, C, HW, G);
@@ -428,7 +407,7 @@ START_TEST(test_upsample2x_oracle) {
         float *x = dump_read(st, cs, "inp", 4, sx), *dout = dump_read(st, cs, "dout", 4, so);
         float *out_ref = dump_read(st, cs, "out", 4, so), *dx_ref = dump_read(st, cs, "dinp", 4, sx);
         size_t ni = (size_t)N * C * H * W;
-        float *out = alloc_fill(4 * ni, 0.0f), *dx = alloc_fill(ni, GRAD_FILL);
+        float *out = tu_alloc_fill(4 * ni, 0.0f), *dx = tu_alloc_fill(ni, GRAD_FILL);
         vttt_backend_cpu()->upsample2x_forward(out, x, N, C, H, W);
         vttt_backend_cpu()->upsample2x_backward(dx, dout, N, C, H, W);
         ck_assert_mem_eq(out, out_ref, 4 * ni * sizeof(float));   /* copies: exact */
@@ -453,7 +432,7 @@ typedef struct {
 static double gn_loss(void *p) {
     gn_ctx *c = p;
     ttt_groupnorm_forward(c->out, c->mean, c->rstd, c->inp, c->w, c->b, c->N, c->C, c->HW, c->G, GN_EPS);
-    return dot_d(c->out, c->r, (size_t)c->N * c->C * c->HW);
+    return tu_dot(c->out, c->r, (size_t)c->N * c->C * c->HW);
 }
 
 START_TEST(test_groupnorm_fd) {
@@ -468,10 +447,10 @@ START_TEST(test_groupnorm_fd) {
         for (int i = 0; i < c.C; i++) c.w[i] += 1.0f;
         c.b = tu_alloc_normal(&rng, c.C, 0.5f);
         c.r = tu_alloc_normal(&rng, n, 1.0f);
-        c.out = alloc_fill(n, 0.0f);
-        c.mean = alloc_fill((size_t)c.N * c.G, 0.0f);
-        c.rstd = alloc_fill((size_t)c.N * c.G, 0.0f);
-        float *dx = alloc_fill(n, GRAD_FILL), *dw = alloc_fill(c.C, GRAD_FILL), *db = alloc_fill(c.C, GRAD_FILL);
+        c.out = tu_alloc_fill(n, 0.0f);
+        c.mean = tu_alloc_fill((size_t)c.N * c.G, 0.0f);
+        c.rstd = tu_alloc_fill((size_t)c.N * c.G, 0.0f);
+        float *dx = tu_alloc_fill(n, GRAD_FILL), *dw = tu_alloc_fill(c.C, GRAD_FILL), *db = tu_alloc_fill(c.C, GRAD_FILL);
         gn_loss(&c);
         ttt_groupnorm_backward(dx, dw, db, c.r, c.inp, c.w, c.mean, c.rstd, c.N, c.C, c.HW, c.G);
         char what[96];
@@ -482,8 +461,8 @@ START_TEST(test_groupnorm_fd) {
         snprintf(what, sizeof what, "groupnorm N%d C%d HW%d G%d db", c.N, c.C, c.HW, c.G);
         check_fd(what, gn_loss, &c, c.b, db, c.C);
         /* w, b NULL: the same as weight 1, bias 0 */
-        float *one = alloc_fill(c.C, 1.0f), *zero = alloc_fill(c.C, 0.0f), *o2 = alloc_fill(n, 0.0f);
-        float *dx1 = alloc_fill(n, 0.0f), *dx2 = alloc_fill(n, 0.0f);
+        float *one = tu_alloc_fill(c.C, 1.0f), *zero = tu_alloc_fill(c.C, 0.0f), *o2 = tu_alloc_fill(n, 0.0f);
+        float *dx1 = tu_alloc_fill(n, 0.0f), *dx2 = tu_alloc_fill(n, 0.0f);
         ttt_groupnorm_forward(c.out, c.mean, c.rstd, c.inp, one, zero, c.N, c.C, c.HW, c.G, GN_EPS);
         ttt_groupnorm_backward(dx1, NULL, NULL, c.r, c.inp, one, c.mean, c.rstd, c.N, c.C, c.HW, c.G);
         ttt_groupnorm_forward(o2, c.mean, c.rstd, c.inp, NULL, NULL, c.N, c.C, c.HW, c.G, GN_EPS);
@@ -511,11 +490,11 @@ START_TEST(test_groupnorm_upsample_threads) {
     int max_t = omp_get_max_threads();
     for (int k = 0; k < 2; k++) {
         omp_set_num_threads(k ? max_t : 1);
-        r[k][0] = alloc_fill(n, 0.0f), r[k][1] = alloc_fill(N * G, 0.0f), r[k][2] = alloc_fill(N * G, 0.0f);
-        r[k][3] = alloc_fill(n, GRAD_FILL), r[k][4] = alloc_fill(C, GRAD_FILL), r[k][5] = alloc_fill(C, GRAD_FILL);
+        r[k][0] = tu_alloc_fill(n, 0.0f), r[k][1] = tu_alloc_fill(N * G, 0.0f), r[k][2] = tu_alloc_fill(N * G, 0.0f);
+        r[k][3] = tu_alloc_fill(n, GRAD_FILL), r[k][4] = tu_alloc_fill(C, GRAD_FILL), r[k][5] = tu_alloc_fill(C, GRAD_FILL);
         ttt_groupnorm_forward(r[k][0], r[k][1], r[k][2], x, w, b, N, C, HW, G, GN_EPS);
         ttt_groupnorm_backward(r[k][3], r[k][4], r[k][5], dy, x, w, r[k][1], r[k][2], N, C, HW, G);
-        u[k][0] = alloc_fill(4 * n, 0.0f), u[k][1] = alloc_fill(n, GRAD_FILL);
+        u[k][0] = tu_alloc_fill(4 * n, 0.0f), u[k][1] = tu_alloc_fill(n, GRAD_FILL);
         ttt_upsample2x_forward(u[k][0], x, N, C, 64, HW / 64);
         ttt_upsample2x_backward(u[k][1], dy, N, C, 64, HW / 64);
     }
@@ -542,7 +521,7 @@ typedef struct {
 static double up_loss(void *p) {
     up_ctx *c = p;
     ttt_upsample2x_forward(c->out, c->inp, c->N, c->C, c->H, c->W);
-    return dot_d(c->out, c->r, (size_t)c->N * c->C * 4 * c->H * c->W);
+    return tu_dot(c->out, c->r, (size_t)c->N * c->C * 4 * c->H * c->W);
 }
 
 START_TEST(test_upsample2x_fd) {
@@ -552,8 +531,8 @@ START_TEST(test_upsample2x_fd) {
     size_t ni = (size_t)c.N * c.C * c.H * c.W;
     c.inp = tu_alloc_normal(&rng, ni, 1.0f);
     c.r = tu_alloc_normal(&rng, 4 * ni, 1.0f);
-    c.out = alloc_fill(4 * ni, 0.0f);
-    float *dx = alloc_fill(ni, GRAD_FILL);
+    c.out = tu_alloc_fill(4 * ni, 0.0f);
+    float *dx = tu_alloc_fill(ni, GRAD_FILL);
     up_loss(&c);
     for (int n = 0; n < c.N * c.C; n++)
         for (int y = 0; y < 2 * c.H; y++)

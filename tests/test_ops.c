@@ -30,31 +30,11 @@
 
 typedef double (*loss_fn)(void *ctx);
 
-static float *alloc_fill(size_t n, float v) {
-    float *p = malloc((n ? n : 1) * sizeof(float));
-    ck_assert_ptr_nonnull(p);
-    for (size_t i = 0; i < n; i++) p[i] = v;
-    return p;
-}
-
-static double dot_d(const float *a, const float *b, size_t n) {
-    double s = 0.0;
-    for (size_t i = 0; i < n; i++) s += (double)a[i] * b[i];
-    return s;
-}
-
 /* Compares grad (n, pre-filled with GRAD_FILL before backward) with the
  * central difference of loss over every element of p. */
 static void check_fd(const char *what, loss_fn loss, void *ctx, float *p, const float *grad, size_t n) {
-    float *fd = alloc_fill(n, 0.0f), *g = alloc_fill(n, 0.0f);
-    for (size_t i = 0; i < n; i++) {
-        fd[i] = (float)tu_central_diff(&p[i], FD_EPS, loss, ctx);
-        g[i] = grad[i] - GRAD_FILL;
-    }
-    double err = tu_rel_err(g, fd, n);
-    ck_assert_msg(err < FD_TOL, "%s: finite-difference rel err %.3g (max|fd| %.3g)", what, err, tu_max_abs(fd, n));
-    free(fd);
-    free(g);
+    const tu_fd_opts o = {.eps = FD_EPS, .tol = FD_TOL, .grad_fill = GRAD_FILL, .nonzero = 0};
+    tu_check_fd(what, loss, ctx, p, grad, n, &o);
 }
 
 /* ---- linear ------------------------------------------------------------- */
@@ -64,7 +44,7 @@ typedef struct { float *out, *inp, *w, *bias, *r; int N, C, OC; } lin_ctx;
 static double lin_loss(void *p) {
     lin_ctx *c = p;
     ttt_linear_forward(c->out, c->inp, c->w, c->bias, c->N, c->C, c->OC);
-    return dot_d(c->out, c->r, (size_t)c->N * c->OC);
+    return tu_dot(c->out, c->r, (size_t)c->N * c->OC);
 }
 
 START_TEST(test_linear) {
@@ -76,8 +56,8 @@ START_TEST(test_linear) {
     c.w = tu_alloc_normal(&rng, nw, 0.5f);
     c.bias = tu_alloc_normal(&rng, c.OC, 1.0f);
     c.r = tu_alloc_normal(&rng, no, 1.0f);
-    c.out = alloc_fill(no, 0.0f);
-    float *ref = alloc_fill(no, 0.0f);
+    c.out = tu_alloc_fill(no, 0.0f);
+    float *ref = tu_alloc_fill(no, 0.0f);
     for (int pass = 0; pass < 2; pass++) { /* with and without bias */
         const float *b = pass ? NULL : c.bias;
         for (int n = 0; n < c.N; n++)
@@ -90,7 +70,7 @@ START_TEST(test_linear) {
         ttt_linear_forward(c.out, c.inp, c.w, b, c.N, c.C, c.OC);
         ck_assert_double_lt(tu_rel_err(c.out, ref, no), EXACT_TOL);
     }
-    float *dinp = alloc_fill(ni, GRAD_FILL), *dw = alloc_fill(nw, GRAD_FILL), *db = alloc_fill(c.OC, GRAD_FILL);
+    float *dinp = tu_alloc_fill(ni, GRAD_FILL), *dw = tu_alloc_fill(nw, GRAD_FILL), *db = tu_alloc_fill(c.OC, GRAD_FILL);
     ttt_linear_backward(dinp, dw, db, c.r, c.inp, c.w, c.N, c.C, c.OC);
     check_fd("linear dinp", lin_loss, &c, c.inp, dinp, ni);
     check_fd("linear dw", lin_loss, &c, c.w, dw, nw);
@@ -110,7 +90,7 @@ static double norm_loss(void *p) {
         ttt_layernorm_forward(c->out, c->mean, c->rstd, c->inp, c->w, c->b, c->N, c->C, 1e-5f);
     else
         ttt_rmsnorm_forward(c->out, c->rstd, c->inp, c->w, c->N, c->C, 1e-5f);
-    return dot_d(c->out, c->r, (size_t)c->N * c->C);
+    return tu_dot(c->out, c->r, (size_t)c->N * c->C);
 }
 
 static void run_norm(int layer) {
@@ -124,9 +104,9 @@ static void run_norm(int layer) {
     for (int i = 0; i < c.C; i++) c.w[i] += 1.0f;
     c.b = tu_alloc_normal(&rng, c.C, 0.3f);
     c.r = tu_alloc_normal(&rng, n, 1.0f);
-    c.out = alloc_fill(n, 0.0f);
-    c.mean = alloc_fill(c.N, 0.0f);
-    c.rstd = alloc_fill(c.N, 0.0f);
+    c.out = tu_alloc_fill(n, 0.0f);
+    c.mean = tu_alloc_fill(c.N, 0.0f);
+    c.rstd = tu_alloc_fill(c.N, 0.0f);
     norm_loss(&c);
     /* forward against the definition, row 0 */
     double m = 0, v = 0, ms = 0;
@@ -138,8 +118,8 @@ static void run_norm(int layer) {
         double want = layer ? (c.inp[i] - m) / sqrt(v + 1e-5) * c.w[i] + c.b[i] : c.inp[i] / sqrt(ms + 1e-5) * c.w[i];
         ck_assert_double_lt(fabs(c.out[i] - want), 1e-5 * (1 + fabs(want)));
     }
-    float *dinp = alloc_fill(n, GRAD_FILL), *dw = alloc_fill(c.C, GRAD_FILL), *db = alloc_fill(c.C, GRAD_FILL);
-    float *mean = alloc_fill(c.N, 0.0f), *rstd = alloc_fill(c.N, 0.0f);
+    float *dinp = tu_alloc_fill(n, GRAD_FILL), *dw = tu_alloc_fill(c.C, GRAD_FILL), *db = tu_alloc_fill(c.C, GRAD_FILL);
+    float *mean = tu_alloc_fill(c.N, 0.0f), *rstd = tu_alloc_fill(c.N, 0.0f);
     memcpy(mean, c.mean, c.N * sizeof(float));
     memcpy(rstd, c.rstd, c.N * sizeof(float));
     if (layer)
@@ -180,7 +160,7 @@ static double act_loss(void *p) {
     case ACT_SIGMOID: ttt_sigmoid_forward(c->out, c->x, c->n); break;
     default: ttt_swiglu_forward(c->out, c->x, c->up, c->n); break;
     }
-    return dot_d(c->out, c->r, c->n);
+    return tu_dot(c->out, c->r, c->n);
 }
 
 /* Scalar definitions in double, for the forward check. */
@@ -203,13 +183,13 @@ START_TEST(test_activations) {
     c.x = tu_alloc_normal(&rng, c.n, 2.0f);
     c.up = tu_alloc_normal(&rng, c.n, 1.0f);
     c.r = tu_alloc_normal(&rng, c.n, 1.0f);
-    c.out = alloc_fill(c.n, 0.0f);
+    c.out = tu_alloc_fill(c.n, 0.0f);
     act_loss(&c);
     for (size_t i = 0; i < c.n; i++) {
         double want = act_ref(kind, c.x[i], c.up[i]);
         ck_assert_double_lt(fabs(c.out[i] - want), 1e-5 * (1 + fabs(want)));
     }
-    float *g = alloc_fill(c.n, GRAD_FILL), *g2 = alloc_fill(c.n, GRAD_FILL);
+    float *g = tu_alloc_fill(c.n, GRAD_FILL), *g2 = tu_alloc_fill(c.n, GRAD_FILL);
     switch (kind) {
     case ACT_GELU: ttt_gelu_backward(g, c.r, c.x, c.n); break;
     case ACT_SILU: ttt_silu_backward(g, c.r, c.x, c.n); break;
@@ -243,7 +223,7 @@ typedef struct { float *out, *x, *r; int B, T, H, f, pos_mod; int64_t pos0; } ro
 static double rot_loss(void *p) {
     rot_ctx *c = p;
     ttt_rotary_forward(c->out, c->x, c->B, c->T, c->H, c->f, c->pos0, c->pos_mod, ROT_THETA);
-    return dot_d(c->out, c->r, (size_t)c->B * c->T * c->H * c->f);
+    return tu_dot(c->out, c->r, (size_t)c->B * c->T * c->H * c->f);
 }
 
 START_TEST(test_rotary_grad) {
@@ -253,8 +233,8 @@ START_TEST(test_rotary_grad) {
     size_t n = (size_t)c.B * c.T * c.H * c.f;
     c.x = tu_alloc_normal(&rng, n, 1.0f);
     c.r = tu_alloc_normal(&rng, n, 1.0f);
-    c.out = alloc_fill(n, 0.0f);
-    float *g = alloc_fill(n, GRAD_FILL);
+    c.out = tu_alloc_fill(n, 0.0f);
+    float *g = tu_alloc_fill(n, GRAD_FILL);
     ttt_rotary_backward(g, c.r, c.B, c.T, c.H, c.f, c.pos0, c.pos_mod, ROT_THETA);
     check_fd("rotary dinp", rot_loss, &c, c.x, g, n);
     free(c.x), free(c.r), free(c.out), free(g);
@@ -269,7 +249,7 @@ START_TEST(test_rotary_values_inverse) {
     int B = 2, T = 7, H = 3, f = 6;
     int64_t pos0 = 100;
     size_t n = (size_t)B * T * H * f;
-    float *x = tu_alloc_normal(&rng, n, 1.0f), *y = alloc_fill(n, 0.0f), *back = alloc_fill(n, 0.0f);
+    float *x = tu_alloc_normal(&rng, n, 1.0f), *y = tu_alloc_fill(n, 0.0f), *back = tu_alloc_fill(n, 0.0f);
     memcpy(y, x, n * sizeof(float));
     ttt_rotary_forward(y, y, B, T, H, f, pos0, 0, ROT_THETA);
     for (int b = 0; b < B; b++)
@@ -294,8 +274,8 @@ START_TEST(test_rotary_pos_mod) {
     tu_seed(&rng, 22);
     int T = 40, H = 2, f = 8, row = H * f;
     int64_t pos0 = 1000003;
-    float *x = tu_alloc_normal(&rng, (size_t)T * row, 1.0f), *y = alloc_fill((size_t)T * row, 0.0f);
-    float *y1 = alloc_fill(row, 0.0f);
+    float *x = tu_alloc_normal(&rng, (size_t)T * row, 1.0f), *y = tu_alloc_fill((size_t)T * row, 0.0f);
+    float *y1 = tu_alloc_fill(row, 0.0f);
     ttt_rotary_forward(y, x, 1, T, H, f, pos0, 16, ROT_THETA);
     for (int t = 0; t < T; t++) {
         ttt_rotary_forward(y1, x + (size_t)t * row, 1, 1, H, f, (pos0 + t) % 16, 0, ROT_THETA);
@@ -312,7 +292,7 @@ typedef struct { float *out, *x, *w, *bias, *state, *r; int B, T, C, K; } conv_c
 static double conv_loss(void *p) {
     conv_ctx *c = p;
     ttt_conv1d_forward(c->out, c->x, c->w, c->bias, c->state, c->B, c->T, c->C, c->K);
-    return dot_d(c->out, c->r, (size_t)c->B * c->T * c->C);
+    return tu_dot(c->out, c->r, (size_t)c->B * c->T * c->C);
 }
 
 /* out by the definition, over the concatenation [state; inp]. */
@@ -342,12 +322,12 @@ START_TEST(test_conv1d_grad) {
     c.bias = tu_alloc_normal(&rng, c.C, 1.0f);
     c.r = tu_alloc_normal(&rng, n, 1.0f);
     c.state = _i ? tu_alloc_normal(&rng, (size_t)c.B * (c.K - 1) * c.C, 1.0f) : NULL; /* _i = 0: no state */
-    c.out = alloc_fill(n, 0.0f);
-    float *ref = alloc_fill(n, 0.0f);
+    c.out = tu_alloc_fill(n, 0.0f);
+    float *ref = tu_alloc_fill(n, 0.0f);
     conv_loss(&c);
     conv_naive(ref, &c);
     ck_assert_double_lt(tu_rel_err(c.out, ref, n), EXACT_TOL);
-    float *dx = alloc_fill(n, GRAD_FILL), *dw = alloc_fill(nw, GRAD_FILL), *db = alloc_fill(c.C, GRAD_FILL);
+    float *dx = tu_alloc_fill(n, GRAD_FILL), *dw = tu_alloc_fill(nw, GRAD_FILL), *db = tu_alloc_fill(c.C, GRAD_FILL);
     ttt_conv1d_backward(dx, dw, db, c.r, c.x, c.w, c.state, c.B, c.T, c.C, c.K);
     check_fd("conv1d dinp", conv_loss, &c, c.x, dx, n);
     check_fd("conv1d dw", conv_loss, &c, c.w, dw, nw);
@@ -366,13 +346,13 @@ START_TEST(test_conv1d_chunks) {
     size_t n = (size_t)B * T * C;
     float *x = tu_alloc_normal(&rng, n, 1.0f), *w = tu_alloc_normal(&rng, (size_t)C * K, 1.0f);
     float *bias = tu_alloc_normal(&rng, C, 1.0f), *state0 = tu_alloc_normal(&rng, (size_t)B * P * C, 1.0f);
-    float *state = alloc_fill((size_t)B * P * C, 0.0f), *full = alloc_fill(n, 0.0f);
+    float *state = tu_alloc_fill((size_t)B * P * C, 0.0f), *full = tu_alloc_fill(n, 0.0f);
     memcpy(state, state0, (size_t)B * P * C * sizeof(float));
     ttt_conv1d_forward(full, x, w, bias, state0, B, T, C, K);
     int t0 = 0;
     for (int i = 0; i < 3; i++) {
         int tc = chunks[i];
-        float *xc = alloc_fill((size_t)B * tc * C, 0.0f), *yc = alloc_fill((size_t)B * tc * C, 0.0f);
+        float *xc = tu_alloc_fill((size_t)B * tc * C, 0.0f), *yc = tu_alloc_fill((size_t)B * tc * C, 0.0f);
         for (int b = 0; b < B; b++)
             memcpy(xc + (size_t)b * tc * C, x + ((size_t)b * T + t0) * C, (size_t)tc * C * sizeof(float));
         ttt_conv1d_forward(yc, xc, w, bias, state, B, tc, C, K);
@@ -396,7 +376,7 @@ typedef struct { float *out, *table, *r; const int32_t *ids; int N, V, C; } emb_
 static double emb_loss(void *p) {
     emb_ctx *c = p;
     ck_assert_int_eq(ttt_embedding_forward(c->out, c->ids, c->table, c->N, c->V, c->C), VTTT_OK);
-    return dot_d(c->out, c->r, (size_t)c->N * c->C);
+    return tu_dot(c->out, c->r, (size_t)c->N * c->C);
 }
 
 START_TEST(test_embedding) {
@@ -407,15 +387,15 @@ START_TEST(test_embedding) {
     size_t nt = (size_t)c.V * c.C, no = (size_t)c.N * c.C;
     c.table = tu_alloc_normal(&rng, nt, 1.0f);
     c.r = tu_alloc_normal(&rng, no, 1.0f);
-    c.out = alloc_fill(no, 0.0f);
+    c.out = tu_alloc_fill(no, 0.0f);
     emb_loss(&c);
     for (int i = 0; i < c.N; i++) ck_assert_mem_eq(c.out + i * c.C, c.table + ids[i] * c.C, c.C * sizeof(float));
-    float *g = alloc_fill(nt, GRAD_FILL);
+    float *g = tu_alloc_fill(nt, GRAD_FILL);
     ttt_embedding_backward(g, c.r, ids, c.N, c.C);
     check_fd("embedding dtable", emb_loss, &c, c.table, g, nt);
     /* out-of-range ids: EINVAL and out untouched */
     const int32_t bad_hi[] = {0, 5}, bad_lo[] = {-1, 0};
-    float *keep = alloc_fill(no, 7.0f);
+    float *keep = tu_alloc_fill(no, 7.0f);
     memcpy(c.out, keep, no * sizeof(float));
     ck_assert_int_eq(ttt_embedding_forward(c.out, bad_hi, c.table, 2, c.V, c.C), VTTT_EINVAL);
     ck_assert_int_eq(ttt_embedding_forward(c.out, bad_lo, c.table, 2, c.V, c.C), VTTT_EINVAL);
@@ -431,7 +411,7 @@ typedef struct { float *losses, *logits, *r; const int32_t *tg; int N, V; } xent
 static double xent_loss(void *p) {
     xent_ctx *c = p;
     ck_assert_int_eq(ttt_xent_forward(c->losses, c->logits, c->tg, c->N, c->V), VTTT_OK);
-    return dot_d(c->losses, c->r, c->N);
+    return tu_dot(c->losses, c->r, c->N);
 }
 
 START_TEST(test_xent) {
@@ -442,7 +422,7 @@ START_TEST(test_xent) {
     size_t n = (size_t)c.N * c.V;
     c.logits = tu_alloc_normal(&rng, n, 2.0f);
     c.r = tu_alloc_normal(&rng, c.N, 1.0f);
-    c.losses = alloc_fill(c.N, 9.0f);
+    c.losses = tu_alloc_fill(c.N, 9.0f);
     xent_loss(&c);
     for (int i = 0; i < c.N; i++) {
         if (tg[i] < 0) {
@@ -454,7 +434,7 @@ START_TEST(test_xent) {
         double want = log(s) - c.logits[i * c.V + tg[i]];
         ck_assert_double_lt(fabs(c.losses[i] - want), 1e-5 * (1 + want));
     }
-    float *g = alloc_fill(n, GRAD_FILL);
+    float *g = tu_alloc_fill(n, GRAD_FILL);
     ttt_xent_backward(g, c.r, c.logits, tg, c.N, c.V);
     check_fd("xent dlogits", xent_loss, &c, c.logits, g, n);
     for (int v = 0; v < c.V; v++) ck_assert_float_eq(g[1 * c.V + v], GRAD_FILL); /* ignored row */
@@ -510,7 +490,7 @@ START_TEST(test_threads_consistent) {
     float *g[2][6];
     int saved = omp_get_max_threads();
     for (int run = 0; run < 2; run++) {
-        for (int i = 0; i < 6; i++) g[run][i] = alloc_fill(n, 0.0f);
+        for (int i = 0; i < 6; i++) g[run][i] = tu_alloc_fill(n, 0.0f);
         omp_set_num_threads(run ? 4 : 1);
         grads_big(g[run], x, dy, w, stat, N, C);
     }

@@ -66,6 +66,33 @@ double tu_central_diff(float *p, float eps, double (*loss)(void *ctx), void *ctx
     return (lp - lm) / (2.0 * eps);
 }
 
+float *tu_alloc_fill(size_t n, float v) {
+    float *p = malloc((n ? n : 1) * sizeof(float));
+    ck_assert_ptr_nonnull(p);
+    for (size_t i = 0; i < n; i++) p[i] = v;
+    return p;
+}
+
+double tu_dot(const float *a, const float *b, size_t n) {
+    double s = 0.0;
+    for (size_t i = 0; i < n; i++) s += (double)a[i] * b[i];
+    return s;
+}
+
+void tu_check_fd(const char *what, double (*loss)(void *ctx), void *ctx, float *p, const float *grad, size_t n,
+                 const tu_fd_opts *o) {
+    float *fd = tu_alloc_fill(n, 0.0f), *g = tu_alloc_fill(n, 0.0f);
+    for (size_t i = 0; i < n; i++) {
+        fd[i] = (float)tu_central_diff(&p[i], o->eps, loss, ctx);
+        g[i] = grad[i] - o->grad_fill;
+    }
+    double err = tu_rel_err(g, fd, n);
+    ck_assert_msg(err < o->tol, "%s: finite-difference rel err %.3g (max|fd| %.3g)", what, err, tu_max_abs(fd, n));
+    if (o->nonzero) ck_assert_msg(tu_max_abs(fd, n) > 0.0, "%s: gradient identically zero", what);
+    free(fd);
+    free(g);
+}
+
 /* ---- layers ------------------------------------------------------------- */
 
 void tu_layer_randomize(vttt_layer *l, uint64_t seed, float proj_gain) {

@@ -27,6 +27,24 @@ double tu_max_abs(const float *a, size_t n);
 /* Central difference (loss(p + eps) - loss(p - eps)) / (2 eps) of loss(ctx)
  * with respect to the one value *p, which is restored afterwards. */
 double tu_central_diff(float *p, float eps, double (*loss)(void *ctx), void *ctx);
+/* A malloc'd buffer of n copies of v (at least one element; in a test). */
+float *tu_alloc_fill(size_t n, float v);
+/* sum a[i] * b[i], accumulated in double. */
+double tu_dot(const float *a, const float *b, size_t n);
+
+/* How tu_check_fd compares: central-difference step, the bound on the
+ * relative error, the value grad was filled with before the backward
+ * (which adds to it), and whether an all-zero difference fails. */
+typedef struct {
+    float eps;
+    double tol;
+    float grad_fill;
+    int nonzero;
+} tu_fd_opts;
+/* Asserts that grad (n) matches the central difference of loss over every
+ * element of p (each restored afterwards). */
+void tu_check_fd(const char *what, double (*loss)(void *ctx), void *ctx, float *p, const float *grad, size_t n,
+                 const tu_fd_opts *o);
 
 /* ---- layers ------------------------------------------------------------- */
 
