@@ -284,25 +284,31 @@ static float *dump_read(const vttt_st *st, const char *cs, const char *name, int
     return p;
 }
 
-static void expect_close(const char *what, const float *got, const float *want, size_t n) {
+/* The meta string of dump case i, named "c<i>" into cs; NULL past the
+ * last case. */
+static const char *dump_case(const vttt_st *st, int i, char *cs, size_t n) {
+    snprintf(cs, n, "c%d", i);
+    return vttt_st_meta(st, cs);
+}
+
+/* got against the dump's tensor, reported as "<op> <case> <name>". */
+static void expect_close(const char *op, const char *cs, const char *name, const float *got, const float *want,
+                         size_t n) {
     double err = tu_rel_err(got, want, n);
-    ck_assert_msg(err < ORACLE_TOL, "%s: rel err %.3g against torch", what, err);
+    ck_assert_msg(err < ORACLE_TOL, "%s %s %s: rel err %.3g against torch", op, cs, name, err);
 }
 
 /* got was pre-filled with GRAD_FILL: subtract it before comparing. */
-static void expect_grad(const char *what, float *got, const float *want, size_t n) {
+static void expect_grad(const char *op, const char *cs, const char *name, float *got, const float *want, size_t n) {
     for (size_t i = 0; i < n; i++) got[i] -= GRAD_FILL;
-    expect_close(what, got, want, n);
+    expect_close(op, cs, name, got, want, n);
 }
 
 START_TEST(test_conv2d_oracle) {
     vttt_st *st = open_dump("conv2d");
     int cases = 0;
-    for (int i = 0;; i++) {
-        char cs[16];
-        snprintf(cs, sizeof cs, "c%d", i);
-        const char *m = vttt_st_meta(st, cs);
-        if (!m) break;
+    char cs[16];
+    for (const char *m; (m = dump_case(st, cases, cs, sizeof cs)); cases++) {
         conv_case k;
         ck_assert_int_eq(sscanf(m, "%d %d %d %d %d %d %d %d %d %d", &k.N, &k.C, &k.H, &k.W, &k.OC, &k.KH, &k.KW,
                                 &k.stride, &k.pad, &k.bias),
@@ -319,20 +325,12 @@ START_TEST(test_conv2d_oracle) {
               *db = tu_alloc_fill(k.OC, GRAD_FILL);
         ttt_conv2d_forward(out, x, w, b, k.N, k.C, k.H, k.W, k.OC, k.KH, k.KW, k.stride, k.pad);
         ttt_conv2d_backward(dx, dw, b ? db : NULL, dout, x, w, k.N, k.C, k.H, k.W, k.OC, k.KH, k.KW, k.stride, k.pad);
-        char what[64];
-        snprintf(what, sizeof what, "conv2d %s out", cs);
-        expect_close(what, out, out_ref, no);
-        snprintf(what, sizeof what, "conv2d %s dinp", cs);
-        expect_grad(what, dx, dx_ref, ni);
-        snprintf(what, sizeof what, "conv2d %s dw", cs);
-        expect_grad(what, dw, dw_ref, nw);
-        if (b) {
-            snprintf(what, sizeof what, "conv2d %s db", cs);
-            expect_grad(what, db, db_ref, k.OC);
-        }
+        expect_close("conv2d", cs, "out", out, out_ref, no);
+        expect_grad("conv2d", cs, "dinp", dx, dx_ref, ni);
+        expect_grad("conv2d", cs, "dw", dw, dw_ref, nw);
+        if (b) expect_grad("conv2d", cs, "db", db, db_ref, k.OC);
         free(x), free(w), free(dout), free(out_ref), free(dx_ref), free(dw_ref), free(b), free(db_ref);
         free(out), free(dx), free(dw), free(db);
-        cases++;
     }
     ck_assert_int_ge(cases, 9);
     vttt_st_close(&st);
@@ -344,11 +342,8 @@ START_TEST(test_groupnorm_oracle) {
     ck_assert_ptr_nonnull(vttt_st_meta(st, "eps"));
     ck_assert_double_eq_tol(atof(vttt_st_meta(st, "eps")), GN_EPS, 1e-12);
     int cases = 0;
-    for (int i = 0;; i++) {
-        char cs[16];
-        snprintf(cs, sizeof cs, "c%d", i);
-        const char *m = vttt_st_meta(st, cs);
-        if (!m) break;
+    char cs[16];
+    for (const char *m; (m = dump_case(st, cases, cs, sizeof cs)); cases++) {
         int N, C, HW, G;
         ck_assert_int_eq(sscanf(m, "%d %d %d %d", &N, &C, &HW, &G), 4);
         /* the dump's inputs are (N, C, H, W) with H*W = HW */
@@ -371,22 +366,14 @@ START_TEST(test_groupnorm_oracle) {
         const vttt_backend *cpu = vttt_backend_cpu();
         cpu->groupnorm_forward(out, mean, rstd, x, w, b, N, C, HW, G, GN_EPS);
         cpu->groupnorm_backward(dx, dw, db, dout, x, w, mean, rstd, N, C, HW, G);
-        char what[64];
-        snprintf(what, sizeof what, "groupnorm %s out", cs);
-        expect_close(what, out, out_ref, n);
-        snprintf(what, sizeof what, "groupnorm %s mean", cs);
-        expect_close(what, mean, mean_ref, (size_t)N * G);
-        snprintf(what, sizeof what, "groupnorm %s rstd", cs);
-        expect_close(what, rstd, rstd_ref, (size_t)N * G);
-        snprintf(what, sizeof what, "groupnorm %s dinp", cs);
-        expect_grad(what, dx, dx_ref, n);
-        snprintf(what, sizeof what, "groupnorm %s dw", cs);
-        expect_grad(what, dw, dw_ref, C);
-        snprintf(what, sizeof what, "groupnorm %s db", cs);
-        expect_grad(what, db, db_ref, C);
+        expect_close("groupnorm", cs, "out", out, out_ref, n);
+        expect_close("groupnorm", cs, "mean", mean, mean_ref, (size_t)N * G);
+        expect_close("groupnorm", cs, "rstd", rstd, rstd_ref, (size_t)N * G);
+        expect_grad("groupnorm", cs, "dinp", dx, dx_ref, n);
+        expect_grad("groupnorm", cs, "dw", dw, dw_ref, C);
+        expect_grad("groupnorm", cs, "db", db, db_ref, C);
         free(x), free(w), free(b), free(dout), free(out_ref), free(mean_ref), free(rstd_ref);
         free(dx_ref), free(dw_ref), free(db_ref), free(out), free(mean), free(rstd), free(dx), free(dw), free(db);
-        cases++;
     }
     ck_assert_int_ge(cases, 4);
     vttt_st_close(&st);
@@ -396,11 +383,8 @@ END_TEST
 START_TEST(test_upsample2x_oracle) {
     vttt_st *st = open_dump("upsample2x");
     int cases = 0;
-    for (int i = 0;; i++) {
-        char cs[16];
-        snprintf(cs, sizeof cs, "c%d", i);
-        const char *m = vttt_st_meta(st, cs);
-        if (!m) break;
+    char cs[16];
+    for (const char *m; (m = dump_case(st, cases, cs, sizeof cs)); cases++) {
         int N, C, H, W;
         ck_assert_int_eq(sscanf(m, "%d %d %d %d", &N, &C, &H, &W), 4);
         int64_t sx[4] = {N, C, H, W}, so[4] = {N, C, 2 * H, 2 * W};
@@ -411,11 +395,8 @@ START_TEST(test_upsample2x_oracle) {
         vttt_backend_cpu()->upsample2x_forward(out, x, N, C, H, W);
         vttt_backend_cpu()->upsample2x_backward(dx, dout, N, C, H, W);
         ck_assert_mem_eq(out, out_ref, 4 * ni * sizeof(float));   /* copies: exact */
-        char what[64];
-        snprintf(what, sizeof what, "upsample2x %s dinp", cs);
-        expect_grad(what, dx, dx_ref, ni);
+        expect_grad("upsample2x", cs, "dinp", dx, dx_ref, ni);
         free(x), free(dout), free(out_ref), free(dx_ref), free(out), free(dx);
-        cases++;
     }
     ck_assert_int_ge(cases, 3);
     vttt_st_close(&st);
