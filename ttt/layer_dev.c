@@ -192,6 +192,7 @@ int ttt_layer_dev_set_bf16(vttt_layer_dev *d, int on) {
                  d->be->name);
         return VTTT_ENOTSUP;
     }
+    if (d->bf16 != (on != 0)) d->graph_epoch++; /* captured decode steps launch the other projections */
     d->bf16 = on != 0;
     d->train = 0; /* a backward must follow a forward of the same precision */
     return on ? refresh_bf16(d) : VTTT_OK;

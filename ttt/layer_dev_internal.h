@@ -31,6 +31,7 @@ struct vttt_layer_dev {
     size_t wsf_bytes, wsb_bytes;
     float *host;              /* (n_params) host staging for the gradients */
     int B, T, group, train;   /* the last training forward (train: its activations are intact) */
+    unsigned graph_epoch;     /* bumped when the op sequence changes (bf16 on/off): states recapture */
 };
 
 struct vttt_state_dev {
@@ -44,6 +45,7 @@ struct vttt_state_dev {
     void **graph;             /* (b) one instantiated graph per position in the mini-batch, or NULL */
     int use_graphs, captured;
     long replays;
+    unsigned graph_epoch;     /* the layer's epoch the graphs were captured in */
 };
 
 ttt_cuda_params ttt_dev_inner_params(const vttt_layer_dev *d);

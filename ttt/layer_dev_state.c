@@ -43,7 +43,7 @@ int vttt_state_dev_init(vttt_state_dev **out, vttt_layer_dev *d, int B) {
         free(s), free(graph);
         return VTTT_ENOMEM;
     }
-    s->d = d, s->B = B, s->graph = graph;
+    s->d = d, s->B = B, s->graph = graph, s->graph_epoch = d->graph_epoch;
     s->use_graphs = d->ops->graph_begin != NULL;
     ttt_arena plan = ttt_arena_plan();
     state_layout(s, &plan);
@@ -182,6 +182,10 @@ int vttt_layer_dev_decode(vttt_layer_dev *d, vttt_state_dev *s, float *y, const 
     if (err) return err;
     size_t BD = (size_t)s->B * d->l->D;
     int i = (int)(s->pos % d->l->b);
+    if (s->graph_epoch != d->graph_epoch) { /* the layer's op sequence changed since the capture */
+        drop_graphs(s);
+        s->graph_epoch = d->graph_epoch;
+    }
     if (s->use_graphs && !s->graph[i]) capture(d, s, i);
     if (!s->use_graphs) {
         err = run_tokens(d, s, y, x, 1, 1);

@@ -199,7 +199,7 @@ int vttt_layer_dev_forward(vttt_layer_dev *d, float *y, const float *x, int B, i
 int vttt_layer_dev_backward(vttt_layer_dev *d, float *dx, const float *dy);
 /* Generation state on the device (constant size); decode replays one
  * CUDA graph per position inside the mini-batch where the backend has
- * graphs. */
+ * graphs. A state refers to its layer: free the states first. */
 typedef struct vttt_state_dev vttt_state_dev;
 int vttt_state_dev_init(vttt_state_dev **out, vttt_layer_dev *d, int B);
 void vttt_state_dev_free(vttt_state_dev **s);
