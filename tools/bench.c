@@ -35,10 +35,12 @@ static double peak_mib(void) {
     return kb / 1024.0;
 }
 
-/* Best-of-3 rate of a 2048^3 sgemm on all threads, GFLOP/s. */
-static double sgemm_rate(void) {
-    int n = 2048;
+double cli_sgemm_rate(int n) {
     float *a = malloc((size_t)n * n * 4), *b = malloc((size_t)n * n * 4), *c = malloc((size_t)n * n * 4);
+    if (!a || !b || !c) {
+        free(a), free(b), free(c);
+        return 0.0;
+    }
     for (size_t i = 0; i < (size_t)n * n; i++) a[i] = b[i] = (float)(i % 7) * 0.1f;
     double best = 1e30;
     for (int r = 0; r < 4; r++) {
@@ -189,7 +191,7 @@ int cli_bench(int argc, char **argv) {
         for (int ci = 0; ci < nctx; ci++) {
             int T = ctx[ci];
             bench_row r = {0};
-            double peak = sgemm_rate();
+            double peak = cli_sgemm_rate(2048);
             int err = bench_one((vttt_layer_kind)k, T, train, &r);
             if (err) {
                 printf("%-10s %7d %6.0f | failed: %s\n", names[k], T, peak, vttt_strerror(err));

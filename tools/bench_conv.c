@@ -17,25 +17,6 @@
 #include "cli.h"
 #include "ttt.h"
 
-/* Best-of-3 rate of an n^3 sgemm on all threads, GFLOP/s. */
-static double sgemm_rate(int n) {
-    float *a = malloc((size_t)n * n * 4), *b = malloc((size_t)n * n * 4), *c = malloc((size_t)n * n * 4);
-    if (!a || !b || !c) {
-        free(a), free(b), free(c);
-        return 0.0;
-    }
-    for (size_t i = 0; i < (size_t)n * n; i++) a[i] = b[i] = (float)(i % 7) * 0.1f;
-    double best = 1e30;
-    for (int r = 0; r < 4; r++) {
-        double t = cli_now_s();
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, n, n, 1.0f, a, n, b, n, 0.0f, c, n);
-        t = cli_now_s() - t;
-        if (r > 0 && t < best) best = t;
-    }
-    free(a), free(b), free(c);
-    return 2.0 * n * n * (double)n / best / 1e9;
-}
-
 typedef struct {
     const char *name;
     int cin, cout, k, stride, h; /* input h = w; the conv sees h << up */
@@ -169,7 +150,7 @@ int cli_bench_conv(int argc, char **argv) {
         fprintf(stderr, "vttt bench conv: size must be a multiple of 8 and channels a multiple of groups\n");
         return 2;
     }
-    double peak = sgemm_rate(1024);
+    double peak = cli_sgemm_rate(1024);
     printf("sgemm: 1024^3 OpenBLAS on %d threads: %.1f GFLOP/s (OpenMP threads %d)\n", openblas_get_num_threads(),
            peak, omp_get_max_threads());
     printf("tokenizer convs: batch %d, %dx%d frames, widths %d/%d, GroupNorm %d groups; best of %d runs\n", N, S, S,

@@ -10,6 +10,9 @@ typedef struct {
 
 /* Monotonic clock in seconds, for progress lines and benchmarks. */
 double cli_now_s(void);
+/* Best-of-3 rate of an n^3 cblas_sgemm on all threads, GFLOP/s (after one
+ * warm-up call); 0 when the buffers cannot be allocated. tools/bench.c. */
+double cli_sgemm_rate(int n);
 
 int cli_help(int argc, char **argv);
 int cli_version(int argc, char **argv);
