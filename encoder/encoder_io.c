@@ -5,7 +5,6 @@
  * saving replaces each file atomically and creates the directory.
  */
 #include <errno.h>
-#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,14 +25,7 @@ static int load_one(const vttt_st *st, const vttt_model_tensor *t, const char *p
                  t->name);
         return VTTT_EFORMAT;
     }
-    for (int64_t i = 0; i < t->numel; i++) {
-        if (!isfinite(t->data[i])) {
-            vttt_log(lg, VTTT_LOG_ERROR, "%s: tensor %s holds a non-finite value at index %lld", path, t->name,
-                     (long long)i);
-            return VTTT_EFORMAT;
-        }
-    }
-    return VTTT_OK;
+    return vttt_model_tensor_check_finite(t, path, lg);
 }
 
 static int load_tensors(vttt_encoder *e, const vttt_st *st, const char *path, const vttt_logger *lg) {
@@ -78,21 +70,10 @@ int vttt_encoder_save(const vttt_encoder *e, const char *dir) {
         vttt_log(&e->log, VTTT_LOG_ERROR, "%s: cannot create the directory: %s", dir, strerror(errno));
         return VTTT_EIO;
     }
-    vttt_st_tensor ts[ENC_MAX_LAYERS * ENC_P_COUNT];
-    memset(ts, 0, sizeof ts);
-    for (int i = 0; i < e->n_tensors; i++) {
-        const vttt_model_tensor *t = &e->tensors[i];
-        ts[i].name = t->name;
-        ts[i].dtype = VTTT_ST_F32;
-        ts[i].ndim = t->ndim;
-        for (int d = 0; d < t->ndim; d++) ts[i].shape[d] = t->shape[d];
-        ts[i].data = t->data;
-        ts[i].nbytes = (size_t)t->numel * sizeof(float);
-    }
     const char *meta[] = {"format", "pt", "model_type", "vttt_fsq_tokenizer"};
     char path[4096];
     snprintf(path, sizeof path, "%s/model.safetensors", dir);
-    int err = vttt_st_write(path, ts, e->n_tensors, meta, 2, &e->log);
+    int err = vttt_model_tensors_write(path, e->tensors, e->n_tensors, meta, 2, &e->log);
     if (err) return err;
     snprintf(path, sizeof path, "%s/config.json", dir);
     return enc_config_write(&e->cfg, path, &e->log);

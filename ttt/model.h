@@ -252,6 +252,13 @@ int vttt_model_forward_carry(vttt_model *m, vttt_model_state *s, const int32_t *
  * if needed, and replaces each file atomically. */
 int vttt_model_load(vttt_model **out, const char *dir, const vttt_logger *lg);
 int vttt_model_save(const vttt_model *m, const char *dir);
+/* The parts of the above that other parameter sets built from
+ * vttt_model_tensor (the frame tokenizer's) use too: writing n tensors as
+ * F32 to a safetensors file with n_meta metadata pairs, and checking that
+ * a loaded tensor is finite (VTTT_EFORMAT naming path, tensor and index). */
+int vttt_model_tensors_write(const char *path, const vttt_model_tensor *t, int n, const char **meta, int n_meta,
+                             const vttt_logger *lg);
+int vttt_model_tensor_check_finite(const vttt_model_tensor *t, const char *path, const vttt_logger *lg);
 
 #ifdef __cplusplus
 }

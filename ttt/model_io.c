@@ -42,10 +42,10 @@ static int check_tensor(const vttt_st_tensor *ft, const vttt_model_tensor *t, co
     return VTTT_EFORMAT;
 }
 
-static int check_finite(const float *x, int64_t n, const char *path, const char *name, const vttt_logger *lg) {
-    for (int64_t i = 0; i < n; i++) {
-        if (!isfinite(x[i])) {
-            vttt_log(lg, VTTT_LOG_ERROR, "%s: tensor %s holds a non-finite value at index %lld", path, name,
+int vttt_model_tensor_check_finite(const vttt_model_tensor *t, const char *path, const vttt_logger *lg) {
+    for (int64_t i = 0; i < t->numel; i++) {
+        if (!isfinite(t->data[i])) {
+            vttt_log(lg, VTTT_LOG_ERROR, "%s: tensor %s holds a non-finite value at index %lld", path, t->name,
                      (long long)i);
             return VTTT_EFORMAT;
         }
@@ -99,7 +99,7 @@ static int load_tensors(vttt_model *m, const vttt_st *st, const char *path, cons
         if (!(err = check_tensor(&ft, t, path, lg)) &&
             vttt_st_read_f32(st, ft.name, t->data, t->ndim, t->shape) != VTTT_OK)
             err = VTTT_EFORMAT;
-        if (!err) err = check_finite(t->data, t->numel, path, t->name, lg);
+        if (!err) err = vttt_model_tensor_check_finite(t, path, lg);
     }
     for (int k = 0; k < m->n_tensors && !err; k++) {
         if (seen[k]) continue;
@@ -139,28 +139,33 @@ int vttt_model_load(vttt_model **out, const char *dir, const vttt_logger *lg) {
     return VTTT_OK;
 }
 
+int vttt_model_tensors_write(const char *path, const vttt_model_tensor *t, int n, const char **meta, int n_meta,
+                             const vttt_logger *lg) {
+    vttt_st_tensor *ts = calloc((size_t)(n > 0 ? n : 1), sizeof *ts);
+    if (!ts) return VTTT_ENOMEM;
+    for (int i = 0; i < n; i++) {
+        ts[i].name = t[i].name;
+        ts[i].dtype = VTTT_ST_F32;
+        ts[i].ndim = t[i].ndim;
+        for (int d = 0; d < t[i].ndim; d++) ts[i].shape[d] = t[i].shape[d];
+        ts[i].data = t[i].data;
+        ts[i].nbytes = (size_t)t[i].numel * sizeof(float);
+    }
+    int err = vttt_st_write(path, ts, n, meta, n_meta, lg);
+    free(ts);
+    return err;
+}
+
 int vttt_model_save(const vttt_model *m, const char *dir) {
     if (!m || !dir) return VTTT_EINVAL;
     const vttt_logger *lg = &m->log;
     if (mkdir(dir, 0777) != 0 && errno != EEXIST)
         return model_io_fail(lg, dir, VTTT_EIO, "cannot create the directory: %s", strerror(errno));
-    vttt_st_tensor *ts = calloc((size_t)m->n_tensors, sizeof *ts);
-    if (!ts) return VTTT_ENOMEM;
-    for (int i = 0; i < m->n_tensors; i++) {
-        const vttt_model_tensor *t = &m->tensors[i];
-        ts[i].name = t->name;
-        ts[i].dtype = VTTT_ST_F32;
-        ts[i].ndim = t->ndim;
-        for (int d = 0; d < t->ndim; d++) ts[i].shape[d] = t->shape[d];
-        ts[i].data = t->data;
-        ts[i].nbytes = (size_t)t->numel * sizeof(float);
-    }
     /* Hugging Face's loader wants format "pt" in the metadata */
     const char *meta[] = {"format", "pt"};
     char path[4096];
     join(path, sizeof path, dir, "model.safetensors");
-    int err = vttt_st_write(path, ts, m->n_tensors, meta, 1, lg);
-    free(ts);
+    int err = vttt_model_tensors_write(path, m->tensors, m->n_tensors, meta, 1, lg);
     if (err) return err;
     join(path, sizeof path, dir, "config.json");
     return vttt_model_config_write(&m->cfg, path, lg);
