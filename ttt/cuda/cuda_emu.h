@@ -21,9 +21,10 @@
  * (cudaGetLastError). The shared-memory opt-in limit comes from the
  * device ordinal in the context: 0 -> 227 KiB (H100), 1 -> 163 KiB
  * (A100), 2 -> 48 KiB, so every placement path of the kernels can be
- * driven. Streams are synchronous; memory is host memory. Graph capture
- * is not emulated (it fails cleanly, as on a driver without it); cuBLAS's
- * Sgemm is a plain loop; cuDNN and cuBLASLt are not emulated.
+ * driven. Streams are synchronous; memory is host memory. Stream capture
+ * records the stream's work and a graph launch replays it (so a graph's
+ * baked arguments are exercised as on a GPU); cuBLAS's Sgemm is a plain
+ * loop; cuDNN and cuBLASLt are not emulated.
  */
 #ifndef VTTT_CUDA_EMU_H
 #define VTTT_CUDA_EMU_H
@@ -110,7 +111,13 @@ struct machine {
     std::function<void()> body;
     char *dyn_smem;
     cudaError_t last_error;
+    /* stream capture: while recording, stream work is appended here
+     * instead of run (a graph is such a list, replayed in order) */
+    std::vector<std::function<void()>> *recording;
 };
+
+/* Runs work now, or records it into the graph being captured. */
+static inline void stream_do(const std::function<void()> &work);
 
 static machine M;
 
@@ -239,11 +246,26 @@ struct launcher {
     template <class... A>
     void operator()(A... args) const {
         K kk = k;
-        launch(g, b, s, emu_dev, [=]() { kk(args...); });
+        dim3 gg = g, bb = b;
+        size_t ss = s;
+        int dev = emu_dev;
+        stream_do([=]() { launch(gg, bb, ss, dev, [=]() { kk(args...); }); });
     }
 };
 
+static inline void stream_do(const std::function<void()> &work) {
+    if (M.recording) M.recording->push_back(work);
+    else work();
+}
+
 } // namespace ttt_emu_rt
+
+struct ttt_emu_graph {
+    std::vector<std::function<void()>> work;
+};
+struct ttt_emu_graph_exec {
+    std::vector<std::function<void()>> work;
+};
 
 #define threadIdx (ttt_emu_rt::M.f[(size_t)ttt_emu_rt::M.cur].tid)
 #define blockIdx (ttt_emu_rt::M.bid)
@@ -289,11 +311,12 @@ static inline cudaError_t cudaFuncSetAttribute(K, cudaFuncAttribute, int bytes) 
     return (size_t)bytes <= ttt_emu_rt::optin_bytes(ttt_emu_rt::emu_dev) ? cudaSuccess : cudaErrorInvalidValue;
 }
 static inline cudaError_t cudaMemsetAsync(void *p, int v, size_t n, cudaStream_t) {
-    memset(p, v, n);
+    ttt_emu_rt::stream_do([=]() { memset(p, v, n); });
     return cudaSuccess;
 }
-static inline cudaError_t cudaMemcpyAsync(void *d, const void *s, size_t n, cudaMemcpyKind, cudaStream_t) {
-    memmove(d, s, n);
+static inline cudaError_t cudaMemcpyAsync(void *d, const void *s, size_t n, cudaMemcpyKind kind, cudaStream_t) {
+    if (kind != cudaMemcpyDeviceToDevice && ttt_emu_rt::M.recording) return cudaErrorNotSupported; /* host memory */
+    ttt_emu_rt::stream_do([=]() { memmove(d, s, n); });
     return cudaSuccess;
 }
 static inline cudaError_t cudaMallocAsync(void **p, size_t n, cudaStream_t) {
@@ -304,7 +327,10 @@ static inline cudaError_t cudaFreeAsync(void *p, cudaStream_t) {
     free(p);
     return cudaSuccess;
 }
-static inline cudaError_t cudaStreamSynchronize(cudaStream_t) { return cudaSuccess; }
+/* Synchronizing a stream that is being captured is an error on a GPU. */
+static inline cudaError_t cudaStreamSynchronize(cudaStream_t) {
+    return ttt_emu_rt::M.recording ? cudaErrorNotSupported : cudaSuccess;
+}
 /* Fibers switch only at barriers, so a plain add is atomic here. */
 static inline float atomicAdd(float *p, float v) {
     float old = *p;
@@ -318,6 +344,11 @@ static inline cublasStatus_t cublasSgemm(cublasHandle_t, cublasOperation_t ta, c
                                          int k, const float *alpha, const float *A, int lda, const float *B, int ldb,
                                          const float *beta, float *C, int ldc) {
     if (m < 0 || n < 0 || k < 0) return CUBLAS_STATUS_INVALID_VALUE;
+    if (ttt_emu_rt::M.recording) { /* the scalars are read now, as cuBLAS does in host pointer mode */
+        float al = *alpha, be = *beta;
+        ttt_emu_rt::stream_do([=]() { cublasSgemm(NULL, ta, tb, m, n, k, &al, A, lda, B, ldb, &be, C, ldc); });
+        return CUBLAS_STATUS_SUCCESS;
+    }
     for (int j = 0; j < n; j++)
         for (int i = 0; i < m; i++) {
             double acc = 0.0;
@@ -331,16 +362,45 @@ static inline cublasStatus_t cublasSgemm(cublasHandle_t, cublasOperation_t ta, c
         }
     return CUBLAS_STATUS_SUCCESS;
 }
-static inline cudaError_t cudaStreamBeginCapture(cudaStream_t, cudaStreamCaptureMode) { return cudaErrorNotSupported; }
+/* Stream capture records the stream's work (kernel launches with their
+ * arguments as passed, memsets, device copies, Sgemm calls) instead of
+ * running it; a launched graph runs the record in order. Capturing while
+ * capturing fails, as does work that cannot be captured (a host copy, a
+ * synchronization). ttt_emu_rt::no_graphs = 1 makes capture fail, like a
+ * driver without graphs. */
+namespace ttt_emu_rt {
+static int no_graphs = 0;
+}
+static inline cudaError_t cudaStreamBeginCapture(cudaStream_t, cudaStreamCaptureMode) {
+    if (ttt_emu_rt::no_graphs || ttt_emu_rt::M.recording) return cudaErrorNotSupported;
+    ttt_emu_rt::M.recording = new std::vector<std::function<void()>>();
+    return cudaSuccess;
+}
 static inline cudaError_t cudaStreamEndCapture(cudaStream_t, cudaGraph_t *g) {
     *g = NULL;
-    return cudaErrorNotSupported;
+    if (!ttt_emu_rt::M.recording) return cudaErrorInvalidValue;
+    ttt_emu_graph *graph = new ttt_emu_graph;
+    graph->work.swap(*ttt_emu_rt::M.recording);
+    delete ttt_emu_rt::M.recording;
+    ttt_emu_rt::M.recording = NULL;
+    *g = graph;
+    return cudaSuccess;
 }
-static inline cudaError_t cudaGraphInstantiate(cudaGraphExec_t *, cudaGraph_t, unsigned long long) {
-    return cudaErrorNotSupported;
+static inline cudaError_t cudaGraphInstantiate(cudaGraphExec_t *x, cudaGraph_t g, unsigned long long) {
+    *x = new ttt_emu_graph_exec{g->work};
+    return cudaSuccess;
 }
-static inline cudaError_t cudaGraphDestroy(cudaGraph_t) { return cudaSuccess; }
-static inline cudaError_t cudaGraphLaunch(cudaGraphExec_t, cudaStream_t) { return cudaErrorNotSupported; }
-static inline cudaError_t cudaGraphExecDestroy(cudaGraphExec_t) { return cudaSuccess; }
+static inline cudaError_t cudaGraphDestroy(cudaGraph_t g) {
+    delete g;
+    return cudaSuccess;
+}
+static inline cudaError_t cudaGraphLaunch(cudaGraphExec_t x, cudaStream_t) {
+    for (auto &w : x->work) w();
+    return cudaSuccess;
+}
+static inline cudaError_t cudaGraphExecDestroy(cudaGraphExec_t x) {
+    delete x;
+    return cudaSuccess;
+}
 
 #endif
