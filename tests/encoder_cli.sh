@@ -11,14 +11,11 @@ VTTT=${1:?usage: encoder_cli.sh VTTT}
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 command -v ffmpeg >/dev/null || { echo "SKIP: no ffmpeg"; exit 77; }
 tl_tmpdir enccli
-PIDS=()
-trap 'for p in "${PIDS[@]}"; do kill -9 "$p" 2>/dev/null; done; rm -rf "$T"' EXIT
 export OMP_NUM_THREADS=1
 
 # u32 LE at byte offset $2 of file $1
 u32() { od -An -t u4 -j "$2" -N 4 "$1" | tr -d ' '; }
 losses() { sed -n 's/.*"step":\([0-9]*\),"loss":\([^,]*\),.*/\1 \2/p' "$1/metrics.jsonl"; }
-wait_for() { local i=0; while [ ! -e "$1" ] && [ $i -lt $(($2 * 100)) ]; do sleep 0.01; i=$((i + 1)); done; [ -e "$1" ]; }
 
 ffmpeg -loglevel error -y -f lavfi -i "testsrc2=size=64x64:rate=25" -t 2.4 -pix_fmt yuv420p "$T/a.mp4" || exit 1
 ffmpeg -loglevel error -y -f lavfi -i "mandelbrot=size=64x64:rate=25" -t 1.6 -pix_fmt yuv420p "$T/b.mp4" || exit 1
@@ -48,14 +45,8 @@ echo "reconstruction loss: first 5 steps $FIRST, last 5 $LAST"
 grep -q '"val_psnr"' "$T/full/metrics.jsonl" || fail "no validation line in metrics.jsonl"
 
 # the same run killed with SIGKILL after its second checkpoint, then resumed
-"$VTTT" encoder train "${RUN[@]}" --out "$T/cut" --steps 60 --ckpt-every 10 2>"$T/cut.err" &
-PID=$!
-PIDS+=("$PID")
-wait_for "$T/cut/step-00000020" 60 || fail "no checkpoint of step 20 appeared"
-kill -9 "$PID" 2>/dev/null
-wait "$PID"
-RC=$?
-[ "$RC" = 137 ] || fail "the run was not killed part way (exit $RC); make it longer"
+tl_bg "$T/cut.err" "$VTTT" encoder train "${RUN[@]}" --out "$T/cut" --steps 60 --ckpt-every 10
+tl_sigkill_at "$T/cut/step-00000020"
 echo "killed after step $(losses "$T/cut" | tail -1 | cut -d' ' -f1) (newest checkpoint $(readlink "$T/cut/latest"))"
 expect_status 0 "resume after SIGKILL" -- "$VTTT" encoder train --out "$T/cut" --resume --threads 1 --quiet
 for f in model.safetensors optimizer.safetensors config.json; do
@@ -66,20 +57,9 @@ expect_status 1 "new run over a run" "--resume" -- "$VTTT" encoder train "${RUN[
 expect_status 1 "resume with other shards" "same data" -- "$VTTT" encoder train --out "$T/cut" --resume --frames "$A"
 
 # SIGTERM: a checkpoint and exit 0
-"$VTTT" encoder train "${RUN[@]}" --out "$T/term" --steps 100000 --ckpt-every 0 2>"$T/term.err" &
-PID=$!
-PIDS+=("$PID")
-i=0
-while [ "$(grep -c '"loss"' "$T/term/metrics.jsonl" 2>/dev/null || echo 0)" -lt 3 ] && [ $i -lt 6000 ]; do
-    sleep 0.01
-    i=$((i + 1))
-done
-kill -TERM "$PID"
-wait "$PID"
-RC=$?
-[ "$RC" = 0 ] || { fail "SIGTERM: exit $RC, want 0"; cat "$T/term.err"; }
+tl_bg "$T/term.err" "$VTTT" encoder train "${RUN[@]}" --out "$T/term" --steps 100000 --ckpt-every 0
+tl_sigterm_after "$T/term/metrics.jsonl" 3 "$T/term.err"
 [ -e "$T/term/latest/model.safetensors" ] || fail "SIGTERM: no checkpoint"
-grep -q "stopped by a signal" "$T/term.err" || fail "SIGTERM: no message"
 
 # eval: PSNR/SSIM and the grid
 expect_status 0 "eval" -- "$VTTT" encoder eval --encoder "$T/full" --frames "$T/frames" --val-frames 8 --png "$T/grid.png"

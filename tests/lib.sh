@@ -30,6 +30,55 @@ expect_status() {
     [ -z "$pat" ] || grep -q -- "$pat" "$T/err.txt" || { fail "$what: no '$pat' in stderr:"; sed 's/^/    /' "$T/err.txt" | head -5; }
 }
 
+# tl_wait_for FILE SECONDS: returns 0 once FILE exists, 1 after SECONDS.
+tl_wait_for() {
+    local i=0
+    while [ ! -e "$1" ] && [ $i -lt $(($2 * 100)) ]; do sleep 0.01; i=$((i + 1)); done
+    [ -e "$1" ]
+}
+
+# Runs killed part way (the trainers' resume tests).
+# tl_bg ERRFILE command...: starts the command in the background with its
+# stderr in ERRFILE; BG_PID is its pid. After tl_tmpdir: from then on the
+# exit trap also kills every such run still alive.
+TL_BG_PIDS=()
+tl_bg() {
+    local err=$1
+    shift
+    "$@" 2>"$err" &
+    BG_PID=$!
+    TL_BG_PIDS+=("$BG_PID")
+    trap 'for p in "${TL_BG_PIDS[@]}"; do kill -9 "$p" 2>/dev/null; done; rm -rf "$T"' EXIT
+}
+
+# tl_sigkill_at FILE [DELAY]: once FILE appears (60 s at most), SIGKILLs
+# the run BG_PID (DELAY seconds later when given), reaps it, and fails
+# unless it died of the signal, i.e. part way.
+tl_sigkill_at() {
+    tl_wait_for "$1" 60 || fail "no $1 appeared"
+    [ -z "${2:-}" ] || sleep "$2"
+    kill -9 "$BG_PID" 2>/dev/null
+    wait "$BG_PID"
+    local rc=$?
+    [ "$rc" = 137 ] || fail "the run was not killed part way (exit $rc); make it longer"
+}
+
+# tl_sigterm_after METRICS N ERRFILE: once METRICS holds N lines with
+# "loss" (60 s at most), SIGTERMs the run BG_PID and fails unless it exits
+# 0 having written "stopped by a signal" to ERRFILE.
+tl_sigterm_after() {
+    local i=0 k rc
+    while k=$(grep -c '"loss"' "$1" 2>/dev/null); [ "${k:-0}" -lt "$2" ] && [ $i -lt 6000 ]; do
+        sleep 0.01
+        i=$((i + 1))
+    done
+    kill -TERM "$BG_PID"
+    wait "$BG_PID"
+    rc=$?
+    [ "$rc" = 0 ] || { fail "SIGTERM: exit $rc, want 0"; cat "$3"; }
+    grep -q "stopped by a signal" "$3" || fail "SIGTERM: no message: $(cat "$3")"
+}
+
 # tl_finish MESSAGE: exits 1 with the number of failed checks, or prints
 # MESSAGE and exits 0.
 tl_finish() {

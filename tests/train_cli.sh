@@ -9,15 +9,6 @@ VTTT=${1:?usage: train_cli.sh path/to/vttt}
 # shellcheck source=tests/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 tl_tmpdir train_cli
-PIDS=()
-# the training processes started in the background die with the script
-trap 'for p in "${PIDS[@]}"; do kill -9 "$p" 2>/dev/null; done; rm -rf "$T"' EXIT
-# wait_for FILE SECONDS: until FILE exists
-wait_for() {
-    local i=0
-    while [ ! -e "$1" ] && [ $i -lt $(($2 * 100)) ]; do sleep 0.01; i=$((i + 1)); done
-    [ -e "$1" ]
-}
 # the loss lines of a run, without the timing
 losses() { sed 's/,"tokens_per_s":[^}]*//' "$1/metrics.jsonl"; }
 
@@ -51,15 +42,8 @@ expect_status 0 "uninterrupted run" -- "$VTTT" train "${RUN[@]}" --out "$T/full"
 [ "$(ls -d "$T"/full/step-* | wc -l)" = 2 ] || fail "not 2 checkpoints kept: $(ls "$T/full")"
 
 # the same run killed with SIGKILL after its second checkpoint, then resumed
-"$VTTT" train "${RUN[@]}" --out "$T/cut" --steps 120 --ckpt-every 10 2>"$T/cut.err" &
-PID=$!
-PIDS+=("$PID")
-wait_for "$T/cut/step-00000020" 60 || fail "no checkpoint of step 20 appeared"
-sleep 0.05
-kill -9 "$PID" 2>/dev/null
-wait "$PID"
-RC=$?
-[ "$RC" = 137 ] || fail "the run was not killed part way (exit $RC); make it longer"
+tl_bg "$T/cut.err" "$VTTT" train "${RUN[@]}" --out "$T/cut" --steps 120 --ckpt-every 10
+tl_sigkill_at "$T/cut/step-00000020" 0.05
 STEP=$(sed -n 's/.*"step":\([0-9]*\),"loss".*/\1/p' "$T/cut/metrics.jsonl" | tail -1)
 echo "killed after step $STEP (newest checkpoint: $(readlink "$T/cut/latest"))"
 expect_status 0 "resume after SIGKILL" -- "$VTTT" train --out "$T/cut" --resume --threads 1 --quiet
@@ -78,23 +62,11 @@ expect_status 1 "new run over a run" -- "$VTTT" train "${RUN[@]}" --out "$T/cut"
 grep -q -- "--resume" "$T/err.txt" || fail "no hint to --resume: $(cat "$T/err.txt")"
 
 # SIGTERM: a checkpoint of the last finished step, exit 0
-"$VTTT" train "${RUN[@]}" --out "$T/term" --steps 100000 --ckpt-every 0 2>"$T/term.err" &
-PID=$!
-PIDS+=("$PID")
-i=0
-lines() { local n; n=$(grep -c '"loss"' "$1" 2>/dev/null); echo "${n:-0}"; }
-while [ "$(lines "$T/term/metrics.jsonl")" -lt 3 ] && [ $i -lt 6000 ]; do
-    sleep 0.01
-    i=$((i + 1))
-done
-kill -TERM "$PID"
-wait "$PID"
-RC=$?
-[ "$RC" = 0 ] || { fail "SIGTERM: exit $RC, want 0"; cat "$T/term.err"; }
+tl_bg "$T/term.err" "$VTTT" train "${RUN[@]}" --out "$T/term" --steps 100000 --ckpt-every 0
+tl_sigterm_after "$T/term/metrics.jsonl" 3 "$T/term.err"
 LAST=$(sed -n 's/.*"step":\([0-9]*\),"loss".*/\1/p' "$T/term/metrics.jsonl" | tail -1)
 SAVED=$(sed -n 's/^\t"step":\t\([0-9]*\),$/\1/p' "$T/term/latest/trainer_state.json")
 [ -n "$LAST" ] && [ "$LAST" = "$SAVED" ] || fail "SIGTERM: checkpoint of step '$SAVED', last step '$LAST'"
-grep -q "stopped by a signal" "$T/term.err" || fail "SIGTERM: no message: $(cat "$T/term.err")"
 
 # loss curves of two runs
 expect_status 0 "plot" -- "$VTTT" plot --out "$T/loss.png" --title "test runs" "$T/full" "killed=$T/cut"
