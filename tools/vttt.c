@@ -18,7 +18,8 @@ static const cli_command commands[] = {
     {"help", "list the subcommands", cli_help},
     {"example", "run the built-in example: a TTT-MLP layer over a synthetic sequence, three ways", cli_example},
     {"bench", "benchmarks: `vttt bench ttt [--contexts LIST] [--kinds LIST] [--no-train] [--quick]`; "
-              "`vttt bench cuda [--contexts LIST] [--kinds LIST] [--batch B] [--quick]` (fused GPU kernels); "
+              "`vttt bench cuda [--contexts LIST] [--kinds LIST] [--batch B] [--quick] "
+              "[--parts kernels,layer,gemm,model]` (fused GPU kernels, the layer and a 125m model on the GPU); "
               "`vttt bench conv [--batch N] [--channels C] [--size S]` (the frame tokenizer's image ops, CPU)",
      bench_dispatch},
     {"tokenizer", "byte-level BPE: `vttt tokenizer train|encode|decode|info ...`", cli_tokenizer},
