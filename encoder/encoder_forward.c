@@ -119,11 +119,19 @@ int vttt_encoder_forward(vttt_encoder *e, const uint8_t *frames, int N, int trai
     return VTTT_OK;
 }
 
-int vttt_encoder_encode(vttt_encoder *e, const uint8_t *frames, int N, int32_t *tokens) {
-    int S = e->cfg.image_size, P = (S / 8) * (S / 8), err = VTTT_OK;
+/* What encode and decode do first: drop the kept forward (its buffers are
+ * reused), check N (>= 0; both buffers given when N > 0), and make room for
+ * one chunk with the parameters on the device. */
+static int chunks_begin(vttt_encoder *e, int N, int have_buffers) {
     e->has_fwd = 0;
-    if (N < 0 || (N && (!frames || !tokens))) return VTTT_EINVAL;
-    if ((err = enc_buffers_reserve(e, N < ENC_CHUNK ? N : ENC_CHUNK)) || (err = enc_params_sync(e))) return err;
+    if (N < 0 || (N && !have_buffers)) return VTTT_EINVAL;
+    int err = enc_buffers_reserve(e, N < ENC_CHUNK ? N : ENC_CHUNK);
+    return err ? err : enc_params_sync(e);
+}
+
+int vttt_encoder_encode(vttt_encoder *e, const uint8_t *frames, int N, int32_t *tokens) {
+    int S = e->cfg.image_size, P = (S / 8) * (S / 8), err = chunks_begin(e, N, frames && tokens);
+    if (err) return err;
     for (int n0 = 0; n0 < N && !err; n0 += ENC_CHUNK) {
         int n = N - n0 < ENC_CHUNK ? N - n0 : ENC_CHUNK;
         enc_frames_to_img(e->h_img, frames + (size_t)n0 * S * S * 3, n, S);
@@ -135,10 +143,8 @@ int vttt_encoder_encode(vttt_encoder *e, const uint8_t *frames, int N, int32_t *
 }
 
 int vttt_encoder_decode(vttt_encoder *e, const int32_t *tokens, int N, uint8_t *frames) {
-    int S = e->cfg.image_size, P = (S / 8) * (S / 8), err = VTTT_OK;
-    e->has_fwd = 0;
-    if (N < 0 || (N && (!frames || !tokens))) return VTTT_EINVAL;
-    if ((err = enc_buffers_reserve(e, N < ENC_CHUNK ? N : ENC_CHUNK)) || (err = enc_params_sync(e))) return err;
+    int S = e->cfg.image_size, P = (S / 8) * (S / 8), err = chunks_begin(e, N, frames && tokens);
+    if (err) return err;
     for (int n0 = 0; n0 < N && !err; n0 += ENC_CHUNK) {
         int n = N - n0 < ENC_CHUNK ? N - n0 : ENC_CHUNK;
         size_t nq = (size_t)n * e->cfg.num_levels * P, ny = (size_t)n * 3 * S * S;
