@@ -7,15 +7,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "encoder_train_internal.h"
-
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 static double psnr_of(double mse) { return mse > 1e-10 ? 10.0 * log10(1.0 / mse) : 100.0; }
 
@@ -50,7 +43,8 @@ static int step(enc_train_ctx *c, float *loss, float *grad_norm) {
 }
 
 /* Mean MSE over the held-out frames (the first eval_frames of them). */
-static int evaluate(enc_train_ctx *c) {
+static int evaluate(void *ctx) {
+    enc_train_ctx *c = ctx;
     int64_t n = enc_data_val(&c->data);
     if (c->p.eval_frames > 0 && c->p.eval_frames < n) n = c->p.eval_frames;
     if (n == 0) return VTTT_OK;
@@ -90,7 +84,8 @@ static int fill_ckpt(void *user, const char *tmp) {
     return err;
 }
 
-static int save(enc_train_ctx *c) {
+static int save(void *ctx) {
+    enc_train_ctx *c = ctx;
     char dir[VTTT_TRAIN_PATH_MAX + 32] = "";
     if (c->step == c->saved_step) return VTTT_OK;
     int err = train_ckpt_write(c->p.out, c->step, fill_ckpt, c, c->p.keep, dir, sizeof dir, &c->log);
@@ -102,17 +97,16 @@ static int save(enc_train_ctx *c) {
     return VTTT_OK;
 }
 
-static int step_and_report(enc_train_ctx *c, double t_start, int64_t step0) {
+static int step_and_report(void *ctx, double t_start, int64_t step0) {
+    enc_train_ctx *c = ctx;
     const vttt_encoder_train_params *p = &c->p;
     vttt_train_report r = {.event = VTTT_TRAIN_EVENT_STEP, .steps = p->steps};
     r.lr = train_schedule_lr(&c->sched, c->step);
-    double t0 = now_s();
+    double t0 = train_now_s();
     int err = step(c, &r.loss, &r.grad_norm);
     if (err) return err;
-    double t1 = now_s();
     r.step = c->step, r.tokens = c->frames;
-    r.tokens_per_s = (double)p->batch / (t1 - t0 > 1e-9 ? t1 - t0 : 1e-9);
-    r.eta_s = (t1 - t_start) / (double)(c->step - step0) * (double)(p->steps - c->step);
+    train_report_rates(&r, (double)p->batch, t0, train_now_s(), t_start, step0);
     if (c->metrics) {
         fprintf(c->metrics, "{\"step\":%lld,\"loss\":%.9g,\"psnr\":%.9g,\"lr\":%.9g,\"grad_norm\":%.9g,\"frames\":%lld,"
                 "\"frames_per_s\":%.1f}\n", (long long)r.step, (double)r.loss, psnr_of(r.loss), (double)r.lr,
@@ -130,18 +124,10 @@ static int loop(enc_train_ctx *c) {
     vttt_train_report r = {.event = VTTT_TRAIN_EVENT_START, .step = c->step, .steps = p->steps, .tokens = c->frames,
                            .params = (int64_t)vttt_encoder_num_params(c->enc), .ranks = 1};
     report(c, &r);
-    double t_start = now_s();
-    int64_t step0 = c->step;
-    int err = VTTT_OK;
-    while (!err && c->step < p->steps && !c->stop) err = step_and_report(c, t_start, step0);
-    if (err) return err; /* nothing saved: the last checkpoint stays the one to resume from */
-    if (c->stop) {
-        vttt_log(&c->log, VTTT_LOG_WARNING, "stopped by a signal after step %lld; saving a checkpoint",
-                 (long long)c->step);
-    } else if (!(p->eval_every > 0 && c->step % p->eval_every == 0)) {
-        if ((err = evaluate(c))) return err;
-    }
-    return save(c);
+    train_loop l = {.ctx = c, .step = &c->step, .steps = p->steps, .eval_every = p->eval_every, .stop = &c->stop,
+                    .can_eval = 1, .log = &c->log, .step_and_report = step_and_report, .evaluate = evaluate,
+                    .save = save};
+    return train_loop_run(&l);
 }
 
 int vttt_encoder_train_run(const vttt_encoder_train_params *p, const vttt_logger *lg) {

@@ -214,4 +214,30 @@ void train_signals_install(train_ctx *c);
 void train_signals_install_flag(volatile sig_atomic_t *stop);
 void train_signals_restore(void);
 
+/* ---- loop.c: the run loop both trainers drive ---------------------------- */
+
+/* Monotonic clock in seconds. */
+double train_now_s(void);
+/* A step's report r (step, steps set) gets tokens_per_s = items over the
+ * step's time t1 - t0, and eta_s from the pace since t_start, when this
+ * process began at step step0. */
+void train_report_rates(vttt_train_report *r, double items, double t0, double t1, double t_start, int64_t step0);
+/* One trainer's run: its counters and its callbacks on ctx. */
+typedef struct train_loop {
+    void *ctx;
+    const int64_t *step;                 /* the trainer's step counter */
+    int64_t steps, eval_every;
+    const volatile sig_atomic_t *stop;   /* set by a signal */
+    int can_eval;                        /* there are held-out data */
+    const vttt_logger *log;
+    /* one step and what follows it; t_start, step0: when and where the loop began */
+    int (*step_and_report)(void *ctx, double t_start, int64_t step0);
+    int (*evaluate)(void *ctx);
+    int (*save)(void *ctx);
+} train_loop;
+/* Steps until the last step, an error or a signal. On an error nothing is
+ * saved (the newest checkpoint stays the one to resume from); otherwise a
+ * final evaluation unless the last step had one, and a checkpoint. */
+int train_loop_run(const train_loop *l);
+
 #endif

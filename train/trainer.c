@@ -7,7 +7,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "train_internal.h"
 
@@ -29,12 +28,6 @@ int vttt_train_params_load(vttt_train_params *p, const char *dir, const vttt_log
     return VTTT_OK;
 }
 
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
 static int rank0(const train_ctx *c) { return vttt_comm_rank(c->comm) == 0; }
 
 static void report(train_ctx *c, const vttt_train_report *r) {
@@ -43,7 +36,8 @@ static void report(train_ctx *c, const vttt_train_report *r) {
 
 /* Rank 0 writes the checkpoint of the current step; every rank returns its
  * result. */
-static int save(train_ctx *c) {
+static int save(void *ctx) {
+    train_ctx *c = ctx;
     char dir[VTTT_TRAIN_PATH_MAX + 32] = "";
     int err = VTTT_OK;
     if (c->step == c->saved_step || c->p.ckpt_every < 0) return VTTT_OK;
@@ -60,7 +54,8 @@ static int save(train_ctx *c) {
     return VTTT_OK;
 }
 
-static int evaluate(train_ctx *c) {
+static int evaluate(void *ctx) {
+    train_ctx *c = ctx;
     float loss;
     int err = train_eval(c, &loss);
     if (err) return err;
@@ -83,18 +78,17 @@ static int sync_stop(train_ctx *c) {
 
 /* Runs one step and what follows it (report, metrics, evaluation,
  * checkpoint). t_start, step0: when and where this process started. */
-static int step_and_report(train_ctx *c, double t_start, int64_t step0) {
+static int step_and_report(void *ctx, double t_start, int64_t step0) {
+    train_ctx *c = ctx;
     const vttt_train_params *p = &c->p;
     vttt_train_report r = {.event = VTTT_TRAIN_EVENT_STEP, .steps = p->steps};
     r.lr = train_schedule_lr(&c->sched, c->step);
     r.ttt_base_lr = train_schedule_ttt_lr(&c->sched, c->step);
-    double t0 = now_s();
+    double t0 = train_now_s();
     int err = train_step(c, &r.loss, &r.grad_norm);
     if (err) return err;
-    double t1 = now_s();
     r.step = c->step, r.tokens = c->tokens;
-    r.tokens_per_s = (double)p->batch * p->seq / (t1 - t0 > 1e-9 ? t1 - t0 : 1e-9);
-    r.eta_s = (t1 - t_start) / (double)(c->step - step0) * (double)(p->steps - c->step);
+    train_report_rates(&r, (double)p->batch * p->seq, t0, train_now_s(), t_start, step0);
     if (c->metrics) train_metrics_step(c->metrics, &r);
     report(c, &r);
     if (c->val && p->eval_every > 0 && c->step % p->eval_every == 0 && (err = evaluate(c))) return err;
@@ -107,18 +101,10 @@ static int loop(train_ctx *c) {
     vttt_train_report r = {.event = VTTT_TRAIN_EVENT_START, .step = c->step, .steps = p->steps, .tokens = c->tokens,
                            .params = (int64_t)vttt_model_num_params(c->model), .ranks = vttt_comm_size(c->comm)};
     report(c, &r);
-    double t_start = now_s();
-    int64_t step0 = c->step;
-    int err = VTTT_OK;
-    while (!err && c->step < p->steps && !c->stop) err = step_and_report(c, t_start, step0);
-    if (err) return err; /* nothing saved: the last checkpoint stays the one to resume from */
-    if (c->stop) {
-        vttt_log(&c->log, VTTT_LOG_WARNING, "stopped by a signal after step %lld; saving a checkpoint",
-                 (long long)c->step);
-    } else if (c->val && !(p->eval_every > 0 && c->step % p->eval_every == 0)) {
-        if ((err = evaluate(c))) return err;
-    }
-    return save(c);
+    train_loop l = {.ctx = c, .step = &c->step, .steps = p->steps, .eval_every = p->eval_every, .stop = &c->stop,
+                    .can_eval = c->val != NULL, .log = &c->log, .step_and_report = step_and_report,
+                    .evaluate = evaluate, .save = save};
+    return train_loop_run(&l);
 }
 
 int vttt_train_run(const vttt_train_params *p, const vttt_logger *lg) {
