@@ -15,9 +15,7 @@
 #include "json_file.h"
 
 #define STATE_FORMAT "vttt encoder trainer state"
-#define STATE_VERSION 1
 #define STATE_MAX_BYTES (1 << 20)
-#define STATE_HINT "(a damaged checkpoint?)"
 
 typedef enum { F_INT, F_I64, F_F32 } field_type;
 
@@ -49,43 +47,16 @@ static cJSON *params_json(const vttt_encoder_train_params *p) {
     return j;
 }
 
-static cJSON *data_json(const enc_state *s, const enc_data *d) {
-    cJSON *j = cJSON_CreateObject(), *files = cJSON_AddArrayToObject(j, "files");
-    cJSON_AddNumberToObject(j, "epoch", (double)s->epoch);
-    cJSON_AddNumberToObject(j, "cursor", (double)s->cursor);
-    cJSON_AddNumberToObject(j, "samples", (double)s->samples);
-    for (int i = 0; i < d->n; i++) {
-        cJSON *f = cJSON_CreateObject();
-        cJSON_AddStringToObject(f, "path", d->paths[i]);
-        cJSON_AddNumberToObject(f, "frames", (double)d->frames[i]);
-        cJSON_AddItemToArray(files, f);
-    }
-    return j;
-}
-
 int enc_state_write(const enc_state *s, const enc_data *d, const char *path, const vttt_logger *lg) {
-    cJSON *j = cJSON_CreateObject(), *rng = cJSON_CreateObject();
-    cJSON_AddStringToObject(j, "format", STATE_FORMAT);
-    cJSON_AddNumberToObject(j, "version", STATE_VERSION);
-    cJSON_AddNumberToObject(j, "step", (double)s->step);
-    cJSON_AddNumberToObject(j, "frames", (double)s->frames);
-    cJSON_AddItemToObject(j, "data", data_json(s, d));
-    char seed[32];
-    snprintf(seed, sizeof seed, "%llu", (unsigned long long)s->params.seed);
-    cJSON_AddStringToObject(rng, "seed", seed);
-    cJSON_AddStringToObject(rng, "generator", "splitmix64 (seed, epoch) Fisher-Yates");
-    cJSON_AddItemToObject(j, "rng", rng);
-    cJSON_AddItemToObject(j, "config", params_json(&s->params));
+    train_state_head h = {.format = STATE_FORMAT, .count_key = "frames", .step = s->step, .count = s->frames,
+                          .epoch = s->epoch, .cursor = s->cursor, .samples = s->samples, .seed = s->params.seed};
+    cJSON *files, *j = train_state_json(&h, params_json(&s->params), &files);
+    for (int i = 0; i < d->n; i++) train_state_add_file(files, "frames", d->paths[i], d->frames[i]);
     return vttt_json_file_write(j, path, lg);
 }
 
-static int fail(const vttt_logger *lg, const char *path, const char *what) {
-    vttt_log(lg, VTTT_LOG_ERROR, "%s: %s " STATE_HINT, path, what);
-    return VTTT_EFORMAT;
-}
-
 static int parse_params(vttt_encoder_train_params *p, const cJSON *j, const char *path, const vttt_logger *lg) {
-    if (!cJSON_IsObject(j)) return fail(lg, path, "\"config\" is not an object");
+    if (!cJSON_IsObject(j)) return train_state_fail(lg, path, "\"config\" is not an object");
     for (const cJSON *v = j->child; v; v = v->next) {
         size_t i = 0;
         while (i < N_FIELDS && strcmp(fields[i].key, v->string)) i++;
@@ -104,7 +75,7 @@ static int parse_params(vttt_encoder_train_params *p, const cJSON *j, const char
 static int parse_files(enc_state *s, const cJSON *files, const char *path, const vttt_logger *lg) {
     int n = cJSON_GetArraySize(files);
     if (!cJSON_IsArray(files) || n < 1 || n > VTTT_ENCODER_TRAIN_MAX_SHARDS)
-        return fail(lg, path, "data.files is not a list of shards");
+        return train_state_fail(lg, path, "data.files is not a list of shards");
     s->files = calloc((size_t)n, sizeof *s->files);
     s->file_frames = calloc((size_t)n, sizeof *s->file_frames);
     if (!s->files || !s->file_frames) return VTTT_ENOMEM;
@@ -112,26 +83,20 @@ static int parse_files(enc_state *s, const cJSON *files, const char *path, const
     for (int i = 0; i < n; i++) {
         const cJSON *f = cJSON_GetArrayItem(files, i), *p = cJSON_GetObjectItemCaseSensitive(f, "path");
         if (!cJSON_IsString(p) || (s->file_frames[i] = vttt_json_count(f, "frames")) < 1)
-            return fail(lg, path, "data.files has a malformed entry");
+            return train_state_fail(lg, path, "data.files has a malformed entry");
         if (!(s->files[i] = strdup(p->valuestring))) return VTTT_ENOMEM;
     }
     return VTTT_OK;
 }
 
 static int parse(enc_state *s, const cJSON *j, const char *path, const vttt_logger *lg) {
-    const cJSON *fmt = cJSON_GetObjectItemCaseSensitive(j, "format");
-    const cJSON *data = cJSON_GetObjectItemCaseSensitive(j, "data"), *rng = cJSON_GetObjectItemCaseSensitive(j, "rng");
-    if (!cJSON_IsString(fmt) || strcmp(fmt->valuestring, STATE_FORMAT))
-        return fail(lg, path, "not the trainer state of a tokenizer run");
-    if (vttt_json_count(j, "version") != STATE_VERSION) return fail(lg, path, "unsupported version");
-    s->step = vttt_json_count(j, "step"), s->frames = vttt_json_count(j, "frames");
-    s->epoch = vttt_json_count(data, "epoch"), s->cursor = vttt_json_count(data, "cursor");
-    s->samples = vttt_json_count(data, "samples");
-    const cJSON *seed = cJSON_GetObjectItemCaseSensitive(rng, "seed");
-    if (s->step < 0 || s->frames < 0 || s->epoch < 0 || s->cursor < 0 || s->samples < 1 || s->cursor > s->samples ||
-        !cJSON_IsString(seed) || train_parse_u64(seed->valuestring, &s->params.seed))
-        return fail(lg, path, "step, frames, data position or seed missing or out of range");
-    int err = parse_params(&s->params, cJSON_GetObjectItemCaseSensitive(j, "config"), path, lg);
+    const cJSON *data = cJSON_GetObjectItemCaseSensitive(j, "data");
+    train_state_head h = {.format = STATE_FORMAT, .count_key = "frames"};
+    int err = train_state_head_parse(&h, j, "not the trainer state of a tokenizer run", path, lg);
+    if (err) return err;
+    s->step = h.step, s->frames = h.count, s->epoch = h.epoch, s->cursor = h.cursor, s->samples = h.samples;
+    s->params.seed = h.seed;
+    err = parse_params(&s->params, cJSON_GetObjectItemCaseSensitive(j, "config"), path, lg);
     return err ? err : parse_files(s, cJSON_GetObjectItemCaseSensitive(data, "files"), path, lg);
 }
 
@@ -145,7 +110,7 @@ int enc_state_read(enc_state *s, const char *path, const vttt_logger *lg) {
     memset(s, 0, sizeof *s);
     s->params = vttt_encoder_train_default_params();
     cJSON *j = NULL;
-    int err = vttt_json_file_read(&j, path, STATE_MAX_BYTES, "cannot open the trainer state", STATE_HINT, lg);
+    int err = vttt_json_file_read(&j, path, STATE_MAX_BYTES, "cannot open the trainer state", TRAIN_STATE_HINT, lg);
     if (!err) err = parse(s, j, path, lg);
     cJSON_Delete(j);
     if (err) enc_state_free(s);

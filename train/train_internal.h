@@ -131,6 +131,30 @@ int train_parse_u64(const char *s, uint64_t *out);
 int train_params_match(const vttt_train_params *given, const vttt_train_params *saved, const char *dir,
                        const vttt_logger *lg);
 
+/* ---- state_head.c: what both trainers' trainer_state.json share --------- */
+
+#define TRAIN_STATE_HINT "(a damaged checkpoint?)"
+/* format, step, the count of what was trained on (under count_key:
+ * "tokens", "frames"), the data position and the seed. */
+typedef struct train_state_head {
+    const char *format, *count_key;
+    int64_t step, count, epoch, cursor, samples;
+    uint64_t seed;
+} train_state_head;
+/* Logs "<path>: <what> (a damaged checkpoint?)"; VTTT_EFORMAT. */
+int train_state_fail(const vttt_logger *lg, const char *path, const char *what);
+/* The document {format, version, step, <count_key>, data {files, epoch,
+ * cursor, samples}, rng {seed, generator}, config} (config consumed);
+ * *files is its empty files list, for train_state_add_file. */
+struct cJSON *train_state_json(const train_state_head *h, struct cJSON *config, struct cJSON **files);
+/* Appends {path, <count_key>: count} to files. */
+void train_state_add_file(struct cJSON *files, const char *count_key, const char *path, int64_t count);
+/* Reads h's fields from j (h->format and h->count_key set by the caller);
+ * another format is VTTT_EFORMAT saying not_this, and so are another
+ * version and missing or out-of-range fields. */
+int train_state_head_parse(train_state_head *h, const struct cJSON *j, const char *not_this, const char *path,
+                           const vttt_logger *lg);
+
 /* ---- state.c: trainer_state.json ----------------------------------------- */
 
 typedef struct train_state {
