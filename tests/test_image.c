@@ -244,6 +244,14 @@ static void expect_decode(const membuf *m, const uint8_t *want, int w, int h, co
     free(rgb);
 }
 
+/* write_png(w, h, ...) decoded gives want (h, w, 3). */
+static void expect_roundtrip(const char *what, int w, int h, int ct, int depth, int interlace, uint8_t **rows,
+                             const png_color *pal, int npal, int ntrns, const uint8_t *want) {
+    membuf m = write_png(w, h, ct, depth, interlace, rows, pal, npal, ntrns);
+    expect_decode(&m, want, w, h, what);
+    free(m.buf);
+}
+
 /* Gray 8 and 1 bit, gray+alpha, RGBA, 16-bit RGB and gray, palette (4-bit,
  * with tRNS) and an interlaced RGB image. */
 START_TEST(test_png_color_types) {
@@ -263,9 +271,7 @@ START_TEST(test_png_color_types) {
     for (int r = 0; r < H; r++)
         for (int c = 0; c < W; c++) raw[r][c] = PIX(r, c);
     SET_WANT(PIX(r, c), PIX(r, c), PIX(r, c));
-    membuf m = write_png(W, H, PNG_COLOR_TYPE_GRAY, 8, PNG_INTERLACE_NONE, rows, NULL, 0, 0);
-    expect_decode(&m, want, W, H, what);
-    free(m.buf);
+    expect_roundtrip(what, W, H, PNG_COLOR_TYPE_GRAY, 8, PNG_INTERLACE_NONE, rows, NULL, 0, 0, want);
 
     what = "gray 1-bit";
     memset(raw, 0, sizeof raw);
@@ -273,17 +279,13 @@ START_TEST(test_png_color_types) {
         for (int c = 0; c < W; c++)
             if ((r + c) % 3 == 0) raw[r][c / 8] |= (uint8_t)(0x80 >> (c % 8));
     SET_WANT((r + c) % 3 == 0 ? 255 : 0, (r + c) % 3 == 0 ? 255 : 0, (r + c) % 3 == 0 ? 255 : 0);
-    m = write_png(W, H, PNG_COLOR_TYPE_GRAY, 1, PNG_INTERLACE_NONE, rows, NULL, 0, 0);
-    expect_decode(&m, want, W, H, what);
-    free(m.buf);
+    expect_roundtrip(what, W, H, PNG_COLOR_TYPE_GRAY, 1, PNG_INTERLACE_NONE, rows, NULL, 0, 0, want);
 
     what = "gray+alpha 8-bit";
     for (int r = 0; r < H; r++)
         for (int c = 0; c < W; c++) raw[r][2 * c] = PIX(r, c), raw[r][2 * c + 1] = (uint8_t)(c * 19);
     SET_WANT(PIX(r, c), PIX(r, c), PIX(r, c));
-    m = write_png(W, H, PNG_COLOR_TYPE_GRAY_ALPHA, 8, PNG_INTERLACE_NONE, rows, NULL, 0, 0);
-    expect_decode(&m, want, W, H, what);
-    free(m.buf);
+    expect_roundtrip(what, W, H, PNG_COLOR_TYPE_GRAY_ALPHA, 8, PNG_INTERLACE_NONE, rows, NULL, 0, 0, want);
 
     what = "RGBA 8-bit";
     for (int r = 0; r < H; r++)
@@ -292,9 +294,7 @@ START_TEST(test_png_color_types) {
             p[0] = PIX(r, c), p[1] = PIX(c, r), p[2] = (uint8_t)(r * c), p[3] = (uint8_t)(r * 40);
         }
     SET_WANT(PIX(r, c), PIX(c, r), r * c);
-    m = write_png(W, H, PNG_COLOR_TYPE_RGBA, 8, PNG_INTERLACE_NONE, rows, NULL, 0, 0);
-    expect_decode(&m, want, W, H, what);
-    free(m.buf);
+    expect_roundtrip(what, W, H, PNG_COLOR_TYPE_RGBA, 8, PNG_INTERLACE_NONE, rows, NULL, 0, 0, want);
 
     /* 16-bit samples v*257 + e (e < 128) round to v */
     what = "RGB 16-bit";
@@ -305,9 +305,7 @@ START_TEST(test_png_color_types) {
                 raw[r][6 * c + 2 * ch] = (uint8_t)(s >> 8), raw[r][6 * c + 2 * ch + 1] = (uint8_t)(s & 255);
             }
     SET_WANT(PIX(r, c) & 255, (PIX(r, c) + 60) & 255, (PIX(r, c) + 120) & 255);
-    m = write_png(W, H, PNG_COLOR_TYPE_RGB, 16, PNG_INTERLACE_NONE, rows, NULL, 0, 0);
-    expect_decode(&m, want, W, H, what);
-    free(m.buf);
+    expect_roundtrip(what, W, H, PNG_COLOR_TYPE_RGB, 16, PNG_INTERLACE_NONE, rows, NULL, 0, 0, want);
 
     what = "gray 16-bit";
     for (int r = 0; r < H; r++)
@@ -316,9 +314,7 @@ START_TEST(test_png_color_types) {
             raw[r][2 * c] = (uint8_t)(s >> 8), raw[r][2 * c + 1] = (uint8_t)(s & 255);
         }
     SET_WANT(PIX(r, c), PIX(r, c), PIX(r, c));
-    m = write_png(W, H, PNG_COLOR_TYPE_GRAY, 16, PNG_INTERLACE_NONE, rows, NULL, 0, 0);
-    expect_decode(&m, want, W, H, what);
-    free(m.buf);
+    expect_roundtrip(what, W, H, PNG_COLOR_TYPE_GRAY, 16, PNG_INTERLACE_NONE, rows, NULL, 0, 0, want);
 
     what = "palette 4-bit with tRNS";
     png_color pal[16];
@@ -327,17 +323,13 @@ START_TEST(test_png_color_types) {
     for (int r = 0; r < H; r++)
         for (int c = 0; c < W; c++) raw[r][c / 2] |= (uint8_t)(((r * 5 + c) % 16) << (c % 2 ? 0 : 4));
     SET_WANT(pal[(r * 5 + c) % 16].red, pal[(r * 5 + c) % 16].green, pal[(r * 5 + c) % 16].blue);
-    m = write_png(W, H, PNG_COLOR_TYPE_PALETTE, 4, PNG_INTERLACE_NONE, rows, pal, 16, 5);
-    expect_decode(&m, want, W, H, what);
-    free(m.buf);
+    expect_roundtrip(what, W, H, PNG_COLOR_TYPE_PALETTE, 4, PNG_INTERLACE_NONE, rows, pal, 16, 5, want);
 
     what = "RGB 8-bit Adam7";
     for (int r = 0; r < H; r++)
         for (int c = 0; c < 3 * W; c++) raw[r][c] = (uint8_t)(r * 91 + c * 7);
     SET_WANT(r * 91 + 3 * c * 7, r * 91 + (3 * c + 1) * 7, r * 91 + (3 * c + 2) * 7);
-    m = write_png(W, H, PNG_COLOR_TYPE_RGB, 8, PNG_INTERLACE_ADAM7, rows, NULL, 0, 0);
-    expect_decode(&m, want, W, H, what);
-    free(m.buf);
+    expect_roundtrip(what, W, H, PNG_COLOR_TYPE_RGB, 8, PNG_INTERLACE_ADAM7, rows, NULL, 0, 0, want);
 #undef PIX
 #undef SET_WANT
 }
