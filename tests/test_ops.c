@@ -11,6 +11,7 @@
  * over max |gradient|) leaves a wide margin yet catches any wrong term.
  * Gradient buffers are pre-filled with GRAD_FILL to check that backward
  * accumulates (+=) instead of overwriting. */
+#include <cblas.h>
 #include <check.h>
 #include <math.h>
 #include <omp.h>
@@ -18,6 +19,7 @@
 #include <string.h>
 
 #include "ops.h"
+#include "par.h"
 #include "testutil.h"
 #include "ttt.h"
 
@@ -503,6 +505,40 @@ START_TEST(test_threads_consistent) {
 }
 END_TEST
 
+/* ttt_blas_serial_begin/end and ttt_sgemm leave the calling thread's
+ * OpenMP and OpenBLAS settings as they found them, even where OpenBLAS's
+ * global count differs (another thread set it): the end used to restore
+ * the global count, which OpenBLAS's OpenMP build writes into the calling
+ * thread's OpenMP setting. */
+START_TEST(test_blas_threads_restored) {
+    int saved = omp_get_max_threads();
+    float a[4 * 8], b[8 * 3], c[4 * 3], r[4 * 3];
+    for (int i = 0; i < 32; i++) a[i] = (float)(i % 5) - 2.0f;
+    for (int i = 0; i < 24; i++) b[i] = (float)(i % 7) * 0.5f - 1.0f;
+    for (int i = 0; i < 4; i++)
+        for (int j = 0; j < 3; j++) {
+            double acc = 0.0;
+            for (int k = 0; k < 8; k++) acc += (double)a[i * 8 + k] * b[k * 3 + j];
+            r[i * 3 + j] = (float)acc;
+        }
+    for (int want = 1; want <= 3; want++) {
+        openblas_set_num_threads(4); /* OpenBLAS's global count, as another thread may leave it */
+        omp_set_num_threads(want);
+        int n = ttt_blas_serial_begin();
+        ttt_sgemm(0, 0, 4, 3, 8, 1.0f, a, 8, b, 3, 0.0f, c, 3);
+        ttt_blas_serial_end(n);
+        ck_assert_int_eq(omp_get_max_threads(), want);
+        ttt_sgemm(0, 0, 4, 3, 8, 1.0f, a, 8, b, 3, 0.0f, c, 3); /* small: held serial inside */
+        ttt_sgemm(0, 1, 1, 4, 8, 1.0f, a, 8, a, 8, 0.0f, c, 4); /* one row: sgemv */
+        ck_assert_int_eq(omp_get_max_threads(), want);
+    }
+    ttt_sgemm(0, 0, 4, 3, 8, 1.0f, a, 8, b, 3, 0.0f, c, 3);
+    for (int i = 0; i < 12; i++) ck_assert_float_eq_tol(c[i], r[i], 1e-5f);
+    omp_set_num_threads(saved);
+    openblas_set_num_threads(saved);
+}
+END_TEST
+
 int main(void) {
     TCase *tc = tcase_create("cpu");
     tcase_add_test(tc, test_linear);
@@ -520,5 +556,6 @@ int main(void) {
     tcase_add_test(tc, test_xent);
     tcase_add_test(tc, test_xent_stable);
     tcase_add_test(tc, test_threads_consistent);
+    tcase_add_test(tc, test_blas_threads_restored);
     return tu_run("ops", tc, CK_FORK_GETENV);
 }

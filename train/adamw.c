@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "safetensors.h"
+#include "par.h"
 #include "train_internal.h"
 
 struct train_adamw {
@@ -27,7 +28,7 @@ void train_adamw_update_flat(float *p, const float *g, float *m, float *v, size_
                              float beta2, float eps, float wd, int64_t t) {
     float bc1 = (float)(1.0 - pow(beta1, (double)t)), bc2 = (float)(1.0 - pow(beta2, (double)t));
     float a1 = 1.0f - beta1, a2 = 1.0f - beta2;
-#pragma omp parallel for if (n > 65536)
+#pragma omp parallel for if (VTTT_PAR((double)n * VTTT_COST_EXP)) /* a sqrt and a division each */
     for (size_t i = 0; i < n; i++) {
         float gi = g[i];
         float mi = beta1 * m[i] + a1 * gi;

@@ -6,6 +6,7 @@
 #include <math.h>
 #include <stdlib.h>
 
+#include "par.h"
 #include "train_internal.h"
 
 #define MAX_BLOCKS 1100   /* num_hidden_layers <= 1024, plus the model's own */
@@ -24,7 +25,7 @@ static double sum_squares(const float *x, size_t n) {
         }
         return total;
     }
-#pragma omp parallel for if (nc > 4)
+#pragma omp parallel for if (VTTT_PAR((double)n * 2 * VTTT_COST_COPY))
     for (size_t c = 0; c < nc; c++) {
         double s = 0.0;
         size_t end = (c + 1) * NORM_CHUNK < n ? (c + 1) * NORM_CHUNK : n;
@@ -52,7 +53,7 @@ float train_clip_grads(vttt_model *m, double norm, float max_norm) {
     for (int i = 0; i < n && i < MAX_BLOCKS; i++) {
         float *g = b[i].grads;
         size_t k = b[i].n;
-#pragma omp parallel for if (k > 65536)
+#pragma omp parallel for if (VTTT_PAR((double)k * VTTT_COST_COPY))
         for (size_t j = 0; j < k; j++) g[j] *= s;
     }
     return s;

@@ -2,8 +2,9 @@
 #include <math.h>
 
 #include "ops.h"
+#include "par.h"
 
-#define ACT_PAR(n) ((n) > 32768)
+#define ACT_PAR(n) VTTT_PAR((double)(n) * VTTT_COST_EXP)
 
 static inline float sigmoidf(float x) { return 1.0f / (1.0f + expf(-x)); }
 

@@ -13,6 +13,7 @@
 #include "attention_internal.h"
 #include "layer.h"
 #include "ops.h"
+#include "par.h"
 
 /* Activations of the last forward, reused across calls while they fit. */
 struct attn_cache {
@@ -66,7 +67,7 @@ static void attn_linear(float *out, const float *inp, const float *w, int N, int
         return;
     }
     int nb = ttt_blas_serial_begin(), nblk = (D + COL_BLOCK - 1) / COL_BLOCK;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (VTTT_PAR(2.0 * N * D * D))
     for (int j = 0; j < nblk; j++) {
         int j0 = j * COL_BLOCK, nc = D - j0 < COL_BLOCK ? D - j0 : COL_BLOCK;
         ttt_sgemm(0, 1, N, nc, D, 1.0f, inp, D, w + (size_t)j0 * D, D, 0.0f, out + j0, D);

@@ -15,6 +15,7 @@
 
 #include "attention_internal.h"
 #include "ops.h"
+#include "par.h"
 #include "ttt.h"
 
 enum { BR = ATTN_BR, BC = ATTN_BC };
@@ -79,7 +80,7 @@ static void bwd_dkv_tile(const bwd_args *a, float *dk, float *dv, int b, int h, 
 /* delta (B,H,T) = rowsum(dO * O) per head. */
 static void bwd_delta(float *delta, const float *dout, const float *o, int B, int T, int H, int f) {
     long rows = (long)B * T;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (VTTT_PAR((double)rows * H * f * 2 * VTTT_COST_COPY))
     for (long n = 0; n < rows; n++) {
         int b = (int)(n / T), t = (int)(n % T);
         for (int h = 0; h < H; h++) {
@@ -108,7 +109,8 @@ int ttt_flash_backward(float *dq, float *dk, float *dv, const float *dout, const
     bwd_args a = {q, k, v, dout, lse, delta, T, H, f, H * f, 1.0f / sqrtf((float)f)};
     long bh = (long)B * H;
     int nb = ttt_blas_serial_begin();
-#pragma omp parallel num_threads(nth)
+    double work = (double)bh * T * T * f * 2 * VTTT_COST_ATTN; /* half the pairs, ~4x the forward */
+#pragma omp parallel num_threads(nth) if (VTTT_PAR(work))
     {
         float *P = scratch + (size_t)omp_get_thread_num() * per_thread, *dS = P + (size_t)BR * BC;
         /* Longest tasks first: late query tiles, early key tiles. */

@@ -18,6 +18,7 @@
 
 #include "attention_internal.h"
 #include "ops.h"
+#include "par.h"
 #include "ttt.h"
 
 enum { BR = ATTN_BR, BC = ATTN_BC };
@@ -205,7 +206,8 @@ static int forward_tiles(const fwd_args *a, float *o, float *lse, int nth) {
         return VTTT_ENOMEM;
     }
     int nb = ttt_blas_serial_begin();
-#pragma omp parallel for schedule(dynamic, 1) num_threads(nth)
+    double work = (double)a->B * a->H * a->Tq * (a->q_off + a->Tq) * f * VTTT_COST_ATTN;
+#pragma omp parallel for schedule(dynamic, 1) num_threads(nth) if (VTTT_PAR(work))
     for (long t = 0; t < tiles * nsplit; t++) {
         float *S = scratch + (size_t)omp_get_thread_num() * per_thread;
         tile_pos p = tile_at(a, t / nsplit);
@@ -219,7 +221,7 @@ static int forward_tiles(const fwd_args *a, float *o, float *lse, int nth) {
     }
     ttt_blas_serial_end(nb);
     if (nsplit > 1) {
-#pragma omp parallel for schedule(static) num_threads(nth)
+#pragma omp parallel for schedule(static) num_threads(nth) if (VTTT_PAR((double)tiles * nsplit * BR * f))
         for (long tile = 0; tile < tiles; tile++) {
             float *st = parts + (size_t)tile * nsplit * st_size;
             merge_rows(st, BR, st_size, nsplit, f);
@@ -269,7 +271,8 @@ static int forward_few(const fwd_args *a, float *o, float *lse, int nth) {
         free(scratch);
         return VTTT_ENOMEM;
     }
-#pragma omp parallel for schedule(dynamic, 1) num_threads(nth)
+    double work = (double)B * H * Tq * nk * f * VTTT_COST_ATTN;
+#pragma omp parallel for schedule(dynamic, 1) num_threads(nth) if (VTTT_PAR(work))
     for (long t = 0; t < (long)B * nsplit; t++) {
         int b = (int)(t / nsplit), s = (int)(t % nsplit);
         float *st = parts + (size_t)t * st_size;

@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "ops.h"
+#include "par.h"
 
 #define CONV_CBLOCK 64 /* channels per thread task in parameter gradients */
 
@@ -18,7 +19,7 @@ static const float *conv_row(const float *inp, const float *state, int b, int s,
 void ttt_conv1d_forward(float *out, const float *inp, const float *w, const float *bias, const float *state,
                         int B, int T, int C, int K) {
     long rows = (long)B * T;
-#pragma omp parallel for if (rows * C * K > 32768)
+#pragma omp parallel for if (VTTT_PAR((double)rows * C * K * VTTT_COST_COPY))
     for (long r = 0; r < rows; r++) {
         int b = (int)(r / T), t = (int)(r % T);
         float *o = out + (size_t)r * C;
@@ -37,7 +38,7 @@ void ttt_conv1d_backward(float *dinp, float *dw, float *dbias, const float *dout
                          const float *w, const float *state, int B, int T, int C, int K) {
     long rows = (long)B * T;
     if (dinp) {
-#pragma omp parallel for if (rows * C * K > 32768)
+#pragma omp parallel for if (VTTT_PAR((double)rows * C * K * VTTT_COST_COPY))
         for (long r = 0; r < rows; r++) {
             int b = (int)(r / T), s = (int)(r % T);
             float *dx = dinp + (size_t)r * C;
@@ -50,7 +51,7 @@ void ttt_conv1d_backward(float *dinp, float *dw, float *dbias, const float *dout
         }
     }
     if (!dw && !dbias) return;
-#pragma omp parallel for if (rows * C * K > 32768)
+#pragma omp parallel for if (VTTT_PAR((double)rows * C * K * VTTT_COST_COPY))
     for (int c0 = 0; c0 < C; c0 += CONV_CBLOCK) {
         int c1 = c0 + CONV_CBLOCK < C ? c0 + CONV_CBLOCK : C;
         for (long r = 0; r < rows; r++) {

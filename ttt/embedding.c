@@ -2,6 +2,7 @@
 #include <string.h>
 
 #include "ops.h"
+#include "par.h"
 #include "ttt.h"
 
 /* out (N,C) = table[ids (N)]. Every id is checked before anything is
@@ -10,7 +11,7 @@
 int ttt_embedding_forward(float *out, const int32_t *ids, const float *table, int N, int V, int C) {
     for (int n = 0; n < N; n++)
         if (ids[n] < 0 || ids[n] >= V) return VTTT_EINVAL;
-#pragma omp parallel for if ((long)N * C > 65536)
+#pragma omp parallel for if (VTTT_PAR((double)N * C * VTTT_COST_COPY))
     for (int n = 0; n < N; n++) memcpy(out + (size_t)n * C, table + (size_t)ids[n] * C, (size_t)C * sizeof(float));
     return VTTT_OK;
 }

@@ -12,6 +12,7 @@
 
 #include "layer_carry.h"
 #include "ops.h"
+#include "par.h"
 #include "ttt_internal.h"
 
 /* The inner loop of every (sequence, head) from the state, keeping the
@@ -21,7 +22,8 @@ static void carry_heads(vttt_layer *l, vttt_state *s, int T) {
     size_t numel = s->inner_numel;
     int H = l->H, B = s->B;
     int blas_threads = ttt_blas_serial_begin(); /* the heads run in parallel, each serial */
-#pragma omp parallel for schedule(dynamic, 1) num_threads(c->nthreads)
+    double work = (double)B * H * T * numel * VTTT_COST_TTT;
+#pragma omp parallel for schedule(dynamic, 1) num_threads(c->nthreads) if (VTTT_PAR(work))
     for (int bh = 0; bh < B * H; bh++)
         ttt_head_run(l, omp_get_thread_num(), bh / H, bh % H, T, s->pos, s->W0 + (size_t)bh * numel,
                      s->A + (size_t)bh * numel, c->ckpt + (size_t)bh * c->n_groups * numel, c->group);

@@ -10,13 +10,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <cblas.h>
-#undef I /* OpenBLAS's cblas.h brings complex.h's I, a field name here */
-
 #include "layer.h"
 #include "layer_carry.h"
 #include "model_internal.h"
 #include "ops.h"
+#include "par.h"
 
 int model_embed(vttt_model *m, float *h, const int32_t *tokens, int B, int T, int64_t pos0) {
     int N = B * T, D = m->D;
@@ -30,7 +28,7 @@ int model_embed(vttt_model *m, float *h, const int32_t *tokens, int B, int T, in
         return VTTT_EINVAL;
     }
     if (!m->P) return VTTT_OK;
-#pragma omp parallel for if ((long)N * D > 65536)
+#pragma omp parallel for if (VTTT_PAR((double)N * D * VTTT_COST_COPY))
     for (int n = 0; n < N; n++) {
         const float *e = m->p.frame_pos + (size_t)((pos0 + n % T) % m->P) * D;
         float *o = h + (size_t)n * D;
@@ -41,7 +39,7 @@ int model_embed(vttt_model *m, float *h, const int32_t *tokens, int B, int T, in
 
 /* out (n) = a + b, elementwise; out may alias a. */
 static void add_rows(float *out, const float *a, const float *b, size_t n) {
-#pragma omp parallel for if (n > 65536)
+#pragma omp parallel for if (VTTT_PAR((double)n * VTTT_COST_COPY))
     for (size_t i = 0; i < n; i++) out[i] = a[i] + b[i];
 }
 
@@ -53,8 +51,7 @@ static void linear_rows(float *out, const float *inp, const float *w, int N, int
         return;
     }
     for (int n = 0; n < N; n++)
-        cblas_sgemv(CblasRowMajor, CblasNoTrans, OC, C, 1.0f, w, C, inp + (size_t)n * C, 1, 0.0f,
-                    out + (size_t)n * OC, 1);
+        ttt_sgemm(0, 1, 1, OC, C, 1.0f, inp + (size_t)n * C, C, w, C, 0.0f, out + (size_t)n * OC, OC);
 }
 
 static int seq_forward(vttt_model *m, int i, const block_io *io, int B, int T, seq_mode mode, vttt_state *ls) {
@@ -328,10 +325,10 @@ int vttt_model_backward(vttt_model *m, float dloss) {
     int N = a->B * a->T, D = m->D;
     size_t ND = (size_t)N * D, VD = (size_t)m->V * D;
     float *gW = m->cfg.tie_word_embeddings ? m->g.embed : m->g.lm_head;
-#pragma omp parallel for if (VD > 65536)
+#pragma omp parallel for if (VTTT_PAR((double)VD * VTTT_COST_COPY))
     for (size_t j = 0; j < VD; j++) gW[j] += dloss * a->dlm[j];
     float *dh = m->scr.nd[1], *dhf = m->scr.nd[2];
-#pragma omp parallel for if (ND > 65536)
+#pragma omp parallel for if (VTTT_PAR((double)ND * VTTT_COST_COPY))
     for (size_t j = 0; j < ND; j++) dhf[j] = dloss * a->dhf[j];
     memset(dh, 0, ND * sizeof(float));
     ttt_rmsnorm_backward(dh, m->g.norm, dhf, a->h + (size_t)m->L * ND, m->p.norm, a->rstd_f, N, D);

@@ -5,9 +5,10 @@
 #include <math.h>
 
 #include "ops.h"
+#include "par.h"
 
 #define NORM_CBLOCK 64 /* channels per thread task in parameter gradients */
-#define NORM_PAR(N, C) ((long)(N) * (C) > 16384)
+#define NORM_PAR(N, C) VTTT_PAR((double)(N) * (C) * VTTT_COST_ROW)
 
 /* out (N,C) = inp * rstd * w, rstd (N) = 1/sqrt(mean(inp^2) + eps); rstd may be NULL. */
 void ttt_rmsnorm_forward(float *out, float *rstd, const float *inp, const float *w, int N, int C, float eps) {

@@ -15,13 +15,15 @@
 #include <string.h>
 
 /* C (M,N) = alpha * op(A) op(B) + beta * C, row-major; op(A) is (M,K).
- * ta/tb != 0 transpose A/B. Uses OpenBLAS. */
+ * ta/tb != 0 transpose A/B. Uses OpenBLAS, on the calling thread alone
+ * below VTTT_BLAS_PAR_MIN_FLOPS (ttt/par.h). */
 void ttt_sgemm(int ta, int tb, int M, int N, int K, float alpha, const float *A, int lda,
                const float *B, int ldb, float beta, float *C, int ldc);
 
 /* Hold OpenBLAS at one thread while our own OpenMP threads call it (each
- * call then runs serially inside its thread); begin returns the thread
- * count that end restores. */
+ * call then runs serially inside its thread); begin returns the calling
+ * thread's count, which end restores (with OpenBLAS's OpenMP build, the
+ * calling thread's OpenMP setting). */
 int ttt_blas_serial_begin(void);
 void ttt_blas_serial_end(int n);
 

@@ -2,6 +2,7 @@
 #include <math.h>
 
 #include "ops.h"
+#include "par.h"
 
 /* Position of time step t: (pos0 + t) mod pos_mod, or unreduced when
  * pos_mod <= 0. The modulus is taken non-negative. */
@@ -18,7 +19,7 @@ static int64_t rotary_pos(int64_t pos0, int t, int pos_mod) {
 static void rotary_apply(float *y, const float *x, int B, int T, int H, int f, int64_t pos0, int pos_mod,
                          float theta, float sign, int acc) {
     long rows = (long)B * T;
-#pragma omp parallel for if (rows * H * f > 32768)
+#pragma omp parallel for if (VTTT_PAR((double)rows * H * f * VTTT_COST_EXP))
     for (long r = 0; r < rows; r++) {
         float p = (float)rotary_pos(pos0, (int)(r % T), pos_mod);
         const float *xr = x + (size_t)r * H * f;

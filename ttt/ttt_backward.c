@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "ops.h"
+#include "par.h"
 #include "ttt_inner.h"
 
 /* Per (sequence, head) outputs that are reduced into the layer's gradients
@@ -123,7 +124,8 @@ int ttt_backward(vttt_layer *l, float *dx, const float *dy) {
     memset(dx, 0, ND * sizeof(float));
     ttt_outer_out_backward(l, dZ, dx, dy, c->x, c->Z, c->mean, c->rstd, c->normed, c->gpre, c->tmp, B, T);
     int blas_threads = ttt_blas_serial_begin();
-#pragma omp parallel for schedule(dynamic, 1) num_threads(c->nthreads)
+    double work = (double)B * H * T * d.numel * 3 * VTTT_COST_TTT; /* recompute + backward */
+#pragma omp parallel for schedule(dynamic, 1) num_threads(c->nthreads) if (VTTT_PAR(work))
     for (int bh = 0; bh < B * H; bh++) {
         int tid = omp_get_thread_num();
         head_backward(l, tid, bh / H, bh % H, dZ, dXQ, dXK, dXV, dlr, &hg[bh], st + (size_t)tid * states);

@@ -17,6 +17,7 @@
 
 #include "layer_dev.h"
 #include "ops.h"
+#include "par.h"
 #include "ttt_inner.h"
 
 static ttt_dims dims_of(const ttt_cuda_shape *s) {
@@ -152,7 +153,8 @@ int ttt_flat_prefill(const vttt_backend *be, const ttt_cuda_shape *s, const ttt_
     int err = work_new(&w, &d, 2 * d.numel);
     if (err) return err;
     int blas = ttt_blas_serial_begin();
-#pragma omp parallel for schedule(dynamic, 1) num_threads(w.n)
+    double work = (double)s->B * s->H * s->T * d.numel * VTTT_COST_TTT;
+#pragma omp parallel for schedule(dynamic, 1) num_threads(w.n) if (VTTT_PAR(work))
     for (int bh = 0; bh < s->B * s->H; bh++) {
         int tid = omp_get_thread_num();
         prefill_head(s, p, io, pos, bh, W, A, ckpt, group, w.ws[tid], w.mem[tid]);
@@ -252,7 +254,8 @@ int ttt_flat_backward(const vttt_backend *be, const ttt_cuda_shape *s, const ttt
         return err;
     }
     int blas = ttt_blas_serial_begin();
-#pragma omp parallel for schedule(dynamic, 1) num_threads(w.n)
+    double work = (double)s->B * s->H * s->T * d.numel * VTTT_COST_TTT;
+#pragma omp parallel for schedule(dynamic, 1) num_threads(w.n) if (VTTT_PAR(work))
     for (int bh = 0; bh < s->B * s->H; bh++) {
         int tid = omp_get_thread_num();
         backward_head(s, p, io, ckpt, group, dZ, dXQ, dXK, dXV, dlr, bh, hg + (size_t)bh * per, w.ws[tid],

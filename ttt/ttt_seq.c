@@ -9,6 +9,7 @@
 
 
 #include "ops.h"
+#include "par.h"
 #include "ttt_inner.h"
 
 /* Long prefills are processed in chunks of this many tokens, so their
@@ -174,7 +175,8 @@ static void inner_all(const vttt_layer *l, int B, int T, int64_t pos, float *W, 
     ttt_dims d = ttt_dims_of(l);
     int H = l->H, nthr = l->tc->nthreads;
     int blas_threads = ttt_blas_serial_begin();
-#pragma omp parallel for schedule(dynamic, 1) num_threads(nthr)
+    double work = (double)B * H * T * d.numel * VTTT_COST_TTT;
+#pragma omp parallel for schedule(dynamic, 1) num_threads(nthr) if (VTTT_PAR(work))
     for (int bh = 0; bh < B * H; bh++) {
         float *a = A ? A + (size_t)bh * d.numel : NULL;
         float *ck = ckpt ? ckpt + (size_t)bh * l->tc->n_groups * d.numel : NULL;

@@ -2,6 +2,7 @@
 #include <math.h>
 
 #include "ops.h"
+#include "par.h"
 #include "ttt.h"
 
 /* Row maximum and log of sum(exp(logit - max)), for a stable softmax. */
@@ -20,7 +21,7 @@ static void xent_row_lse(const float *z, int V, float *maxv, float *log_sum) {
 int ttt_xent_forward(float *losses, const float *logits, const int32_t *targets, int N, int V) {
     for (int n = 0; n < N; n++)
         if (targets[n] >= V) return VTTT_EINVAL;
-#pragma omp parallel for if ((long)N * V > 32768)
+#pragma omp parallel for if (VTTT_PAR((double)N * V * VTTT_COST_EXP))
     for (int n = 0; n < N; n++) {
         if (targets[n] < 0) {
             losses[n] = 0.0f;
@@ -39,7 +40,7 @@ int ttt_xent_forward(float *losses, const float *logits, const int32_t *targets,
  * targets contribute nothing; dloss NULL means 1 for every row. */
 void ttt_xent_backward(float *dlogits, const float *dloss, const float *logits, const int32_t *targets, int N,
                        int V) {
-#pragma omp parallel for if ((long)N * V > 32768)
+#pragma omp parallel for if (VTTT_PAR((double)N * V * VTTT_COST_EXP))
     for (int n = 0; n < N; n++) {
         int y = targets[n];
         if (y < 0 || y >= V) continue;
