@@ -146,7 +146,7 @@ typedef struct vttt_server_params {
     int queue_size;            /* model jobs waiting (256); more -> 503 with Retry-After */
     int max_batch;             /* frames of distinct streams per model step; 1 (default): no batching */
     int http_threads;          /* libmicrohttpd threads (4) */
-    int model_threads;         /* OpenMP and OpenBLAS threads of the model thread (1; 0: their defaults) */
+    int model_threads;         /* OpenMP and OpenBLAS threads of the model thread (0: their defaults) */
     double drain_s;            /* on stop, how long in-flight requests get to finish (30) */
     vttt_logger log;
 } vttt_server_params;

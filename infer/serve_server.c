@@ -26,7 +26,7 @@ vttt_server_params vttt_server_default_params(void) {
     p.queue_size = 256;
     p.max_batch = 1;   /* batching measured no faster on the CPU (infer/README.md); --batch N turns it on */
     p.http_threads = 4;
-    p.model_threads = 1;   /* more lost 15x on a busy 2-core machine (docs/bench_serve.md) */
+    p.model_threads = 0;   /* OpenMP's default; small work stays on one thread (ttt/par.h) */
     p.drain_s = 30;
     return p;
 }

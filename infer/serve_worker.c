@@ -274,9 +274,8 @@ static void serve_loop(serve_worker *w) {
 static void *worker_main(void *arg) {
     serve_worker *w = arg;
     /* The model's OpenMP loops started from this thread use this many
-     * threads. OpenBLAS keeps its own process-wide count (and the CPU ops
-     * restore it into this thread's OpenMP setting after serial sections),
-     * so it is set too: this thread is the daemon's only BLAS user. */
+     * threads. OpenBLAS keeps its own process-wide count, so it is set
+     * too: this thread is the daemon's only BLAS user. */
     if (w->srv->p.model_threads > 0) {
         openblas_set_num_threads(w->srv->p.model_threads);
         omp_set_num_threads(w->srv->p.model_threads);

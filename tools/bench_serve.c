@@ -54,7 +54,7 @@ static int usage(int status) {
             "  --batch MODE      both (default), on, off: batching frames of distinct streams\n"
             "  --batch-size N    frames per model step when on (64)\n"
             "  --threads N       HTTP threads (4)\n"
-            "  --model-threads N OpenMP/OpenBLAS threads of the model thread (1; 0: OpenMP's default)\n"
+            "  --model-threads N OpenMP/OpenBLAS threads of the model thread (0: OpenMP's default, the default)\n"
             "  --raw             raw rgb24 in and out instead of PNG\n"
             "  --preset NAME     random model size without --model (tiny)\n"
             "  --layer KIND      ttt_mlp (default) or ttt_linear for the random model\n");
@@ -63,7 +63,7 @@ static int usage(int status) {
 
 static int parse_opts(int argc, char **argv, bench_opts *o) {
     *o = (bench_opts){.preset = "tiny", .layer = "ttt_mlp", .counts = {1, 8, 64}, .ncounts = 3, .seconds = 5,
-                      .batch_on = 1, .batch_off = 1, .batch_size = 64, .threads = 4, .model_threads = 1};
+                      .batch_on = 1, .batch_off = 1, .batch_size = 64, .threads = 4, .model_threads = 0};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) return usage(0) - 1;

@@ -37,8 +37,8 @@ static int usage(int status) {
             "  --batch N             frames of distinct streams per model step (1: no batching, the default;\n"
             "                        on the CPU batching measured no faster and used more memory)\n"
             "  --threads N           HTTP threads (4)\n"
-            "  --model-threads N     OpenMP/OpenBLAS threads for the model (1; 0: OMP_NUM_THREADS or all\n"
-            "                        cores); more pays only on cores the HTTP threads and others leave idle\n"
+            "  --model-threads N     OpenMP/OpenBLAS threads for the model (0, the default: OMP_NUM_THREADS\n"
+            "                        or all cores; small work runs on one of them whatever N)\n"
             "  --drain S             on SIGTERM, how long in-flight requests get (30)\n"
             "  --quiet               errors only\n"
             "SIGTERM/SIGINT: stop accepting, drain, exit 0. Exit 1 when the model cannot load.\n");

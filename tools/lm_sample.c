@@ -7,11 +7,9 @@
  * temperature 0 or top-k 1 is greedy (the most likely token, the lowest id
  * on ties). Generation stops after --max-tokens or at <|endoftext|>.
  *
- * Threads: one token of a small model is too little work to split, and
- * splitting it costs far more than it gains as soon as another process
- * competes for the cores (every parallel region then waits for a
- * descheduled thread), so models under DECODE_SERIAL_PARAMS parameters
- * decode on one thread unless --threads says otherwise. */
+ * Threads: --threads N, else OMP_NUM_THREADS or all cores; the CPU ops keep
+ * work too small to split (one token of a small model) on the calling
+ * thread whatever the count (ttt/par.h). */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,7 +20,6 @@
 #include "lm.h"
 
 #define CMD "vttt lm sample"
-#define DECODE_SERIAL_PARAMS 20000000   /* parameters */
 
 typedef struct {
     const char *dir, *tokenizer, *prompt;
@@ -51,8 +48,8 @@ static void usage(void) {
             "  prints the prompt and its continuation; temperature 0 or top-k 1 is greedy.\n"
             "  --ids: print the generated token ids instead of text; --verbose: state size, speed\n"
             "  (stderr); --no-eot: do not start the prompt with <|endoftext|>; --ignore-eot: keep\n"
-            "  going past <|endoftext|>; --threads N: OpenMP/OpenBLAS threads (default: all for the\n"
-            "  prompt; one for decoding models under 20M parameters)\n");
+            "  going past <|endoftext|>; --threads N: OpenMP/OpenBLAS threads (default:\n"
+            "  OMP_NUM_THREADS or all cores)\n");
 }
 
 static double uniform01(sampler *s) {
@@ -117,7 +114,6 @@ static int generate(const sample_opts *o, vttt_model *m, const vttt_bpe *bpe, co
         fprintf(stderr, "state: %zu bytes at position 0\n", vttt_model_state_bytes(st));
     double t0 = cli_now_s();
     if (!err) err = vttt_model_prefill(m, st, prompt->ids, (int)prompt->n, logits, 0);
-    if (!o->threads && vttt_model_num_params(m) < DECODE_SERIAL_PARAMS) lm_set_threads(1);
     double t1 = cli_now_s();
     long long made = 0;
     for (; !err && made < o->max_tokens; made++) {
