@@ -138,37 +138,14 @@ static void emu_open(emu_backend *e, int dev) {
     ttt_emu_rt::no_graphs = 1;
 }
 
-/* The same, with the CUDA backend's own ops (the table of
- * backend_cuda.cu fill_table, emulated) instead of the CPU's; memory is
- * still the host's. The image ops (cuDNN) stay NULL. */
+/* The same, with the CUDA backend's own ops (ttt_cuda_fill_ops, the list
+ * that backend_cuda.cu's fill_table puts in, emulated) instead of the
+ * CPU's; memory is still the host's. The image ops (cuDNN) stay NULL. */
 static void emu_open_cuda_table(emu_backend *e) {
     emu_open(e, 0);
     ttt_emu_rt::no_graphs = 0; /* every op is a stream op: decode steps are captured and replayed */
     vttt_backend *be = &e->be;
-    using namespace ttt_emu;
-    be->matmul = ttt_cuda_matmul;
-    be->linear_forward = ttt_cuda_linear_forward;
-    be->linear_backward = ttt_cuda_linear_backward;
-    be->rmsnorm_forward = ttt_cuda_rmsnorm_forward;
-    be->rmsnorm_backward = ttt_cuda_rmsnorm_backward;
-    be->layernorm_forward = ttt_cuda_layernorm_forward;
-    be->layernorm_backward = ttt_cuda_layernorm_backward;
-    be->gelu_forward = ttt_cuda_gelu_forward;
-    be->gelu_backward = ttt_cuda_gelu_backward;
-    be->silu_forward = ttt_cuda_silu_forward;
-    be->silu_backward = ttt_cuda_silu_backward;
-    be->swiglu_forward = ttt_cuda_swiglu_forward;
-    be->swiglu_backward = ttt_cuda_swiglu_backward;
-    be->sigmoid_forward = ttt_cuda_sigmoid_forward;
-    be->sigmoid_backward = ttt_cuda_sigmoid_backward;
-    be->rotary_forward = ttt_cuda_rotary_forward;
-    be->rotary_backward = ttt_cuda_rotary_backward;
-    be->conv1d_forward = ttt_cuda_conv1d_forward;
-    be->conv1d_backward = ttt_cuda_conv1d_backward;
-    be->embedding_forward = ttt_cuda_embedding_forward;
-    be->embedding_backward = ttt_cuda_embedding_backward;
-    be->xent_forward = ttt_cuda_xent_forward;
-    be->xent_backward = ttt_cuda_xent_backward;
+    ttt_emu::ttt_cuda_fill_ops(be); /* the real table's list (cuda_internal.h) */
     be->conv2d_forward = NULL;
     be->conv2d_backward = NULL;
     be->groupnorm_forward = NULL;

@@ -152,6 +152,36 @@ void ttt_cuda_embedding_backward(float *dtable, const float *dout, const int32_t
 int ttt_cuda_xent_forward(float *losses, const float *logits, const int32_t *targets, int N, int V);
 void ttt_cuda_xent_backward(float *dlogits, const float *dloss, const float *logits, const int32_t *targets,
                             int N, int V);
+
+/* Puts the ops above (linear_cuda.cu .. token_cuda.cu) into be's table:
+ * the one list that backend_cuda.cu's table and the emulated one of
+ * tests/test_cuda_emu.cpp (which compiles these files with g++) share.
+ * The image ops below (cuDNN, image_cuda.cu) are set by the caller. */
+static inline void ttt_cuda_fill_ops(vttt_backend *be) {
+    be->matmul = ttt_cuda_matmul;
+    be->linear_forward = ttt_cuda_linear_forward;
+    be->linear_backward = ttt_cuda_linear_backward;
+    be->rmsnorm_forward = ttt_cuda_rmsnorm_forward;
+    be->rmsnorm_backward = ttt_cuda_rmsnorm_backward;
+    be->layernorm_forward = ttt_cuda_layernorm_forward;
+    be->layernorm_backward = ttt_cuda_layernorm_backward;
+    be->gelu_forward = ttt_cuda_gelu_forward;
+    be->gelu_backward = ttt_cuda_gelu_backward;
+    be->silu_forward = ttt_cuda_silu_forward;
+    be->silu_backward = ttt_cuda_silu_backward;
+    be->swiglu_forward = ttt_cuda_swiglu_forward;
+    be->swiglu_backward = ttt_cuda_swiglu_backward;
+    be->sigmoid_forward = ttt_cuda_sigmoid_forward;
+    be->sigmoid_backward = ttt_cuda_sigmoid_backward;
+    be->rotary_forward = ttt_cuda_rotary_forward;
+    be->rotary_backward = ttt_cuda_rotary_backward;
+    be->conv1d_forward = ttt_cuda_conv1d_forward;
+    be->conv1d_backward = ttt_cuda_conv1d_backward;
+    be->embedding_forward = ttt_cuda_embedding_forward;
+    be->embedding_backward = ttt_cuda_embedding_backward;
+    be->xent_forward = ttt_cuda_xent_forward;
+    be->xent_backward = ttt_cuda_xent_backward;
+}
 /* conv2d_cudnn.cu: ctx is the ttt_cuda_ctx; ttt_cudnn_close frees ctx->dnn */
 int ttt_cuda_conv2d_forward(void *ctx, float *out, const float *inp, const float *w, const float *bias, int N, int C,
                             int H, int W, int OC, int KH, int KW, int stride, int pad);
