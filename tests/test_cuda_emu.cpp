@@ -172,15 +172,9 @@ static const char *dev_names[3] = {"H100 (227 KiB)", "A100 (163 KiB)", "48 KiB"}
 static const int runs[][2] = {{0, 0}, {0, 2}, {1, 0}, {1, 1}, {1, 2}, {2, 0}};
 #define NRUNS ((int)(sizeof runs / sizeof runs[0]))
 
+/* The layer test_ttt_cuda checks on a GPU (tu_layer_clamped). */
 static vttt_layer *make_layer(const emu_case *c, uint64_t seed) {
-    vttt_layer_config cfg = vttt_layer_default_config(c->kind, c->D, c->H);
-    cfg.mini_batch = c->b;
-    cfg.ckpt_group = c->group;
-    vttt_layer *l = NULL;
-    ck_assert_int_eq(vttt_layer_init(&l, &cfg, NULL), VTTT_OK);
-    tu_layer_randomize(l, seed, 1.0f);
-    tu_layer_param(l, "learnable_token_idx").data[c->b / 2] = -1.0f; /* s_i clamped to 0 */
-    return l;
+    return tu_layer_clamped(c->kind, c->D, c->H, c->b, c->group, seed);
 }
 
 START_TEST(test_fused_kernels) {

@@ -67,16 +67,9 @@ static const ttt_case cases[] = {
 /* A layer with random parameters at a general point: nonzero biases and
  * token offsets (one pushed below -1/i so the max(0, .) clamp is hit),
  * non-unit norms, projections of unit gain, so that the inner steps move
- * the state noticeably. */
+ * the state noticeably (tu_layer_clamped, shared with test_cuda_emu). */
 static vttt_layer *make_layer(const ttt_case *c, uint64_t seed) {
-    vttt_layer_config cfg = vttt_layer_default_config(c->kind, c->D, c->H);
-    cfg.mini_batch = c->b;
-    cfg.ckpt_group = c->group;
-    vttt_layer *l = NULL;
-    ck_assert_int_eq(vttt_layer_init(&l, &cfg, NULL), VTTT_OK);
-    tu_layer_randomize(l, seed, 1.0f);
-    tu_layer_param(l, "learnable_token_idx").data[c->b / 2] = -1.0f; /* s_i clamped to 0 */
-    return l;
+    return tu_layer_clamped(c->kind, c->D, c->H, c->b, c->group, seed);
 }
 
 #define EXPECT(what, val, tol)                                                                                        \

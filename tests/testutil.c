@@ -121,6 +121,17 @@ vttt_param_info tu_layer_param(vttt_layer *l, const char *name) {
     ck_abort_msg("the layer has no parameter %s", name);
 }
 
+vttt_layer *tu_layer_clamped(vttt_layer_kind kind, int D, int H, int b, int group, uint64_t seed) {
+    vttt_layer_config cfg = vttt_layer_default_config(kind, D, H);
+    cfg.mini_batch = b;
+    cfg.ckpt_group = group;
+    vttt_layer *l = NULL;
+    ck_assert_int_eq(vttt_layer_init(&l, &cfg, NULL), VTTT_OK);
+    tu_layer_randomize(l, seed, 1.0f);
+    tu_layer_param(l, "learnable_token_idx").data[b / 2] = -1.0f; /* s_i clamped to 0 */
+    return l;
+}
+
 /* ---- logs ------------------------------------------------------------- */
 
 static void capture_fn(void *user, int level, const char *msg) {

@@ -55,6 +55,11 @@ void tu_check_fd(const char *what, double (*loss)(void *ctx), void *ctx, float *
 void tu_layer_randomize(vttt_layer *l, uint64_t seed, float proj_gain);
 /* The layer's parameter tensor called name (in a test: it must exist). */
 vttt_param_info tu_layer_param(vttt_layer *l, const char *name);
+/* A layer of kind at width D with H heads, mini-batch b and checkpoint
+ * group (0: the default), randomized by tu_layer_randomize(seed, 1), with
+ * one token offset pushed below -1/i so the max(0, .) clamp is hit: the
+ * layer that the CUDA checks (test_ttt_cuda, test_cuda_emu) compare. */
+vttt_layer *tu_layer_clamped(vttt_layer_kind kind, int D, int H, int b, int group, uint64_t seed);
 
 /* ---- logs ------------------------------------------------------------- */
 
