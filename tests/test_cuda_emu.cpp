@@ -207,38 +207,58 @@ START_TEST(test_fused_kernels) {
 }
 END_TEST
 
-/* The whole device layer with the emulated CUDA ops. */
-START_TEST(test_device_layer) {
-    emu_backend e;
-    emu_open(&e, 0);
-    vttt_layer_config cfg = vttt_layer_default_config(_i == 0 ? VTTT_LAYER_TTT_LINEAR : VTTT_LAYER_TTT_MLP, 64, 2);
+/* A device layer run on e with the emulated CUDA layer ops: a layer of
+ * kind (D 64, 2 heads, mini-batch 8; gate and shared QK as asked,
+ * parameters from seed), B = 2 sequences of T tokens from data_seed,
+ * generation as n_prefill tokens then n_decode steps
+ * (ttt_layer_dev_check_run_ops), within the GPU tests' tolerances; the
+ * graphs captured and replayed into *captured, *replays. */
+static void check_device_layer(emu_backend *e, const char *what, vttt_layer_kind kind, int use_gate, int share_qk,
+                               uint64_t seed, int T, uint64_t data_seed, int n_prefill, int n_decode, int *captured,
+                               long *replays) {
+    vttt_layer_config cfg = vttt_layer_default_config(kind, 64, 2);
     cfg.mini_batch = 8;
-    cfg.use_gate = _i == 1;
-    cfg.share_qk = _i == 1;
+    cfg.use_gate = use_gate;
+    cfg.share_qk = share_qk;
     vttt_layer *l = NULL;
     ck_assert_int_eq(vttt_layer_init(&l, &cfg, NULL), VTTT_OK);
-    tu_layer_randomize(l, 90 + (uint64_t)_i, 1.0f);
-    int B = 2, T = 22;
+    tu_layer_randomize(l, seed, 1.0f);
+    int B = 2;
     size_t n = (size_t)B * T * 64;
     tu_rng r;
-    tu_seed(&r, 9);
+    tu_seed(&r, data_seed);
     float *x = tu_alloc_normal(&r, n, 1.0f), *dy = tu_alloc_normal(&r, n, 1.0f);
     ttt_layer_dev_check res;
-    e.ctx.log = tu_log_quiet(); /* the failed graph capture is expected */
-    int err = ttt_layer_dev_check_run_ops(l, &e.be, ttt_emu::ttt_dev_ops_cuda(), x, dy, B, T, 5, 9, &res);
-    ck_assert_msg(err == VTTT_OK, "device layer %d: %s", _i, vttt_strerror(err));
-    printf("device layer %d: y %.2g dx %.2g params %.2g (%s) gen y %.2g state %.2g bf16 y %.2g graphs %d/%ld\n", _i,
-           res.y, res.dx, res.dparams, res.worst, res.gen_y, res.gen_state, res.bf16_y, res.captured, res.replays);
+    int err = ttt_layer_dev_check_run_ops(l, &e->be, ttt_emu::ttt_dev_ops_cuda(), x, dy, B, T, n_prefill, n_decode,
+                                          &res);
+    ck_assert_msg(err == VTTT_OK, "%s: %s", what, vttt_strerror(err));
+    printf("%s: y %.2g dx %.2g params %.2g (%s) gen y %.2g state %.2g bf16 y %.2g graphs %d/%ld\n", what, res.y,
+           res.dx, res.dparams, res.worst, res.gen_y, res.gen_state, res.bf16_y, res.captured, res.replays);
     ck_assert_msg(res.y <= TTT_CUDA_TOL_FWD, "y %g", res.y);
     ck_assert_msg(res.dx <= TTT_CUDA_TOL_BWD, "dx %g", res.dx);
     ck_assert_msg(res.dparams <= TTT_CUDA_TOL_PARAM, "gradient of %s %g", res.worst, res.dparams);
     ck_assert_msg(res.gen_y <= TTT_CUDA_TOL_FWD, "prefill/decode %g", res.gen_y);
     ck_assert_msg(res.gen_state <= TTT_CUDA_TOL_FWD, "W0/A %g", res.gen_state);
     ck_assert_msg(res.bf16_y <= 2e-2, "bf16 forward %g", res.bf16_y);
-    ck_assert_int_eq(res.captured, 0); /* graphs off with the CPU table: every step launched op by op */
-    ck_assert_int_eq(res.replays, 0);
+    *captured = res.captured;
+    *replays = res.replays;
     free(x), free(dy);
     vttt_layer_free(&l);
+}
+
+/* The whole device layer with the emulated CUDA ops. */
+START_TEST(test_device_layer) {
+    emu_backend e;
+    emu_open(&e, 0);
+    e.ctx.log = tu_log_quiet(); /* the failed graph capture is expected */
+    char what[64];
+    snprintf(what, sizeof what, "device layer %d", _i);
+    int captured;
+    long replays;
+    check_device_layer(&e, what, _i == 0 ? VTTT_LAYER_TTT_LINEAR : VTTT_LAYER_TTT_MLP, _i == 1, _i == 1,
+                       90 + (uint64_t)_i, 22, 9, 5, 9, &captured, &replays);
+    ck_assert_int_eq(captured, 0); /* graphs off with the CPU table: every step launched op by op */
+    ck_assert_int_eq(replays, 0);
 }
 END_TEST
 
@@ -398,33 +418,14 @@ END_TEST
 START_TEST(test_device_layer_cuda_table) {
     emu_backend e;
     emu_open_cuda_table(&e);
-    vttt_layer_config cfg = vttt_layer_default_config(_i == 0 ? VTTT_LAYER_TTT_MLP : VTTT_LAYER_TTT_LINEAR, 64, 2);
-    cfg.mini_batch = 8;
-    cfg.use_gate = 1;
-    cfg.share_qk = _i == 1;
-    vttt_layer *l = NULL;
-    ck_assert_int_eq(vttt_layer_init(&l, &cfg, NULL), VTTT_OK);
-    tu_layer_randomize(l, 95 + (uint64_t)_i, 1.0f);
-    int B = 2, T = 19;
-    size_t n = (size_t)B * T * 64;
-    tu_rng r;
-    tu_seed(&r, 19);
-    float *x = tu_alloc_normal(&r, n, 1.0f), *dy = tu_alloc_normal(&r, n, 1.0f);
-    ttt_layer_dev_check res;
-    int err = ttt_layer_dev_check_run_ops(l, &e.be, ttt_emu::ttt_dev_ops_cuda(), x, dy, B, T, 3, 7, &res);
-    ck_assert_msg(err == VTTT_OK, "device layer (CUDA table) %d: %s", _i, vttt_strerror(err));
-    printf("device layer, CUDA table %d: y %.2g dx %.2g params %.2g (%s) gen y %.2g state %.2g bf16 y %.2g\n", _i,
-           res.y, res.dx, res.dparams, res.worst, res.gen_y, res.gen_state, res.bf16_y);
-    ck_assert_msg(res.y <= TTT_CUDA_TOL_FWD, "y %g", res.y);
-    ck_assert_msg(res.dx <= TTT_CUDA_TOL_BWD, "dx %g", res.dx);
-    ck_assert_msg(res.dparams <= TTT_CUDA_TOL_PARAM, "gradient of %s %g", res.worst, res.dparams);
-    ck_assert_msg(res.gen_y <= TTT_CUDA_TOL_FWD, "prefill/decode %g", res.gen_y);
-    ck_assert_msg(res.gen_state <= TTT_CUDA_TOL_FWD, "W0/A %g", res.gen_state);
-    ck_assert_msg(res.bf16_y <= 2e-2, "bf16 forward %g", res.bf16_y);
-    ck_assert_int_eq(res.captured, 7); /* one graph per mini-batch index reached (7 decode steps, b = 8) */
-    ck_assert_int_eq(res.replays, 7);  /* every decode step replayed from a graph */
-    free(x), free(dy);
-    vttt_layer_free(&l);
+    char what[64];
+    snprintf(what, sizeof what, "device layer (CUDA table) %d", _i);
+    int captured;
+    long replays;
+    check_device_layer(&e, what, _i == 0 ? VTTT_LAYER_TTT_MLP : VTTT_LAYER_TTT_LINEAR, 1, _i == 1, 95 + (uint64_t)_i,
+                       19, 19, 3, 7, &captured, &replays);
+    ck_assert_int_eq(captured, 7); /* one graph per mini-batch index reached (7 decode steps, b = 8) */
+    ck_assert_int_eq(replays, 7);  /* every decode step replayed from a graph */
 }
 END_TEST
 
