@@ -23,12 +23,11 @@
 static const char routes_help[] = "GET /health, GET /metrics, POST /v1/streams, GET|DELETE /v1/streams/{id}, "
                                   "POST /v1/streams/{id}/frames, POST /v1/streams/{id}/snapshot";
 
-static enum MHD_Result not_allowed(serve_req *r, struct MHD_Connection *c, const char *allow, const char *method,
-                                   const char *url) {
-    char msg[256];
-    snprintf(msg, sizeof msg, "method %s is not allowed on %s (allowed: %s)", method, url, allow);
-    cJSON *j = cJSON_CreateObject();
-    cJSON_AddStringToObject(j, "error", msg);
+/* j (freed) as a JSON body, without serve_reply_json's trailing newline,
+ * with one more header (name: value): the 405's Allow, the 201's
+ * Location. */
+static enum MHD_Result json_reply_with(serve_req *r, struct MHD_Connection *c, int status, cJSON *j, const char *name,
+                                       const char *value) {
     char *s = cJSON_PrintUnformatted(j);
     cJSON_Delete(j);
     if (!s) return MHD_NO;
@@ -38,8 +37,17 @@ static enum MHD_Result not_allowed(serve_req *r, struct MHD_Connection *c, const
         return MHD_NO;
     }
     MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
-    MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, allow);
-    return serve_reply(r, c, MHD_HTTP_METHOD_NOT_ALLOWED, resp);
+    MHD_add_response_header(resp, name, value);
+    return serve_reply(r, c, status, resp);
+}
+
+static enum MHD_Result not_allowed(serve_req *r, struct MHD_Connection *c, const char *allow, const char *method,
+                                   const char *url) {
+    char msg[256];
+    snprintf(msg, sizeof msg, "method %s is not allowed on %s (allowed: %s)", method, url, allow);
+    cJSON *j = cJSON_CreateObject();
+    cJSON_AddStringToObject(j, "error", msg);
+    return json_reply_with(r, c, MHD_HTTP_METHOD_NOT_ALLOWED, j, MHD_HTTP_HEADER_ALLOW, allow);
 }
 
 static void iso_time(char *buf, size_t n, int64_t t) {
@@ -211,19 +219,9 @@ static enum MHD_Result answer_opened(serve_req *r, struct MHD_Connection *c) {
     cJSON *j = stream_json(&e, r->srv->p.idle_timeout_s);
     cJSON_AddNumberToObject(j, "frame_size", r->srv->worker.S);
     cJSON_AddNumberToObject(j, "tokens_per_frame", r->srv->worker.T);
-    char *s = cJSON_PrintUnformatted(j);
-    cJSON_Delete(j);
-    if (!s) return MHD_NO;
-    struct MHD_Response *resp = MHD_create_response_from_buffer(strlen(s), s, MHD_RESPMEM_MUST_FREE);
-    if (!resp) {
-        free(s);
-        return MHD_NO;
-    }
     char loc[64];
     snprintf(loc, sizeof loc, "/v1/streams/%s", e.id);
-    MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
-    MHD_add_response_header(resp, MHD_HTTP_HEADER_LOCATION, loc);
-    return serve_reply(r, c, MHD_HTTP_CREATED, resp);
+    return json_reply_with(r, c, MHD_HTTP_CREATED, j, MHD_HTTP_HEADER_LOCATION, loc);
 }
 
 static enum MHD_Result answer_json_frames(serve_req *r, struct MHD_Connection *c) {
