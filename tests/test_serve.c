@@ -116,6 +116,33 @@ static void expect_error(const http_resp *r, int status, const char *needle) {
     cJSON_Delete(j);
 }
 
+/* The request (http_do's arguments) is refused with status and an error
+ * message containing needle (NULL: any). */
+static void expect_refused(int port, const char *method, const char *path, const char *headers, const void *body,
+                           size_t n, int status, const char *needle) {
+    http_resp r;
+    http_do(port, method, path, headers, body, n, &r);
+    expect_error(&r, status, needle);
+    http_resp_free(&r);
+}
+
+/* Posts a PNG to path (a frames route answering in PNG): 200, a PNG of w x h
+ * back; its pixels (malloc'd) are returned. */
+static uint8_t *post_png(int port, const char *path, const char *headers, const uint8_t *png, size_t n, int w, int h) {
+    http_resp r;
+    char hv[64];
+    http_do(port, "POST", path, headers, png, n, &r);
+    ck_assert_msg(r.status == 200, "%s: %d %s", path, r.status, r.body ? r.body : "");
+    ck_assert_str_eq(http_header(&r, "Content-Type", hv, sizeof hv), "image/png");
+    uint8_t *dec = NULL;
+    int dw = 0, dh = 0;
+    ck_assert_int_eq(vttt_png_decode((uint8_t *)r.body, r.n, &dec, &dw, &dh, 1 << 20, NULL), VTTT_OK);
+    ck_assert_int_eq(dw, w);
+    ck_assert_int_eq(dh, h);
+    http_resp_free(&r);
+    return dec;
+}
+
 /* Opens a stream; its id into id (17 bytes). */
 static void open_stream(int port, const char *auth, char *id) {
     http_resp r;
@@ -200,26 +227,11 @@ START_TEST(test_endpoints) {
     size_t n;
     uint8_t *png = png_of(rgb, S, S, &n);
     snprintf(path, sizeof path, "/v1/streams/%s/frames", id);
-    http_do(port, "POST", path, "Content-Type: image/png\r\n", png, n, &r);
-    ck_assert_int_eq(r.status, 200);
-    ck_assert_str_eq(http_header(&r, "Content-Type", hv, sizeof hv), "image/png");
-    uint8_t *dec = NULL;
-    int w = 0, h = 0;
-    ck_assert_int_eq(vttt_png_decode((uint8_t *)r.body, r.n, &dec, &w, &h, 1 << 20, NULL), VTTT_OK);
-    ck_assert_int_eq(w, S);
-    ck_assert_int_eq(h, S);
-    free(dec);
-    http_resp_free(&r);
+    free(post_png(port, path, "Content-Type: image/png\r\n", png, n, S, S));
 
     /* horizon 3 as a PNG strip (S wide, 3S high) and as JSON (3 token rows) */
     snprintf(path, sizeof path, "/v1/streams/%s/frames?horizon=3", id);
-    http_do(port, "POST", path, "Content-Type: image/png\r\n", png, n, &r);
-    ck_assert_int_eq(r.status, 200);
-    ck_assert_int_eq(vttt_png_decode((uint8_t *)r.body, r.n, &dec, &w, &h, 1 << 20, NULL), VTTT_OK);
-    ck_assert_int_eq(w, S);
-    ck_assert_int_eq(h, 3 * S);
-    free(dec);
-    http_resp_free(&r);
+    free(post_png(port, path, "Content-Type: image/png\r\n", png, n, S, 3 * S));
     http_do(port, "POST", path, "Content-Type: image/png\r\nAccept: application/json\r\n", png, n, &r);
     ck_assert_int_eq(r.status, 200);
     j = json_of(&r);
@@ -271,23 +283,15 @@ START_TEST(test_endpoints) {
     expect_error(&r, 405, "PUT");
     ck_assert_str_eq(http_header(&r, "Allow", hv, sizeof hv), "POST");
     http_resp_free(&r);
-    http_do(port, "GET", "/v2/nothing", NULL, NULL, 0, &r);
-    expect_error(&r, 404, "no route");
-    http_resp_free(&r);
-    http_do(port, "POST", "/health", NULL, NULL, 0, &r);
-    expect_error(&r, 405, NULL);
-    http_resp_free(&r);
+    expect_refused(port, "GET", "/v2/nothing", NULL, NULL, 0, 404, "no route");
+    expect_refused(port, "POST", "/health", NULL, NULL, 0, 405, NULL);
 
     /* DELETE, then the stream is gone */
     http_do(port, "DELETE", path, NULL, NULL, 0, &r);
     ck_assert_int_eq(r.status, 200);
     http_resp_free(&r);
-    http_do(port, "GET", path, NULL, NULL, 0, &r);
-    expect_error(&r, 404, id);
-    http_resp_free(&r);
-    http_do(port, "DELETE", path, NULL, NULL, 0, &r);
-    expect_error(&r, 404, NULL);
-    http_resp_free(&r);
+    expect_refused(port, "GET", path, NULL, NULL, 0, 404, id);
+    expect_refused(port, "DELETE", path, NULL, NULL, 0, 404, NULL);
     ck_assert(metric(port, "vttt_streams_active") == 0);
     vttt_server_stop(&srv);
     ck_assert_ptr_null(srv);
@@ -323,17 +327,12 @@ START_TEST(test_matches_local_stream) {
             } else {
                 char path[128];
                 size_t n;
-                uint8_t *png = png_of(rgb, S, S, &n), *dec = NULL;
+                uint8_t *png = png_of(rgb, S, S, &n);
                 snprintf(path, sizeof path, "/v1/streams/%s/frames", id[k]);
-                http_resp r;
-                http_do(port, "POST", path, "Content-Type: image/png\r\n", png, n, &r);
-                ck_assert_int_eq(r.status, 200);
-                int w, h;
-                ck_assert_int_eq(vttt_png_decode((uint8_t *)r.body, r.n, &dec, &w, &h, 1 << 20, NULL), VTTT_OK);
+                uint8_t *dec = post_png(port, path, "Content-Type: image/png\r\n", png, n, S, S);
                 ck_assert_mem_eq(dec, want, FB);
                 free(dec);
                 free(png);
-                http_resp_free(&r);
             }
         }
     for (int k = 0; k < 2; k++) vttt_stream_free(&loc[k]);
@@ -378,17 +377,13 @@ START_TEST(test_snapshot_restore) {
     }
     /* damaged and truncated snapshots are refused */
     r.body[r.n / 2] ^= 0x5a;
-    http_do(port, "POST", "/v1/streams", "Content-Type: application/octet-stream\r\n", r.body, r.n, &r2);
-    expect_error(&r2, 400, "snapshot");
-    http_resp_free(&r2);
-    http_do(port, "POST", "/v1/streams", "Content-Type: application/octet-stream\r\n", r.body, r.n / 3, &r2);
-    expect_error(&r2, 400, "snapshot");
-    http_resp_free(&r2);
+    expect_refused(port, "POST", "/v1/streams", "Content-Type: application/octet-stream\r\n", r.body, r.n, 400,
+                   "snapshot");
+    expect_refused(port, "POST", "/v1/streams", "Content-Type: application/octet-stream\r\n", r.body, r.n / 3, 400,
+                   "snapshot");
     http_resp_free(&r);
     snprintf(path, sizeof path, "/v1/streams/%s/snapshot", "0123456789abcdef");
-    http_do(port, "POST", path, NULL, NULL, 0, &r);
-    expect_error(&r, 404, NULL);
-    http_resp_free(&r);
+    expect_refused(port, "POST", path, NULL, NULL, 0, 404, NULL);
     ck_assert(metric(port, "vttt_streams_active") == 2);   /* the refused ones released their slots */
     vttt_server_stop(&srv);
     tu_rm_rf(f.dir);
@@ -419,9 +414,7 @@ START_TEST(test_expiry) {
     }
     http_resp r;
     snprintf(path, sizeof path, "/v1/streams/%s", idle);
-    http_do(port, "GET", path, NULL, NULL, 0, &r);
-    expect_error(&r, 404, NULL);
-    http_resp_free(&r);
+    expect_refused(port, "GET", path, NULL, NULL, 0, 404, NULL);
     snprintf(path, sizeof path, "/v1/streams/%s", busy);
     http_do(port, "GET", path, NULL, NULL, 0, &r);
     ck_assert_int_eq(r.status, 200);
@@ -456,9 +449,7 @@ START_TEST(test_limits_and_bad_requests) {
 
     snprintf(path, sizeof path, "/v1/streams/%s/frames", a);
     char *big = calloc(1, 9000);
-    http_do(port, "POST", path, "Content-Type: image/png\r\n", big, 9000, &r);
-    expect_error(&r, 413, "max-body");
-    http_resp_free(&r);
+    expect_refused(port, "POST", path, "Content-Type: image/png\r\n", big, 9000, 413, "max-body");
     free(big);
 
     /* no Content-Length (chunked): counted while it arrives, 413 at the end */
@@ -482,71 +473,44 @@ START_TEST(test_limits_and_bad_requests) {
     }
 
     static const char bad_png[] = "\x89PNG\r\n\x1a\nthis is not a png at all";
-    http_do(port, "POST", path, "Content-Type: image/png\r\n", bad_png, sizeof bad_png - 1, &r);
-    expect_error(&r, 400, "PNG");
-    http_resp_free(&r);
-    http_do(port, "POST", path, "Content-Type: image/png\r\n", "", 0, &r);
-    expect_error(&r, 400, "empty");
-    http_resp_free(&r);
+    expect_refused(port, "POST", path, "Content-Type: image/png\r\n", bad_png, sizeof bad_png - 1, 400, "PNG");
+    expect_refused(port, "POST", path, "Content-Type: image/png\r\n", "", 0, 400, "empty");
 
     memset(small, 100, sizeof small);
     size_t n;
     uint8_t *png = png_of(small, 16, 16, &n);
-    http_do(port, "POST", path, "Content-Type: image/png\r\n", png, n, &r);
-    expect_error(&r, 422, "32x32");
-    http_resp_free(&r);
+    expect_refused(port, "POST", path, "Content-Type: image/png\r\n", png, n, 422, "32x32");
     free(png);
     uint8_t *large = calloc(64 * 64, 3);   /* larger than the model's frames: refused from its header */
     png = png_of(large, 64, 64, &n);
-    http_do(port, "POST", path, "Content-Type: image/png\r\n", png, n, &r);
-    expect_error(&r, 422, "32x32");
-    http_resp_free(&r);
+    expect_refused(port, "POST", path, "Content-Type: image/png\r\n", png, n, 422, "32x32");
     free(png);
     free(large);
     snprintf(path, sizeof path, "/v1/streams/%s/frames?width=16&height=16", a);
-    http_do(port, "POST", path, "Content-Type: application/octet-stream\r\n", small, sizeof small, &r);
-    expect_error(&r, 422, "16x16");
-    http_resp_free(&r);
+    expect_refused(port, "POST", path, "Content-Type: application/octet-stream\r\n", small, sizeof small, 422, "16x16");
     snprintf(path, sizeof path, "/v1/streams/%s/frames?width=32&height=32", a);
-    http_do(port, "POST", path, "Content-Type: application/octet-stream\r\n", small, sizeof small, &r);
-    expect_error(&r, 400, "bytes");
-    http_resp_free(&r);
+    expect_refused(port, "POST", path, "Content-Type: application/octet-stream\r\n", small, sizeof small, 400, "bytes");
     snprintf(path, sizeof path, "/v1/streams/%s/frames", a);
-    http_do(port, "POST", path, "Content-Type: application/octet-stream\r\n", rgb, FB, &r);
-    expect_error(&r, 400, "width");
-    http_resp_free(&r);
-    http_do(port, "POST", path, "Content-Type: text/plain\r\n", "hello", 5, &r);
-    expect_error(&r, 415, NULL);
-    http_resp_free(&r);
+    expect_refused(port, "POST", path, "Content-Type: application/octet-stream\r\n", rgb, FB, 400, "width");
+    expect_refused(port, "POST", path, "Content-Type: text/plain\r\n", "hello", 5, 415, NULL);
     snprintf(path, sizeof path, "/v1/streams/%s/frames?horizon=0", a);
     make_frame(rgb, 1, 0);
     png = png_of(rgb, S, S, &n);
-    http_do(port, "POST", path, "Content-Type: image/png\r\n", png, n, &r);
-    expect_error(&r, 400, "horizon");
-    http_resp_free(&r);
+    expect_refused(port, "POST", path, "Content-Type: image/png\r\n", png, n, 400, "horizon");
     snprintf(path, sizeof path, "/v1/streams/%s/frames?horizon=17", a);
-    http_do(port, "POST", path, "Content-Type: image/png\r\n", png, n, &r);
-    expect_error(&r, 400, "horizon");
-    http_resp_free(&r);
+    expect_refused(port, "POST", path, "Content-Type: image/png\r\n", png, n, 400, "horizon");
     snprintf(path, sizeof path, "/v1/streams/%s/frames?format=bmp", a);
-    http_do(port, "POST", path, "Content-Type: image/png\r\n", png, n, &r);
-    expect_error(&r, 400, "format");
-    http_resp_free(&r);
-    http_do(port, "POST", "/v1/streams/0123456789abcdef/frames", "Content-Type: image/png\r\n", png, n, &r);
-    expect_error(&r, 404, "0123456789abcdef");
-    http_resp_free(&r);
-    http_do(port, "POST", "/v1/streams/nope/frames", "Content-Type: image/png\r\n", png, n, &r);
-    expect_error(&r, 404, NULL);
-    http_resp_free(&r);
+    expect_refused(port, "POST", path, "Content-Type: image/png\r\n", png, n, 400, "format");
+    expect_refused(port, "POST", "/v1/streams/0123456789abcdef/frames", "Content-Type: image/png\r\n", png, n, 404,
+                   "0123456789abcdef");
+    expect_refused(port, "POST", "/v1/streams/nope/frames", "Content-Type: image/png\r\n", png, n, 404, NULL);
     free(png);
 
     /* bad JSON when opening (the slot is free again after a DELETE) */
     snprintf(path, sizeof path, "/v1/streams/%s", b);
     http_do(port, "DELETE", path, NULL, NULL, 0, &r);
     http_resp_free(&r);
-    http_do(port, "POST", "/v1/streams", "Content-Type: application/json\r\n", "{\"x\": [1,", 9, &r);
-    expect_error(&r, 400, "JSON");
-    http_resp_free(&r);
+    expect_refused(port, "POST", "/v1/streams", "Content-Type: application/json\r\n", "{\"x\": [1,", 9, 400, "JSON");
     http_do(port, "POST", "/v1/streams", "Content-Type: application/json\r\n", "{}", 2, &r);
     ck_assert_int_eq(r.status, 201);
     http_resp_free(&r);
@@ -814,12 +778,8 @@ START_TEST(test_bearer_token) {
     char hv[64];
     ck_assert_str_eq(http_header(&r, "WWW-Authenticate", hv, sizeof hv), "Bearer");
     http_resp_free(&r);
-    http_do(port, "POST", "/v1/streams", "Authorization: Bearer s3cret-toke\r\n", NULL, 0, &r);
-    expect_error(&r, 401, NULL);
-    http_resp_free(&r);
-    http_do(port, "GET", "/metrics", "Authorization: Bearer wrong\r\n", NULL, 0, &r);
-    expect_error(&r, 401, NULL);
-    http_resp_free(&r);
+    expect_refused(port, "POST", "/v1/streams", "Authorization: Bearer s3cret-toke\r\n", NULL, 0, 401, NULL);
+    expect_refused(port, "GET", "/metrics", "Authorization: Bearer wrong\r\n", NULL, 0, 401, NULL);
     char id[17];
     open_stream(port, "Authorization: Bearer s3cret-token\r\n", id);
     vttt_server_stop(&srv);
@@ -928,9 +888,7 @@ START_TEST(test_stop_drains_and_load_failure) {
     ck_assert_int_eq(r.status, 503);
     ck_assert_ptr_nonnull(strstr(r.body, "failed"));
     http_resp_free(&r);
-    http_do(vttt_server_port(srv), "POST", "/v1/streams", NULL, NULL, 0, &r);
-    expect_error(&r, 503, "load");
-    http_resp_free(&r);
+    expect_refused(vttt_server_port(srv), "POST", "/v1/streams", NULL, NULL, 0, 503, "load");
     vttt_server_stop(&srv);
     tu_rm_rf(f.dir);
 }
