@@ -444,36 +444,15 @@ START_TEST(test_model_step) {
     vttt_model *m = NULL;
     ck_assert_int_eq(vttt_model_init(&m, &cfg, NULL), VTTT_OK);
     vttt_model_init_weights(m, 11);
-    int n = 0, B = 2, T = 19, N = B * T;
-    const vttt_model_tensor *t = vttt_model_tensors(m, &n);
-    tu_rng r;
-    tu_seed(&r, 3);
-    for (int i = 0; i < n; i++)
-        for (int64_t j = 0; j < t[i].numel; j++) t[i].data[j] += 0.05f * tu_normal(&r);
-    std::vector<int32_t> tok((size_t)N);
-    for (int i = 0; i < N; i++) tok[(size_t)i] = (i * 37 + 5) % 61;
-    float l_cpu = 0.0f, l_dev = 0.0f;
-    vttt_model_zero_grads(m);
-    ck_assert_int_eq(vttt_model_forward(m, tok.data(), NULL, B, T, 1, &l_cpu, NULL), VTTT_OK);
-    ck_assert_int_eq(vttt_model_backward(m, 1.0f), VTTT_OK);
-    std::vector<std::vector<float>> ref((size_t)n);
-    for (int i = 0; i < n; i++) ref[(size_t)i].assign(t[i].grad, t[i].grad + t[i].numel);
-    vttt_model_zero_grads(m);
-    vttt_model_dev *d = NULL;
-    ck_assert_int_eq(ttt_model_dev_init_ops(&d, m, &e.be, ttt_emu::ttt_dev_ops_cuda(), B, T), VTTT_OK);
-    ck_assert_int_eq(vttt_model_dev_step(d, tok.data(), NULL, B, T, &l_dev), VTTT_OK);
-    ck_assert_int_eq(vttt_model_dev_grads_to_host(d), VTTT_OK);
-    double worst = 0.0;
-    const char *worst_name = "";
-    for (int i = 0; i < n; i++) {
-        double err = tu_rel_err(t[i].grad, ref[(size_t)i].data(), (size_t)t[i].numel);
-        if (err > worst || !isfinite(err)) worst = err, worst_name = t[i].name;
-    }
+    float l_cpu, l_dev;
+    const char *worst_name;
+    int n;
+    double worst = tu_model_dev_step_check(m, &e.be, ttt_emu::ttt_dev_ops_cuda(), 2, 19, 61, NULL, &l_cpu, &l_dev,
+                                           &worst_name, &n);
     printf("model step %d: loss %.6f (cpu %.6f), worst gradient %s %.2g over %d tensors\n", _i, l_dev, l_cpu,
            worst_name, worst, n);
     ck_assert_msg(fabs(l_dev - l_cpu) <= TTT_CUDA_TOL_FWD * fabs(l_cpu), "loss %g vs %g", l_dev, l_cpu);
     ck_assert_msg(worst <= TTT_CUDA_TOL_PARAM, "gradient of %s: %g", worst_name, worst);
-    vttt_model_dev_free(&d);
     vttt_model_free(&m);
 }
 END_TEST

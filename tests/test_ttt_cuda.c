@@ -183,45 +183,14 @@ START_TEST(test_model_dev) {
     vttt_model *m = NULL;
     ck_assert_int_eq(vttt_model_init(&m, &cfg, NULL), VTTT_OK);
     vttt_model_init_weights(m, 11);
-    int n = 0, B = 2, T = 45, N = B * T;
-    const vttt_model_tensor *t = vttt_model_tensors(m, &n);
-    tu_rng r;
-    tu_seed(&r, 3);
-    for (int i = 0; i < n; i++)
-        for (int64_t j = 0; j < t[i].numel; j++) t[i].data[j] += 0.05f * tu_normal(&r);
-    int32_t *tok = malloc((size_t)N * sizeof(int32_t));
-    float **ref = calloc((size_t)n, sizeof *ref);
-    ck_assert(tok && ref);
-    for (int i = 0; i < N; i++) tok[i] = (i * 37 + 5) % 300;
-    float l_cpu = 0.0f, l_dev = 0.0f;
-    vttt_model_zero_grads(m);
-    ck_assert_int_eq(vttt_model_forward(m, tok, NULL, B, T, 1, &l_cpu, NULL), VTTT_OK);
-    ck_assert_int_eq(vttt_model_backward(m, 1.0f), VTTT_OK);
-    for (int i = 0; i < n; i++) {
-        ref[i] = malloc((size_t)t[i].numel * sizeof(float));
-        ck_assert_ptr_nonnull(ref[i]);
-        memcpy(ref[i], t[i].grad, (size_t)t[i].numel * sizeof(float));
-    }
-    vttt_model_zero_grads(m);
-    vttt_model_dev *d = NULL;
-    int err = vttt_model_dev_init(&d, m, g_gpu, B, T);
-    ck_assert_msg(err == VTTT_OK, "vttt_model_dev_init: %s (%s)", vttt_strerror(err), g_last_msg);
-    err = vttt_model_dev_step(d, tok, NULL, B, T, &l_dev);
-    ck_assert_msg(err == VTTT_OK, "vttt_model_dev_step: %s (%s)", vttt_strerror(err), g_last_msg);
-    ck_assert_int_eq(vttt_model_dev_grads_to_host(d), VTTT_OK);
-    double worst = 0.0;
-    const char *worst_name = "";
-    for (int i = 0; i < n; i++) {
-        double e = tu_rel_err(t[i].grad, ref[i], (size_t)t[i].numel);
-        if (e > worst || !isfinite(e)) worst = e, worst_name = t[i].name;
-        free(ref[i]);
-    }
+    float l_cpu, l_dev;
+    const char *worst_name;
+    int n;
+    double worst = tu_model_dev_step_check(m, g_gpu, NULL, 2, 45, 300, g_last_msg, &l_cpu, &l_dev, &worst_name, &n);
     printf("model step %d: loss %.6f (cpu %.6f), worst gradient %s %.2g over %d tensors\n", _i, l_dev, l_cpu,
            worst_name, worst, n);
     ck_assert_msg(fabs(l_dev - l_cpu) <= TOL_FWD * fabs(l_cpu), "loss %g vs %g", l_dev, l_cpu);
     ck_assert_msg(worst <= TOL_PARAM, "gradient of %s: %g", worst_name, worst);
-    vttt_model_dev_free(&d);
-    free(ref), free(tok);
     vttt_model_free(&m);
 }
 END_TEST

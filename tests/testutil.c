@@ -1,6 +1,9 @@
 #define _XOPEN_SOURCE 700 /* mkdtemp, nftw */
 #include "testutil.h"
 
+#include "layer_dev.h"
+#include "model.h"
+
 #include <dirent.h>
 #include <ftw.h>
 #include <math.h>
@@ -130,6 +133,49 @@ vttt_layer *tu_layer_clamped(vttt_layer_kind kind, int D, int H, int b, int grou
     tu_layer_randomize(l, seed, 1.0f);
     tu_layer_param(l, "learnable_token_idx").data[b / 2] = -1.0f; /* s_i clamped to 0 */
     return l;
+}
+
+double tu_model_dev_step_check(vttt_model *m, const vttt_backend *be, const ttt_dev_ops *ops, int B, int T, int vocab,
+                               const char *log_msg, float *l_cpu, float *l_dev, const char **worst_name,
+                               int *n_tensors) {
+    const char *why = log_msg ? log_msg : "";
+    int n = 0, N = B * T;
+    const vttt_model_tensor *t = vttt_model_tensors(m, &n);
+    tu_rng r;
+    tu_seed(&r, 3);
+    for (int i = 0; i < n; i++)
+        for (int64_t j = 0; j < t[i].numel; j++) t[i].data[j] += 0.05f * tu_normal(&r);
+    int32_t *tok = malloc((size_t)N * sizeof(int32_t));
+    float **ref = calloc((size_t)n, sizeof *ref);
+    ck_assert(tok && ref);
+    for (int i = 0; i < N; i++) tok[i] = (i * 37 + 5) % vocab;
+    *l_cpu = *l_dev = 0.0f;
+    vttt_model_zero_grads(m);
+    ck_assert_int_eq(vttt_model_forward(m, tok, NULL, B, T, 1, l_cpu, NULL), VTTT_OK);
+    ck_assert_int_eq(vttt_model_backward(m, 1.0f), VTTT_OK);
+    for (int i = 0; i < n; i++) {
+        ref[i] = malloc((size_t)t[i].numel * sizeof(float));
+        ck_assert_ptr_nonnull(ref[i]);
+        memcpy(ref[i], t[i].grad, (size_t)t[i].numel * sizeof(float));
+    }
+    vttt_model_zero_grads(m);
+    vttt_model_dev *d = NULL;
+    int err = ops ? ttt_model_dev_init_ops(&d, m, be, ops, B, T) : vttt_model_dev_init(&d, m, be, B, T);
+    ck_assert_msg(err == VTTT_OK, "vttt_model_dev_init: %s (%s)", vttt_strerror(err), why);
+    err = vttt_model_dev_step(d, tok, NULL, B, T, l_dev);
+    ck_assert_msg(err == VTTT_OK, "vttt_model_dev_step: %s (%s)", vttt_strerror(err), why);
+    ck_assert_int_eq(vttt_model_dev_grads_to_host(d), VTTT_OK);
+    double worst = 0.0;
+    *worst_name = "";
+    for (int i = 0; i < n; i++) {
+        double e = tu_rel_err(t[i].grad, ref[i], (size_t)t[i].numel);
+        if (e > worst || !isfinite(e)) worst = e, *worst_name = t[i].name;
+        free(ref[i]);
+    }
+    vttt_model_dev_free(&d);
+    free(ref), free(tok);
+    *n_tensors = n;
+    return worst;
 }
 
 /* ---- logs ------------------------------------------------------------- */

@@ -61,6 +61,21 @@ vttt_param_info tu_layer_param(vttt_layer *l, const char *name);
  * layer that the CUDA checks (test_ttt_cuda, test_cuda_emu) compare. */
 vttt_layer *tu_layer_clamped(vttt_layer_kind kind, int D, int H, int b, int group, uint64_t seed);
 
+/* One training step of model m on a device against the CPU model, the
+ * check that test_ttt_cuda (a GPU) and test_cuda_emu (the emulated CUDA
+ * table) share. m's parameters are first moved off the initializer by
+ * N(0, 0.05^2) noise (seed 3); tokens (i*37+5) mod vocab, B x T, no
+ * targets; the step runs through vttt_model_dev_init on be (ops NULL) or
+ * ttt_model_dev_init_ops with ops. Fills the CPU and device losses and
+ * returns the worst relative error of a parameter gradient over the
+ * model's *n_tensors tensors (its name in *worst_name). log_msg (may be
+ * NULL): a message buffer to quote when the device step fails. */
+struct ttt_dev_ops;
+struct vttt_model;
+double tu_model_dev_step_check(struct vttt_model *m, const vttt_backend *be, const struct ttt_dev_ops *ops, int B,
+                               int T, int vocab, const char *log_msg, float *l_cpu, float *l_dev,
+                               const char **worst_name, int *n_tensors);
+
 /* ---- logs ------------------------------------------------------------- */
 
 /* What the library logged: the last message or, with append, every message
