@@ -24,6 +24,7 @@
 
 #include "infer.h"
 #include "testutil.h"
+#include "video_fixture.h"
 
 #define S 32          /* frame size: a 4 x 4 grid, 16 tokens per frame */
 #define MARGIN 1e-4f
@@ -41,26 +42,10 @@ static void make_fixture(fixture *f, vttt_layer_kind kind) {
     snprintf(f->model, sizeof f->model, "%s/model", f->dir);
     snprintf(f->model2, sizeof f->model2, "%s/model2", f->dir);
     snprintf(f->enc, sizeof f->enc, "%s/enc", f->dir);
-    vttt_encoder_config ec = vttt_encoder_default_config();
-    ec.image_size = S, ec.channels = 8, ec.num_groups = 4;
-    ck_assert_int_eq(vttt_encoder_levels_parse(&ec, "5,5,5", NULL), VTTT_OK);
-    vttt_encoder *e = NULL;
-    ck_assert_int_eq(vttt_encoder_init(&e, &ec, 7, NULL), VTTT_OK);
-    ck_assert_int_eq(vttt_encoder_save(e, f->enc), VTTT_OK);
-    f->P = vttt_encoder_tokens_per_frame(e), f->V = vttt_encoder_vocab_size(e);
-    vttt_encoder_free(&e);
-    vttt_model_config c = vttt_model_default_config();
-    ck_assert_int_eq(vttt_model_config_preset(&c, "test", NULL), VTTT_OK);
-    c.vocab_size = f->V, c.tokens_per_frame = f->P, c.mini_batch_size = 8, c.seq_kind = kind;
-    c.initializer_range = 0.2f; /* clear argmax margins */
-    c.max_position_embeddings = 4096;
-    for (int i = 0; i < 2; i++) {
-        vttt_model *m = NULL;
-        ck_assert_int_eq(vttt_model_init(&m, &c, NULL), VTTT_OK);
-        vttt_model_init_weights(m, 100 + i);
-        ck_assert_int_eq(vttt_model_save(m, i ? f->model2 : f->model), VTTT_OK);
-        vttt_model_free(&m);
-    }
+    ck_assert_int_eq(vf_save_tokenizer(f->enc, S, &f->P, &f->V), VTTT_OK);
+    /* initializer_range 0.2: clear argmax margins */
+    ck_assert_int_eq(vf_save_model(f->model, f->P, f->V, kind, 0.2f, 100), VTTT_OK);
+    ck_assert_int_eq(vf_save_model(f->model2, f->P, f->V, kind, 0.2f, 101), VTTT_OK);
 }
 
 /* n frames (n, S, S, 3) of a moving pattern (seeded). */

@@ -36,6 +36,7 @@
 #include "http_client.h"
 #include "infer.h"
 #include "testutil.h"
+#include "video_fixture.h"
 
 #define S 32   /* frames 32x32: a 4x4 grid, 16 tokens per frame */
 #define P 16
@@ -49,23 +50,10 @@ static void make_fixture(fixture *f) {
     tu_tmpdir(f->dir, sizeof f->dir, "serve");
     snprintf(f->model, sizeof f->model, "%s/model", f->dir);
     snprintf(f->enc, sizeof f->enc, "%s/enc", f->dir);
-    vttt_encoder_config ec = vttt_encoder_default_config();
-    ec.image_size = S, ec.channels = 8, ec.num_groups = 4;
-    ck_assert_int_eq(vttt_encoder_levels_parse(&ec, "5,5,5", NULL), VTTT_OK);
-    vttt_encoder *e = NULL;
-    ck_assert_int_eq(vttt_encoder_init(&e, &ec, 7, NULL), VTTT_OK);
-    ck_assert_int_eq(vttt_encoder_save(e, f->enc), VTTT_OK);
-    ck_assert_int_eq(vttt_encoder_tokens_per_frame(e), P);
-    vttt_model_config c = vttt_model_default_config();
-    ck_assert_int_eq(vttt_model_config_preset(&c, "test", NULL), VTTT_OK);
-    c.vocab_size = vttt_encoder_vocab_size(e), c.tokens_per_frame = P, c.mini_batch_size = 8;
-    c.seq_kind = VTTT_LAYER_TTT_MLP, c.initializer_range = 0.2f;
-    vttt_encoder_free(&e);
-    vttt_model *m = NULL;
-    ck_assert_int_eq(vttt_model_init(&m, &c, NULL), VTTT_OK);
-    vttt_model_init_weights(m, 100);
-    ck_assert_int_eq(vttt_model_save(m, f->model), VTTT_OK);
-    vttt_model_free(&m);
+    int tpf = 0, V = 0;
+    ck_assert_int_eq(vf_save_tokenizer(f->enc, S, &tpf, &V), VTTT_OK);
+    ck_assert_int_eq(tpf, P);
+    ck_assert_int_eq(vf_save_model(f->model, P, V, VTTT_LAYER_TTT_MLP, 0.2f, 100), VTTT_OK);
 }
 
 static vttt_server_params params(const fixture *f) {
