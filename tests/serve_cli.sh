@@ -3,7 +3,8 @@
 # non-loopback address without a token and a model that cannot load (1),
 # then a live daemon: /health, the bearer token, opening a stream, frames
 # as PNG and raw rgb24 with PNG / JSON / raw answers, a wrong-sized frame
-# (422), /metrics, snapshot and restore, DELETE, and SIGTERM -> exit 0.
+# (422), /metrics, snapshot and restore, the same tokens as `vttt predict`
+# for the frames of a video, DELETE, and SIGTERM -> exit 0.
 # Usage: serve_cli.sh path/to/vttt path/to/serve_cli_helper
 set -u
 VTTT=${1:?usage: serve_cli.sh path/to/vttt path/to/serve_cli_helper}
@@ -85,6 +86,30 @@ code POST "/v1/streams/$ID/frames?format=json" -H "$AUTH" --data-binary @"$T/fra
 cp "$T/body" "$T/a.json"
 code POST "/v1/streams/$ID2/frames?format=json" -H "$AUTH" --data-binary @"$T/frame.png" -H 'Content-Type: image/png' >/dev/null
 sed "s/$ID2/$ID/" "$T/body" | cmp -s - "$T/a.json" || fail "the restored stream predicts differently"
+# The daemon and `vttt predict` predict the same tokens for the same video:
+# predict's tokens.txt against the frames of that video (decoded by
+# `vttt ingest video` as predict decodes them) posted one by one as raw
+# rgb24 to a new stream.
+if command -v ffmpeg >/dev/null; then
+    ffmpeg -v error -f lavfi -i "testsrc2=size=32x32:rate=10" -t 1.2 -pix_fmt yuv420p "$T/clip.mp4" ||
+        fail "ffmpeg could not make the clip"
+    "$VTTT" predict "${M[@]}" --video "$T/clip.mp4" --out "$T/pred" --no-video --quiet ||
+        fail "vttt predict failed"
+    "$VTTT" ingest video --size 32 --out "$T/clipframes" "$T/clip.mp4" >/dev/null || fail "ingest failed"
+    SHARD=$(ls "$T"/clipframes/*.vfr)
+    NF=$(wc -l <"$T/pred/tokens.txt")
+    [ "$NF" -ge 10 ] || fail "predict wrote $NF token lines, want >= 10"
+    expect_code 201 "open for predict" POST /v1/streams -H "$AUTH"
+    IDP=$(sed -n 's/.*"id":"\([0-9a-f]*\)".*/\1/p' "$T/body")
+    for t in $(seq 0 $((NF - 1))); do
+        "$VTTT" frames dump --shard "$SHARD" --raw --start "$t" --count 1 >"$T/f.rgb"
+        code POST "/v1/streams/$IDP/frames?width=32&height=32&format=json" -H "$AUTH" \
+            -H 'Content-Type: application/octet-stream' --data-binary @"$T/f.rgb" >/dev/null
+        got=$(sed -n 's/.*"tokens":\[\[\([0-9,]*\)\]\].*/\1/p' "$T/body" | tr ',' ' ')
+        want=$(sed -n "$((t + 1))p" "$T/pred/tokens.txt" | cut -d' ' -f2-)
+        [ -n "$got" ] && [ "$got" = "$want" ] || { fail "frame $t: daemon tokens differ from vttt predict's"; break; }
+    done
+fi
 expect_code 200 "delete" DELETE "/v1/streams/$ID" -H "$AUTH"
 expect_code 404 "deleted" GET "/v1/streams/$ID" -H "$AUTH"
 
