@@ -74,9 +74,26 @@ int vttt_stream_push_batch_tokens(vttt_stream **s, int n, const int32_t *tokens,
 /* Snapshots: the stream's whole state as bytes (a malloc'd buffer the
  * caller frees), and a new stream from such bytes. Restoring checks that
  * the snapshot belongs to this predictor's model (VTTT_EFORMAT otherwise,
- * or for damaged bytes). */
+ * or for damaged, forged or out-of-range bytes; infer/README.md
+ * "Snapshots"). Restore only reads data: safe on untrusted bytes. */
 int vttt_stream_snapshot(const vttt_stream *s, uint8_t **out, size_t *n);
 int vttt_stream_restore(vttt_stream **out, vttt_predictor *p, const uint8_t *data, size_t n);
+/* Snapshot signing (infer/snapshot_key.c). With a key (a copy is kept,
+ * wiped when replaced or closed) the predictor's snapshots carry an
+ * HMAC-SHA256 of all their bytes and vttt_stream_restore accepts only
+ * snapshots signed with the same key (unsigned, altered or differently
+ * signed ones: VTTT_EFORMAT with a message); without one (key NULL, n 0,
+ * the default) snapshots carry a SHA-256 and signed ones are refused.
+ * Keys hold VTTT_SNAPSHOT_KEY_MIN..MAX bytes (VTTT_EINVAL otherwise). */
+#define VTTT_SNAPSHOT_KEY_MIN 16
+#define VTTT_SNAPSHOT_KEY_MAX 4096
+int vttt_predictor_set_snapshot_key(vttt_predictor *p, const uint8_t *key, size_t n);
+/* Reads a key file whole: its bytes, as they are (a trailing newline is
+ * part of the key), into *key (malloc'd, n bytes; wipe and free it). An
+ * unreadable file, one that is not a regular file, or one outside the
+ * size bounds (an empty one included) is VTTT_EIO / VTTT_EINVAL with a
+ * message naming the file; the key itself is never logged. */
+int vttt_snapshot_key_read(const char *path, uint8_t **key, size_t *n, const vttt_logger *lg);
 
 /* ---- offline prediction (`vttt predict`; infer/predict*.c) ---------------
  * Decodes a video at the tokenizer's frame size, pushes every frame
@@ -148,6 +165,9 @@ typedef struct vttt_server_params {
     int http_threads;          /* libmicrohttpd threads (4) */
     int model_threads;         /* OpenMP and OpenBLAS threads of the model thread (0: their defaults) */
     double drain_s;            /* on stop, how long in-flight requests get to finish (30) */
+    const uint8_t *snapshot_key; /* (snapshot_key_n) signs and checks snapshots (vttt_predictor_set_snapshot_key),
+                                  * or NULL; must stay valid until vttt_server_stop */
+    size_t snapshot_key_n;
     vttt_logger log;
 } vttt_server_params;
 vttt_server_params vttt_server_default_params(void);

@@ -15,6 +15,8 @@ struct vttt_predictor {
     int P;                  /* tokens per frame */
     int V;                  /* vocabulary */
     uint64_t fingerprint;   /* of the model's configuration and weights (snapshots) */
+    uint8_t *key;           /* (key_n) snapshot signing key, or NULL: unsigned snapshots */
+    size_t key_n;
     /* scratch of the pushes, grown on demand */
     size_t cap_rows;        /* token rows the buffers below hold */
     float *logits;          /* (cap_rows, V) */

@@ -90,6 +90,7 @@ void vttt_predictor_close(vttt_predictor **pp) {
     vttt_model_state_free(&p->batch);
     vttt_model_free(&p->m);
     vttt_encoder_free(&p->e);
+    vttt_predictor_set_snapshot_key(p, NULL, 0); /* wipes the key */
     free(p->logits);
     free(p->tok);
     free(p);

@@ -1,41 +1,73 @@
 /*
- * Stream snapshots: a header (magic, version, the predictor model's
- * fingerprint, frames seen, the length of the state bytes) and the model
- * state's own snapshot (ttt/model_state_io.c, which carries its checksum).
- * The header's fields are checked against the predictor and the state.
+ * Stream snapshots, format version 2 (host byte order):
+ *   header  "VTTTSTRM", u32 version, u32 flags (bit 0: signed), u64 the
+ *           predictor model's fingerprint, i64 frames seen, u64 the length
+ *           of the state bytes                                  (40 bytes)
+ *   state   the model state's own snapshot (ttt/model_state_io.c)
+ *   tag     32 bytes over everything before it: HMAC-SHA256 with the
+ *           predictor's snapshot key when signed, else SHA-256
+ * The tag covers every byte, so a flipped bit anywhere is refused; the
+ * SHA-256 of an unsigned snapshot only catches damage (anyone can
+ * recompute it), the HMAC of a signed one also forgery. A predictor with
+ * a key signs what it writes and accepts only snapshots signed with that
+ * key; one without a key writes and accepts unsigned ones. Every field is
+ * bounded before it is used (frames <= VTTT_MAX_POSITION / tokens per
+ * frame), so no arithmetic on it can overflow.
  */
 #include <stdlib.h>
 #include <string.h>
 
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+#include <openssl/sha.h>
+
 #include "infer_internal.h"
 
 #define STREAM_MAGIC "VTTTSTRM"
-#define STREAM_VERSION 1u
-#define STREAM_HEADER 40 /* magic 8, version 4, reserved 4, fingerprint 8, frames 8, state bytes 8 */
+#define STREAM_VERSION 2u
+#define STREAM_HEADER 40 /* magic 8, version 4, flags 4, fingerprint 8, frames 8, state bytes 8 */
+#define STREAM_TAG 32    /* SHA-256 or HMAC-SHA256 */
+#define STREAM_SIGNED 1u /* flags: the tag is an HMAC */
+
+/* tag (32) = HMAC-SHA256(key, d) when key_n > 0, else SHA-256(d). */
+static int snapshot_tag(const uint8_t *key, size_t key_n, const uint8_t *d, size_t n, uint8_t *tag) {
+    if (!key_n) return SHA256(d, n, tag) ? VTTT_OK : VTTT_ENOMEM;
+    unsigned int len = 0;
+    if (key_n > (size_t)VTTT_SNAPSHOT_KEY_MAX) return VTTT_EINVAL;
+    if (!HMAC(EVP_sha256(), key, (int)key_n, d, n, tag, &len) || len != STREAM_TAG) return VTTT_ENOMEM;
+    return VTTT_OK;
+}
 
 int vttt_stream_snapshot(const vttt_stream *s, uint8_t **out, size_t *n) {
     if (!s || !out || !n) return VTTT_EINVAL;
+    const vttt_predictor *p = s->p;
     uint8_t *st = NULL;
     size_t ns = 0;
     int err = vttt_model_state_save(s->st, &st, &ns);
     if (err) return err;
-    uint8_t *buf = malloc(STREAM_HEADER + ns);
+    size_t total = STREAM_HEADER + ns + STREAM_TAG;
+    uint8_t *buf = malloc(total);
     if (!buf) {
         free(st);
         return VTTT_ENOMEM;
     }
-    uint32_t ver = STREAM_VERSION, zero = 0;
+    uint32_t ver = STREAM_VERSION, flags = p->key_n ? STREAM_SIGNED : 0;
     uint64_t nst = ns;
     memcpy(buf, STREAM_MAGIC, 8);
     memcpy(buf + 8, &ver, 4);
-    memcpy(buf + 12, &zero, 4);
-    memcpy(buf + 16, &s->p->fingerprint, 8);
+    memcpy(buf + 12, &flags, 4);
+    memcpy(buf + 16, &p->fingerprint, 8);
     memcpy(buf + 24, &s->frames, 8);
     memcpy(buf + 32, &nst, 8);
     memcpy(buf + STREAM_HEADER, st, ns);
     free(st);
+    if ((err = snapshot_tag(p->key, p->key_n, buf, total - STREAM_TAG, buf + total - STREAM_TAG))) {
+        free(buf);
+        return err;
+    }
     *out = buf;
-    *n = STREAM_HEADER + ns;
+    *n = total;
     return VTTT_OK;
 }
 
@@ -44,19 +76,43 @@ static int refuse(const vttt_predictor *p, const char *why) {
     return VTTT_EFORMAT;
 }
 
-/* Header checks; *frames receives the frames seen. */
+/* The tag: signed with this predictor's key, or an intact unsigned one
+ * where the predictor has no key. */
+static int check_tag(const vttt_predictor *p, const uint8_t *d, size_t n, uint32_t flags) {
+    if (p->key_n && !(flags & STREAM_SIGNED))
+        return refuse(p, "not signed: this daemon has a snapshot key (--snapshot-key) and accepts only snapshots "
+                         "it signed itself");
+    if (!p->key_n && (flags & STREAM_SIGNED))
+        return refuse(p, "signed, but no snapshot key is set here (--snapshot-key): it cannot be verified");
+    uint8_t tag[STREAM_TAG];
+    int err = snapshot_tag(p->key, p->key_n, d, n - STREAM_TAG, tag);
+    if (err) return err;
+    if (CRYPTO_memcmp(tag, d + n - STREAM_TAG, STREAM_TAG) == 0) return VTTT_OK;
+    return refuse(p, p->key_n ? "the signature does not match (altered, or signed with another key)"
+                              : "damaged: the checksum does not match");
+}
+
+/* Header and tag checks; *frames receives the frames seen. */
 static int check_header(const vttt_predictor *p, const uint8_t *d, size_t n, int64_t *frames) {
-    if (n < STREAM_HEADER || memcmp(d, STREAM_MAGIC, 8)) return refuse(p, "not a vttt stream snapshot");
-    uint32_t ver;
+    if (n < 12 || memcmp(d, STREAM_MAGIC, 8)) return refuse(p, "not a vttt stream snapshot");
+    uint32_t ver, flags;
     uint64_t fp, nst;
     memcpy(&ver, d + 8, 4);
+    if (ver == 1)
+        return refuse(p, "format version 1 (vttt before 2026-12-08) is no longer accepted: its frame count was "
+                         "not covered by the checksum; take a new snapshot");
+    if (ver != STREAM_VERSION) return refuse(p, "unsupported version (made by another vttt version?)");
+    if (n < STREAM_HEADER + STREAM_TAG) return refuse(p, "truncated (shorter than its header and checksum)");
+    memcpy(&flags, d + 12, 4);
     memcpy(&fp, d + 16, 8);
     memcpy(frames, d + 24, 8);
     memcpy(&nst, d + 32, 8);
-    if (ver != STREAM_VERSION) return refuse(p, "unsupported version (made by another vttt version?)");
-    if (nst != n - STREAM_HEADER) return refuse(p, "truncated or padded (the length does not match its header)");
+    if (nst != n - STREAM_HEADER - STREAM_TAG) return refuse(p, "truncated or padded (the length does not match its header)");
+    if (flags & ~STREAM_SIGNED) return refuse(p, "unknown flags");
+    int err = check_tag(p, d, n, flags);
+    if (err) return err;
     if (fp != p->fingerprint) return refuse(p, "it was taken with another model (configuration or weights differ)");
-    if (*frames < 0) return refuse(p, "negative frame count");
+    if (*frames < 0 || *frames > VTTT_MAX_POSITION / p->P) return refuse(p, "the frame count is out of range");
     return VTTT_OK;
 }
 
@@ -68,11 +124,11 @@ int vttt_stream_restore(vttt_stream **out, vttt_predictor *p, const uint8_t *dat
     if (err) return err;
     vttt_stream *s = NULL;
     if ((err = vttt_stream_open(&s, p))) return err;
-    if ((err = vttt_model_state_load(s->st, data + STREAM_HEADER, n - STREAM_HEADER))) {
+    if ((err = vttt_model_state_load(s->st, data + STREAM_HEADER, n - STREAM_HEADER - STREAM_TAG))) {
         vttt_stream_free(&s);
         return err;
     }
-    if (vttt_model_state_position(s->st) != frames * p->P) {
+    if (vttt_model_state_position(s->st) != frames * p->P) { /* frames * P <= VTTT_MAX_POSITION */
         vttt_stream_free(&s);
         return refuse(p, "the state's position does not match its frame count");
     }

@@ -22,6 +22,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <openssl/sha.h>
+
 #include "infer.h"
 #include "testutil.h"
 #include "video_fixture.h"
@@ -289,6 +291,155 @@ START_TEST(test_snapshot) {
 }
 END_TEST
 
+/* A stream of predictor p after F frames of video seed 3, and its snapshot. */
+static uint8_t *snapshot_after(vttt_predictor *p, int F, size_t *n) {
+    uint8_t *video = make_video(F, 3), *snap = NULL;
+    vttt_stream *s = NULL;
+    ck_assert_int_eq(vttt_stream_open(&s, p), VTTT_OK);
+    for (int t = 0; t < F; t++) ck_assert_int_eq(vttt_stream_push(s, video + (size_t)t * S * S * 3, 1, NULL, NULL), VTTT_OK);
+    ck_assert_int_eq(vttt_stream_snapshot(s, &snap, n), VTTT_OK);
+    vttt_stream_free(&s);
+    free(video);
+    return snap;
+}
+
+/* Recomputes an unsigned snapshot's trailing SHA-256, as anyone can. */
+static void reseal(uint8_t *d, size_t n) {
+    SHA256(d, n - 32, d + n - 32);
+}
+
+/* Restoring d must fail with VTTT_EFORMAT and a message containing what. */
+static void expect_restore_refused(vttt_predictor *p, const uint8_t *d, size_t n, tu_log *cap, const char *what) {
+    vttt_stream *x = NULL;
+    cap->text[0] = 0;
+    ck_assert_int_eq(vttt_stream_restore(&x, p, d, n), VTTT_EFORMAT);
+    ck_assert_msg(strstr(cap->text, what), "expected '%s' in '%s'", what, cap->text);
+    ck_assert_ptr_null(x);
+}
+
+/* Every byte of a stream snapshot is covered: a flipped bit anywhere (the
+ * frame count's high bits 56..63 each, which used to be accepted when the
+ * overflowing frames x tokens-per-frame wrapped back onto the position) is
+ * refused; a forged frame count, or a position near INT64_MAX, with a
+ * recomputed checksum is refused; version 1 is refused by name. */
+START_TEST(test_snapshot_every_byte) {
+    fixture f;
+    make_fixture(&f, VTTT_LAYER_TTT_MLP);
+    tu_log cap;
+    vttt_logger lg = tu_log_capture(&cap, VTTT_LOG_ERROR, 0);
+    vttt_predictor *p = NULL;
+    ck_assert_int_eq(vttt_predictor_open(&p, f.model, f.enc, &lg), VTTT_OK);
+    size_t n = 0;
+    uint8_t *snap = snapshot_after(p, 3, &n), *bad = malloc(n);
+    vttt_stream *x = NULL;
+    for (size_t i = 0; i < n; i++) {
+        memcpy(bad, snap, n);
+        bad[i] ^= (uint8_t)(1u << (i % 8));
+        ck_assert_msg(vttt_stream_restore(&x, p, bad, n) == VTTT_EFORMAT, "a flip in byte %zu of %zu was accepted", i, n);
+    }
+    for (int bit = 56; bit < 64; bit++) {
+        memcpy(bad, snap, n);
+        bad[24 + bit / 8] ^= (uint8_t)(1u << (bit % 8));
+        ck_assert_msg(vttt_stream_restore(&x, p, bad, n) == VTTT_EFORMAT, "frame count bit %d flip accepted", bit);
+    }
+    /* forged, checksum recomputed: frames + 2^58 (x 16 tokens wraps to the same position), near INT64_MAX */
+    int64_t frames[] = {3 + ((int64_t)1 << 58), INT64_MAX, ((int64_t)1 << 40) / f.P + 1, -1};
+    for (size_t k = 0; k < sizeof frames / sizeof frames[0]; k++) {
+        memcpy(bad, snap, n);
+        memcpy(bad + 24, &frames[k], 8);
+        reseal(bad, n);
+        expect_restore_refused(p, bad, n, &cap, "frame count is out of range");
+    }
+    memcpy(bad, snap, n);
+    int64_t big = INT64_MAX / f.P;
+    memcpy(bad + 24, &big, 8);
+    int64_t pos = big * f.P;
+    memcpy(bad + 40 + 24, &pos, 8); /* the model state's position */
+    reseal(bad, n);
+    expect_restore_refused(p, bad, n, &cap, "out of range");
+    memcpy(bad, snap, n);
+    uint32_t v1 = 1;
+    memcpy(bad + 8, &v1, 4);
+    expect_restore_refused(p, bad, n, &cap, "version 1");
+    free(snap), free(bad);
+    vttt_predictor_close(&p);
+    tu_rm_rf(f.dir);
+}
+END_TEST
+
+/* HMAC-signed snapshots: a keyed predictor's snapshot restores with the
+ * same key; unsigned ones, one-bit changes, another key's, and a signed
+ * one where no key is set are refused; key files are read strictly. */
+START_TEST(test_snapshot_signed) {
+    fixture f;
+    make_fixture(&f, VTTT_LAYER_TTT_MLP);
+    tu_log cap;
+    vttt_logger lg = tu_log_capture(&cap, VTTT_LOG_ERROR, 0);
+    vttt_predictor *p = NULL, *q = NULL;
+    ck_assert_int_eq(vttt_predictor_open(&p, f.model, f.enc, &lg), VTTT_OK);
+    ck_assert_int_eq(vttt_predictor_open(&q, f.model, f.enc, &lg), VTTT_OK);
+    const uint8_t key[] = "0123456789abcdef0123456789abcdef", key2[] = "0123456789abcdef0123456789abcdeF";
+    size_t un = 0, sn = 0, wn = 0;
+    uint8_t *unsigned_snap = snapshot_after(p, 2, &un);
+    ck_assert_int_eq(vttt_predictor_set_snapshot_key(p, key, 32), VTTT_OK);
+    ck_assert_int_eq(vttt_predictor_set_snapshot_key(q, key2, 32), VTTT_OK);
+    uint8_t *signed_snap = snapshot_after(p, 2, &sn), *wrong = snapshot_after(q, 2, &wn);
+    vttt_stream *x = NULL;
+    ck_assert_int_eq(vttt_stream_restore(&x, p, signed_snap, sn), VTTT_OK);
+    ck_assert_int_eq(vttt_stream_frames(x), 2);
+    vttt_stream_free(&x);
+    expect_restore_refused(p, unsigned_snap, un, &cap, "not signed");
+    expect_restore_refused(p, wrong, wn, &cap, "signature does not match");
+    uint8_t *bad = malloc(sn);
+    for (size_t i = 0; i < sn; i += 7) {
+        memcpy(bad, signed_snap, sn);
+        bad[i] ^= (uint8_t)(1u << (i % 8));
+        ck_assert_msg(vttt_stream_restore(&x, p, bad, sn) == VTTT_EFORMAT, "a flip in byte %zu was accepted", i);
+    }
+    memcpy(bad, signed_snap, sn);
+    bad[sn / 2] ^= 4;
+    expect_restore_refused(p, bad, sn, &cap, "signature does not match");
+    /* clearing the key flag and resealing with a plain SHA-256 */
+    memcpy(bad, signed_snap, sn);
+    bad[12] = 0;
+    reseal(bad, sn);
+    expect_restore_refused(p, bad, sn, &cap, "not signed");
+    ck_assert_int_eq(vttt_predictor_set_snapshot_key(p, NULL, 0), VTTT_OK);
+    expect_restore_refused(p, signed_snap, sn, &cap, "no snapshot key");
+    ck_assert_int_eq(vttt_stream_restore(&x, p, unsigned_snap, un), VTTT_OK);
+    vttt_stream_free(&x);
+    ck_assert_int_eq(vttt_predictor_set_snapshot_key(p, key, 15), VTTT_EINVAL);
+    /* key files */
+    char path[700];
+    snprintf(path, sizeof path, "%s/key", f.dir);
+    uint8_t *k = NULL;
+    size_t kn = 0;
+    const struct { const char *bytes; size_t n; int err; } files[] = {
+        {"", 0, VTTT_EINVAL}, {"short", 5, VTTT_EINVAL}, {"0123456789abcdef\n", 17, VTTT_OK}};
+    for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
+        FILE *fp = fopen(path, "wb");
+        ck_assert_ptr_nonnull(fp);
+        fwrite(files[i].bytes, 1, files[i].n, fp);
+        fclose(fp);
+        ck_assert_int_eq(vttt_snapshot_key_read(path, &k, &kn, &lg), files[i].err);
+        if (!files[i].err) ck_assert(kn == files[i].n && !memcmp(k, files[i].bytes, kn));
+        else ck_assert_ptr_null(k);
+        free(k), k = NULL;
+    }
+    ck_assert_ptr_null(strstr(cap.text, "0123456789abcdef")); /* never logged */
+    FILE *fp = fopen(path, "wb");
+    for (int i = 0; i < 4097; i++) fputc('k', fp);
+    fclose(fp);
+    ck_assert_int_eq(vttt_snapshot_key_read(path, &k, &kn, &lg), VTTT_EINVAL);
+    ck_assert_int_eq(vttt_snapshot_key_read(f.dir, &k, &kn, &lg), VTTT_EINVAL);   /* a directory */
+    snprintf(path, sizeof path, "%s/missing", f.dir);
+    ck_assert_int_eq(vttt_snapshot_key_read(path, &k, &kn, &lg), VTTT_EIO);
+    free(unsigned_snap), free(signed_snap), free(wrong), free(bad);
+    vttt_predictor_close(&p), vttt_predictor_close(&q);
+    tu_rm_rf(f.dir);
+}
+END_TEST
+
 START_TEST(test_mismatch_refused) {
     fixture f;
     make_fixture(&f, VTTT_LAYER_TTT_MLP);
@@ -331,6 +482,8 @@ int main(void) {
     tcase_add_test(tc, test_horizon);
     tcase_add_loop_test(tc, test_push_batch, 0, 2);
     tcase_add_test(tc, test_snapshot);
+    tcase_add_test(tc, test_snapshot_every_byte);
+    tcase_add_test(tc, test_snapshot_signed);
     tcase_add_test(tc, test_mismatch_refused);
     return tu_run("infer", tc, CK_FORK_GETENV);
 }

@@ -30,9 +30,9 @@ static vttt_model_config case_config(int i) {
     return c;
 }
 
-static vttt_model *make_model(const vttt_model_config *c, uint64_t seed) {
+static vttt_model *make_model(const vttt_model_config *c, uint64_t seed, const vttt_logger *lg) {
     vttt_model *m = NULL;
-    ck_assert_int_eq(vttt_model_init(&m, c, NULL), VTTT_OK);
+    ck_assert_int_eq(vttt_model_init(&m, c, lg), VTTT_OK);
     vttt_model_init_weights(m, seed);
     /* larger TTT weights than the init so that states differ visibly */
     int n;
@@ -55,7 +55,7 @@ static int32_t *rand_tokens(int n, int V, uint64_t seed) {
 
 START_TEST(test_gather_scatter) {
     vttt_model_config c = case_config(_i);
-    vttt_model *m = make_model(&c, 10 + _i);
+    vttt_model *m = make_model(&c, 10 + _i, NULL);
     enum { N = 3 };
     int V = c.vocab_size, attn = c.seq_kind == VTTT_LAYER_ATTENTION;
     int frames[N] = {2, attn ? 2 : 5, attn ? 2 : 1}; /* attention: positions must be equal */
@@ -98,7 +98,7 @@ END_TEST
 
 START_TEST(test_gather_refuses) {
     vttt_model_config c = case_config(0);
-    vttt_model *m = make_model(&c, 3);
+    vttt_model *m = make_model(&c, 3, NULL);
     tu_log cap;
     vttt_logger lg = tu_log_capture(&cap, VTTT_LOG_ERROR, 0);
     vttt_model_config c2 = c;
@@ -126,7 +126,7 @@ END_TEST
 
 START_TEST(test_snapshot_roundtrip) {
     vttt_model_config c = case_config(_i);
-    vttt_model *m = make_model(&c, 20 + _i);
+    vttt_model *m = make_model(&c, 20 + _i, NULL);
     int V = c.vocab_size;
     vttt_model_state *s = NULL, *r = NULL;
     ck_assert_int_eq(vttt_model_state_init(&s, m, 2, 0), VTTT_OK);
@@ -215,6 +215,70 @@ START_TEST(test_snapshot_refused) {
 }
 END_TEST
 
+/* Writes pos into the header and layer_pos into every layer of a TTT
+ * model's snapshot d (n bytes) and recomputes the checksum, as anyone can. */
+static void forge_position(uint8_t *d, size_t n, const vttt_model_config *c, int64_t pos, int64_t layer_pos) {
+    int L = c->num_hidden_layers;
+    size_t conv = c->pre_conv ? (size_t)L * (c->conv_kernel - 1) * c->hidden_size * sizeof(float) : 0;
+    size_t layer = (n - 48 - conv) / L;
+    ck_assert_uint_eq((n - 48 - conv) % L, 0);
+    memcpy(d + 24, &pos, 8);
+    for (int i = 0; i < L; i++) memcpy(d + 40 + i * layer, &layer_pos, 8);
+    uint64_t sum = fnv1a(d, n - 8);
+    memcpy(d + n - 8, &sum, 8);
+}
+
+/* Case _i (TTT-MLP, TTT-Linear): a flipped bit in any byte is refused; a
+ * forged position past VTTT_MAX_POSITION (2^40), or layers at another
+ * position than the model, are refused even with a valid checksum; a state
+ * just below the limit takes tokens up to it and refuses the next one
+ * without changing (no signed overflow: test under UBSan too). */
+START_TEST(test_snapshot_bounds) {
+    tu_log cap;
+    vttt_logger lg = tu_log_capture(&cap, VTTT_LOG_ERROR, 0);
+    vttt_model_config c = case_config(_i);
+    vttt_model *m = make_model(&c, 30 + _i, &lg);
+    vttt_model_state *s = NULL, *r = NULL;
+    ck_assert_int_eq(vttt_model_state_init(&s, m, 1, 0), VTTT_OK);
+    ck_assert_int_eq(vttt_model_state_init(&r, m, 1, 0), VTTT_OK);
+    int32_t *tok = rand_tokens(2 * P, c.vocab_size, 11);
+    ck_assert_int_eq(vttt_model_prefill(m, s, tok, 2 * P, NULL, 0), VTTT_OK);
+    uint8_t *snap = NULL;
+    size_t n = 0;
+    ck_assert_int_eq(vttt_model_state_save(s, &snap, &n), VTTT_OK);
+    uint8_t *bad = malloc(n);
+    for (size_t i = 0; i < n; i++) {
+        memcpy(bad, snap, n);
+        bad[i] ^= (uint8_t)(1u << (i % 8));
+        ck_assert_msg(vttt_model_state_load(r, bad, n) == VTTT_EFORMAT, "a flip in byte %zu of %zu was accepted", i, n);
+        ck_assert_int_eq(vttt_model_state_position(r), 0);
+    }
+    const int64_t max = (int64_t)1 << 40; /* VTTT_MAX_POSITION */
+    int64_t forged[] = {INT64_MAX - 3, INT64_MAX, max + P, INT64_MIN};
+    for (size_t k = 0; k < sizeof forged / sizeof forged[0]; k++) {
+        memcpy(bad, snap, n);
+        forge_position(bad, n, &c, forged[k], forged[k]);
+        expect_refused(r, bad, n, &cap, "position");
+    }
+    memcpy(bad, snap, n);
+    forge_position(bad, n, &c, 2 * P, 3 * P);
+    expect_refused(r, bad, n, &cap, "differs from the model's");
+    /* just below the limit: the last frame fits, the next token does not */
+    memcpy(bad, snap, n);
+    forge_position(bad, n, &c, max - P, max - P);
+    ck_assert_int_eq(vttt_model_state_load(r, bad, n), VTTT_OK);
+    ck_assert_int_eq(vttt_model_prefill(m, r, tok, P, NULL, 0), VTTT_OK);
+    ck_assert_int_eq(vttt_model_state_position(r), max);
+    cap.text[0] = 0;
+    ck_assert_int_eq(vttt_model_decode(m, r, tok, NULL), VTTT_EINVAL);
+    ck_assert_msg(strstr(cap.text, "past the limit"), "message: %s", cap.text);
+    ck_assert_int_eq(vttt_model_state_position(r), max);
+    free(bad), free(snap), free(tok);
+    vttt_model_state_free(&s), vttt_model_state_free(&r);
+    vttt_model_free(&m);
+}
+END_TEST
+
 int main(void) {
     TCase *tc = tcase_create("model_state");
     tcase_set_timeout(tc, 60);
@@ -222,5 +286,6 @@ int main(void) {
     tcase_add_test(tc, test_gather_refuses);
     tcase_add_loop_test(tc, test_snapshot_roundtrip, 0, 3);
     tcase_add_test(tc, test_snapshot_refused);
+    tcase_add_loop_test(tc, test_snapshot_bounds, 0, 2);
     return tu_run("model_state", tc, CK_FORK_GETENV);
 }

@@ -7,7 +7,8 @@
  *  - predictions through the daemon are bit-identical to vttt_stream_push
  *    on a local stream fed the same frames (PNG pixels and token ids);
  *  - a snapshot restores into a stream that continues identically, and
- *    damaged snapshot bytes are refused with 400;
+ *    damaged snapshot bytes are refused with 400; a daemon with a snapshot
+ *    key refuses unsigned, altered and other keys' snapshots with 400;
  *  - idle streams expire, busy ones do not;
  *  - limits: max streams -> 429 with Retry-After, huge bodies -> 413, bad
  *    PNG -> 400, wrong sizes -> 422/400, unknown ids -> 404, garbage HTTP
@@ -882,6 +883,66 @@ START_TEST(test_stop_drains_and_load_failure) {
 }
 END_TEST
 
+/* A local stream's snapshot after one frame, signed with key (NULL: unsigned). */
+static uint8_t *local_snapshot(const fixture *f, const uint8_t *key, size_t *n) {
+    vttt_predictor *pr = NULL;
+    vttt_stream *s = NULL;
+    uint8_t rgb[FB], *snap = NULL;
+    ck_assert_int_eq(vttt_predictor_open(&pr, f->model, f->enc, NULL), VTTT_OK);
+    ck_assert_int_eq(vttt_predictor_set_snapshot_key(pr, key, key ? 32 : 0), VTTT_OK);
+    ck_assert_int_eq(vttt_stream_open(&s, pr), VTTT_OK);
+    make_frame(rgb, 4, 0);
+    ck_assert_int_eq(vttt_stream_push(s, rgb, 1, NULL, NULL), VTTT_OK);
+    ck_assert_int_eq(vttt_stream_snapshot(s, &snap, n), VTTT_OK);
+    vttt_stream_free(&s);
+    vttt_predictor_close(&pr);
+    return snap;
+}
+
+/* A daemon with a snapshot key restores its own snapshots and refuses
+ * unsigned ones, altered ones and those signed with another key (400). */
+START_TEST(test_snapshot_keyed) {
+    fixture f;
+    make_fixture(&f);
+    static const uint8_t key[] = "k0123456789abcdef0123456789abcde", other[] = "K0123456789abcdef0123456789abcde";
+    vttt_server_params p = params(&f);
+    p.snapshot_key = key, p.snapshot_key_n = 32;
+    vttt_server *srv = start(&p);
+    int port = vttt_server_port(srv);
+    const char *oct = "Content-Type: application/octet-stream\r\n";
+    char a[17], path[128];
+    uint8_t rgb[FB];
+    int32_t ta[P];
+    open_stream(port, NULL, a);
+    make_frame(rgb, 9, 0);
+    ck_assert_int_eq(post_json(-1, port, a, rgb, ta), 200);
+    http_resp r, r2;
+    snprintf(path, sizeof path, "/v1/streams/%s/snapshot", a);
+    http_do(port, "POST", path, NULL, NULL, 0, &r);
+    ck_assert_int_eq(r.status, 200);
+    http_do(port, "POST", "/v1/streams", oct, r.body, r.n, &r2);
+    ck_assert_msg(r2.status == 201, "restore of a signed snapshot: %d %s", r2.status, r2.body);
+    http_resp_free(&r2);
+    r.body[r.n - 40] ^= 1;
+    expect_refused(port, "POST", "/v1/streams", oct, r.body, r.n, 400, "signature does not match");
+    http_resp_free(&r);
+    size_t n = 0;
+    uint8_t *snap = local_snapshot(&f, NULL, &n);
+    expect_refused(port, "POST", "/v1/streams", oct, snap, n, 400, "not signed");
+    free(snap);
+    snap = local_snapshot(&f, other, &n);
+    expect_refused(port, "POST", "/v1/streams", oct, snap, n, 400, "signature does not match");
+    free(snap);
+    snap = local_snapshot(&f, key, &n);   /* the same key elsewhere: accepted */
+    http_do(port, "POST", "/v1/streams", oct, snap, n, &r2);
+    ck_assert_msg(r2.status == 201, "restore: %d %s", r2.status, r2.body);
+    http_resp_free(&r2);
+    free(snap);
+    vttt_server_stop(&srv);
+    tu_rm_rf(f.dir);
+}
+END_TEST
+
 int main(void) {
     signal(SIGPIPE, SIG_IGN);
     TCase *tc = tcase_create("serve");
@@ -889,6 +950,7 @@ int main(void) {
     tcase_add_test(tc, test_endpoints);
     tcase_add_test(tc, test_matches_local_stream);
     tcase_add_test(tc, test_snapshot_restore);
+    tcase_add_test(tc, test_snapshot_keyed);
     tcase_add_test(tc, test_expiry);
     tcase_add_test(tc, test_limits_and_bad_requests);
     tcase_add_test(tc, test_concurrent_unbatched);

@@ -11,6 +11,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <openssl/crypto.h>
+
 #include "cli.h"
 #include "infer.h"
 
@@ -28,6 +30,8 @@ static int usage(int status) {
             "  --listen HOST:PORT    address to listen on (127.0.0.1:8080; port 0 picks a free one)\n"
             "  --token TOKEN         require 'Authorization: Bearer TOKEN' (required off loopback; also\n"
             "                        $VTTT_SERVE_TOKEN, which keeps it out of the process list)\n"
+            "  --snapshot-key FILE   sign snapshots with HMAC-SHA256 keyed by FILE's bytes (16..4096) and\n"
+            "                        restore only snapshots signed with it (unsigned or altered: 400)\n"
             "  --max-streams N       open streams (64); more -> 429\n"
             "  --max-body BYTES      request body size (16777216); more -> 413\n"
             "  --max-horizon K       frames predicted per request (16)\n"
@@ -58,7 +62,7 @@ static int parse_num(const char *opt, const char *s, double lo, double hi, doubl
 }
 
 /* Parses argv into p; 0, or the usage exit status (2). */
-static int parse_args(int argc, char **argv, vttt_server_params *p, int *quiet) {
+static int parse_args(int argc, char **argv, vttt_server_params *p, int *quiet, const char **key_file) {
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "--quiet")) {
@@ -76,6 +80,7 @@ static int parse_args(int argc, char **argv, vttt_server_params *p, int *quiet) 
         else if (!strcmp(a, "--encoder")) p->encoder_dir = v;
         else if (!strcmp(a, "--listen")) p->listen = v;
         else if (!strcmp(a, "--token")) p->token = v;
+        else if (!strcmp(a, "--snapshot-key")) *key_file = v;
         else if (!strcmp(a, "--max-streams")) bad = parse_num(a, v, 1, 1e6, &x), p->max_streams = (int)x;
         else if (!strcmp(a, "--max-body")) bad = parse_num(a, v, 64, 1e12, &x), p->max_body = (size_t)x;
         else if (!strcmp(a, "--max-horizon")) bad = parse_num(a, v, 1, 1024, &x), p->max_horizon = (int)x;
@@ -154,8 +159,16 @@ int cli_serve(int argc, char **argv) {
     int quiet = 0;
     p.token = getenv("VTTT_SERVE_TOKEN");
     if (p.token && !*p.token) p.token = NULL;
-    int st = parse_args(argc, argv, &p, &quiet);
+    const char *key_file = NULL;
+    int st = parse_args(argc, argv, &p, &quiet, &key_file);
     if (st) return st;
     p.log.level = quiet ? VTTT_LOG_ERROR : VTTT_LOG_INFO;
-    return run(&p, quiet);
+    uint8_t *key = NULL;
+    size_t key_n = 0;
+    if (key_file && vttt_snapshot_key_read(key_file, &key, &key_n, &p.log)) return 2;
+    p.snapshot_key = key, p.snapshot_key_n = key_n;
+    st = run(&p, quiet);
+    if (key) OPENSSL_cleanse(key, key_n);
+    free(key);
+    return st;
 }

@@ -12,4 +12,4 @@ $SUDO apt-get install -y --no-install-recommends \
     libopenblas-dev libopenblas-openmp-dev check libcjson-dev libpng-dev \
     libavformat-dev libavcodec-dev libavutil-dev libswscale-dev libavfilter-dev ffmpeg \
     libopenmpi-dev openmpi-bin \
-    libmicrohttpd-dev curl
+    libmicrohttpd-dev libssl-dev curl

@@ -229,6 +229,13 @@ int ttt_check_finite(const vttt_layer *l, const char *what, const float *x, size
     return VTTT_OK;
 }
 
+int ttt_position_check(const vttt_logger *lg, const char *what, int64_t pos, int64_t n) {
+    if (pos >= 0 && n >= 0 && pos <= VTTT_MAX_POSITION && n <= VTTT_MAX_POSITION - pos) return VTTT_OK;
+    vttt_log(lg, VTTT_LOG_ERROR, "%s: position %lld + %lld tokens is past the limit of %lld tokens (VTTT_MAX_POSITION); "
+             "reset the state or start a new stream", what, (long long)pos, (long long)n, (long long)VTTT_MAX_POSITION);
+    return VTTT_EINVAL;
+}
+
 static int check_call(const vttt_layer *l, const void *y, const void *x, int B, int T) {
     if (!l || !y || !x) return VTTT_EINVAL;
     if (B <= 0 || T <= 0) {

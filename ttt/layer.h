@@ -45,6 +45,10 @@ struct vttt_state {
 
 /* Checks an activation buffer for NaN/Inf; VTTT_ENAN with a message. */
 int ttt_check_finite(const vttt_layer *l, const char *what, const float *x, size_t n);
+/* VTTT_OK when a sequence at position pos may take n more tokens without
+ * passing VTTT_MAX_POSITION (no overflow for any pos, n); VTTT_EINVAL with
+ * a message naming `what` otherwise. */
+int ttt_position_check(const vttt_logger *lg, const char *what, int64_t pos, int64_t n);
 
 /* attention.c */
 int ttt_attn_forward(struct vttt_layer *l, float *y, const float *x, int B, int T, int train);

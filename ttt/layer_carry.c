@@ -34,6 +34,7 @@ int ttt_layer_forward_carry(vttt_layer *l, vttt_state *s, float *y, const float 
     if (!l || !s || !y || !x || T <= 0 || s->l != l) return VTTT_EINVAL;
     int B = s->B, err;
     if (l->cfg.kind == VTTT_LAYER_ATTENTION) return vttt_layer_forward(l, y, x, B, T, VTTT_FORM_DUAL, 1);
+    if ((err = ttt_position_check(&l->log, "carried train forward", s->pos, T))) return err;
     if (s->pos % l->b != 0) {
         vttt_log(&l->log, VTTT_LOG_ERROR,
                  "carried train forward: the state is at position %lld, inside a mini-batch of %d; windows must "

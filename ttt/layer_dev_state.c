@@ -137,6 +137,7 @@ static int check_state(vttt_layer_dev *d, vttt_state_dev *s, const void *y, cons
 
 int vttt_layer_dev_prefill(vttt_layer_dev *d, vttt_state_dev *s, float *y, const float *x, int T) {
     int err = check_state(d, s, y, x, "device prefill");
+    if (!err) err = ttt_position_check(&d->l->log, "device prefill", s->pos, T);
     if (err) return err;
     if (T < 1 || (T > d->max_T && s->B > 1)) {
         vttt_log(&d->l->log, VTTT_LOG_ERROR, "device prefill: T=%d must be 1..%d for B=%d sequences (max_T of "

@@ -194,7 +194,8 @@ void vttt_model_state_reset(vttt_model_state *s);
 int vttt_model_state_copy(vttt_model_state *dst, const vttt_model_state *src);
 size_t vttt_model_state_bytes(const vttt_model_state *s);
 int64_t vttt_model_state_position(const vttt_model_state *s);
-/* Continues the sequences of s by tokens (B, T). logits: (B, T, V) when
+/* Continues the sequences of s by tokens (B, T) (VTTT_EINVAL, s unchanged,
+ * past VTTT_MAX_POSITION tokens). logits: (B, T, V) when
  * all_logits, else (B, V) of the last position; may be NULL. */
 int vttt_model_prefill(vttt_model *m, vttt_model_state *s, const int32_t *tokens, int T, float *logits,
                        int all_logits);
@@ -221,7 +222,9 @@ int vttt_model_state_scatter(vttt_model_state *const *dst, int n, const vttt_mod
  * checksum. *out is malloc'd (the caller frees). Loading into s (same
  * model configuration and B) checks all of it and that every value is
  * finite: VTTT_EFORMAT with a message for a snapshot of another model or
- * batch size, or truncated or damaged bytes; s is unchanged then. */
+ * batch size, or truncated or damaged bytes, or positions past
+ * VTTT_MAX_POSITION or differing between layers; s is unchanged then.
+ * The checksum (FNV-1a over every byte) catches damage, not forgery. */
 int vttt_model_state_save(const vttt_model_state *s, uint8_t **out, size_t *n);
 int vttt_model_state_load(vttt_model_state *s, const uint8_t *data, size_t n);
 /* 64-bit FNV-1a fingerprint of the configuration fields that shape the

@@ -174,7 +174,8 @@ static int check_tokens(const vttt_model *m, const int32_t *tokens, size_t n) {
 int vttt_model_dev_prefill(vttt_model_dev *d, vttt_model_dev_state *s, const int32_t *tokens, int T, float *logits,
                            int all_logits) {
     if (!d || !s || !tokens || s->d != d || T < 1) return VTTT_EINVAL;
-    int B = s->B, err = check_tokens(d->m, tokens, (size_t)B * T);
+    int B = s->B, err = ttt_position_check(&d->m->log, "device model prefill", s->pos, T);
+    if (!err) err = check_tokens(d->m, tokens, (size_t)B * T);
     for (int t0 = 0; t0 < T && !err; t0 += d->max_T) {
         int n = T - t0 < d->max_T ? T - t0 : d->max_T;
         const int32_t *tok = tokens + t0;
@@ -191,6 +192,7 @@ int vttt_model_dev_prefill(vttt_model_dev *d, vttt_model_dev_state *s, const int
 
 int vttt_model_dev_decode(vttt_model_dev *d, vttt_model_dev_state *s, const int32_t *tokens, float *logits) {
     if (!d || !s || !tokens || s->d != d) return VTTT_EINVAL;
-    int err = check_tokens(d->m, tokens, (size_t)s->B);
+    int err = ttt_position_check(&d->m->log, "device model decode", s->pos, 1);
+    if (!err) err = check_tokens(d->m, tokens, (size_t)s->B);
     return err ? err : gen_chunk(d, s, tokens, 1, 1, 1, 0, logits, 0);
 }

@@ -231,6 +231,7 @@ static int forward_train(vttt_model *m, vttt_model_state *s, const int32_t *toke
     model_acts *a = &m->acts;
     int N = B * T, D = m->D, err;
     int64_t pos0 = s ? s->pos : 0;
+    if ((err = ttt_position_check(&m->log, "carried train forward", pos0, T))) return err;
     if ((err = acts_reserve(m, B, T))) return err;
     if ((err = model_targets(m, a->targets, tokens, targets, B, T, &a->n_targets))) return err;
     memcpy(a->tokens, tokens, (size_t)N * sizeof(int32_t));

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "layer.h"
 #include "layer_carry.h"
 #include "model_internal.h"
 #include "ops.h"
@@ -154,6 +155,7 @@ static void chunk_head(vttt_model *m, const chunk_out *o, int B, int T, int t0, 
 /* Tokens (B, T) through s chunk by chunk, feeding o. */
 static int run_tokens(vttt_model *m, vttt_model_state *s, const int32_t *tokens, int T, const chunk_out *o) {
     int B = s->B, err;
+    if ((err = ttt_position_check(&m->log, "model prefill", s->pos, T))) return err;
     if ((err = check_tokens(m, tokens, (size_t)B * T))) return err;
     int C = chunk_len(m, B);
     if ((err = model_scratch_reserve(m, (size_t)B * (T < C ? T : C)))) return err;

@@ -146,13 +146,14 @@ static int check_header(const vttt_model_state *s, const uint8_t *d, size_t n, i
     if (fnv1a(FNV_OFFSET, d, n - 8) != sum) return bad(m, "damaged: the checksum does not match");
     if (fp != vttt_model_config_fingerprint(&m->cfg))
         return bad(m, "the snapshot belongs to a model with another configuration");
-    if ((int)B != s->B) return bad(m, "the snapshot's batch size differs from the state's");
-    if (*pos < 0) return bad(m, "negative position");
+    if (B != (uint32_t)s->B) return bad(m, "the snapshot's batch size differs from the state's");
+    if (*pos < 0 || *pos > VTTT_MAX_POSITION) return bad(m, "the position is out of range (0..VTTT_MAX_POSITION)");
     return VTTT_OK;
 }
 
-/* Layer positions and the total length, before anything is copied. */
-static int check_layers(const vttt_model_state *s, const uint8_t *d, size_t n) {
+/* Layer positions (each the model's) and the total length, before anything
+ * is copied; every size is bounded first, so no sum can overflow. */
+static int check_layers(const vttt_model_state *s, const uint8_t *d, size_t n, int64_t pos) {
     const vttt_model *m = s->m;
     size_t off = SNAP_HEADER;
     for (int i = 0; i < m->L; i++) {
@@ -160,12 +161,13 @@ static int check_layers(const vttt_model_state *s, const uint8_t *d, size_t n) {
         if (off + 8 > n) return bad(m, "truncated layer states");
         memcpy(&lp, d + off, 8);
         const vttt_state *ls = s->ls[i];
-        if (lp < 0 || (ls->k_cache && lp > ls->max_T)) return bad(m, "a layer position is out of range");
+        if (lp != pos) return bad(m, "a layer's position differs from the model's");
+        if (ls->k_cache && lp > ls->max_T) return bad(m, "a layer position is past the state's KV cache");
         size_t bytes = layer_floats(ls, lp) * sizeof(float);
         if (bytes > n - off - 8) return bad(m, "truncated layer states");
         off += 8 + bytes;
     }
-    if (off + conv_floats(s) * sizeof(float) + 8 != n) return bad(m, "the layer states do not fill the snapshot");
+    if (conv_floats(s) * sizeof(float) + 8 != n - off) return bad(m, "the layer states do not fill the snapshot");
     return VTTT_OK;
 }
 
@@ -184,7 +186,7 @@ int vttt_model_state_load(vttt_model_state *s, const uint8_t *d, size_t n) {
     const vttt_model *m = s->m;
     int64_t pos;
     int err = check_header(s, d, n, &pos);
-    if (!err) err = check_layers(s, d, n);
+    if (!err) err = check_layers(s, d, n, pos);
     if (err) return err;
     /* every float finite, checked on the bytes before the state changes */
     size_t off = SNAP_HEADER;

@@ -171,6 +171,11 @@ void vttt_state_free(vttt_state **s);
 void vttt_state_reset(vttt_state *s);
 size_t vttt_state_bytes(const vttt_state *s);   /* TTT: bytes of the state (constant); attention: KV cache in use (max_T is allocated) */
 int64_t vttt_state_position(const vttt_state *s);
+/* The furthest position (tokens) a sequence may reach: 2^40, about 1.1e12
+ * tokens (18 years of 64-token frames at 30 fps). Prefill, decode and
+ * snapshots refuse to go past it (VTTT_EINVAL with a message), so that no
+ * position arithmetic can overflow. */
+#define VTTT_MAX_POSITION ((int64_t)1 << 40)
 /* Continues the sequence held in s by T tokens: x, y (B, T, D). */
 int vttt_layer_prefill(vttt_layer *l, vttt_state *s, float *y, const float *x, int T);
 /* One token per sequence: x, y (B, D). */

@@ -200,6 +200,8 @@ static int prefill_chunk(vttt_layer *l, vttt_state *st, float *y, const float *x
 }
 
 int ttt_prefill(vttt_layer *l, vttt_state *st, float *y, const float *x, int T) {
+    int perr = ttt_position_check(&l->log, "prefill", st->pos, T);
+    if (perr) return perr;
     size_t rowlen = (size_t)st->B * l->D;
     for (int t = 0; t < T; t += TTT_PREFILL_CHUNK) {
         int n = T - t < TTT_PREFILL_CHUNK ? T - t : TTT_PREFILL_CHUNK;
