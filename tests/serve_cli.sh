@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # `vttt serve` as a process, spoken to with curl: usage errors (2), a
-# non-loopback address without a token and a model that cannot load (1),
+# empty or missing --snapshot-key files (2), non-loopback address without a token and a model that cannot load (1),
 # then a live daemon: /health, the bearer token, opening a stream, frames
 # as PNG and raw rgb24 with PNG / JSON / raw answers, a wrong-sized frame
 # (422), /metrics, snapshot and restore, the same tokens as `vttt predict`
@@ -19,6 +19,9 @@ expect_status 2 "no options" "model" -- "$VTTT" serve
 expect_status 2 "unknown option" "unknown option" -- "$VTTT" serve "${M[@]}" --frobnicate 1
 expect_status 2 "bad --max-streams" "max-streams" -- "$VTTT" serve "${M[@]}" --max-streams zero
 expect_status 0 "--help" -- "$VTTT" serve --help
+: >"$T/empty.key"
+expect_status 2 "empty snapshot key file" "holds 0 bytes" -- "$VTTT" serve "${M[@]}" --snapshot-key "$T/empty.key"
+expect_status 2 "missing snapshot key file" "cannot open the snapshot key" -- "$VTTT" serve "${M[@]}" --snapshot-key "$T/none.key"
 expect_status 1 "non-loopback without a token" "token" -- "$VTTT" serve "${M[@]}" --listen 0.0.0.0:0
 expect_status 1 "bad listen address" "listen address" -- "$VTTT" serve "${M[@]}" --listen nowhere
 expect_status 1 "model that cannot load" "cannot load" -- "$VTTT" serve --model "$T/none" --encoder "$T/enc" --listen 127.0.0.1:0
