@@ -1,5 +1,5 @@
-/* Whole-file JSON reads with a size cap and atomic JSON writes (see
- * json_file.h). */
+/* Whole-file JSON reads with a size cap, JSON parsing of a buffer, and
+ * atomic JSON writes (see json_file.h). */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,32 +15,43 @@ static void size_text(char *out, size_t n, size_t bytes) {
     else snprintf(out, n, "%zu bytes", bytes);
 }
 
+static void keep_message(void *user, int level, const char *msg) {
+    if (level == VTTT_LOG_ERROR) snprintf(user, 512, "%s", msg);
+}
+
+int vttt_json_parse(cJSON **out, const char *buf, size_t n, const char *name, const char *hint,
+                    const vttt_logger *lg) {
+    const char *end = NULL;
+    *out = cJSON_ParseWithLengthOpts(buf, n, &end, 0);
+    size_t at = end && end >= buf && end <= buf + n ? (size_t)(end - buf) : 0;
+    if (*out) { /* one document: only white space may follow it */
+        while (at < n && strchr(" \t\r\n", buf[at]) && buf[at]) at++;
+        if (at == n) return VTTT_OK;
+        cJSON_Delete(*out);
+        *out = NULL;
+    }
+    vttt_log(lg, VTTT_LOG_ERROR, "%s: not valid JSON (error near byte %zu of %zu) %s", name, at, n, hint);
+    return VTTT_EFORMAT;
+}
+
 int vttt_json_file_read(cJSON **out, const char *path, size_t max_bytes, const char *cannot_open, const char *hint,
                         const vttt_logger *lg) {
     *out = NULL;
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        vttt_log(lg, VTTT_LOG_ERROR, "%s: %s", path, cannot_open);
-        return VTTT_EIO;
-    }
-    char *buf = malloc(max_bytes + 1);
-    size_t n = buf ? fread(buf, 1, max_bytes + 1, f) : 0;
-    fclose(f);
-    if (!buf) return VTTT_ENOMEM;
-    if (n > max_bytes) {
+    char *buf = NULL, why[512] = "";
+    size_t n = 0;
+    vttt_logger keep = {keep_message, why, VTTT_LOG_ERROR};
+    int err = vttt_file_read_all(path, max_bytes, &buf, &n, &keep);
+    if (err == VTTT_EFORMAT) {
         char size[32];
         size_text(size, sizeof size, max_bytes);
-        free(buf);
         vttt_log(lg, VTTT_LOG_ERROR, "%s: larger than %s %s", path, size, hint);
-        return VTTT_EFORMAT;
+    } else if (err == VTTT_EIO) {
+        vttt_log(lg, VTTT_LOG_ERROR, "%s: %s (%s)", path, cannot_open, why);
     }
-    *out = cJSON_ParseWithLength(buf, n);
+    if (err) return err;
+    err = vttt_json_parse(out, buf, n, path, hint, lg);
     free(buf);
-    if (!*out) {
-        vttt_log(lg, VTTT_LOG_ERROR, "%s: not valid JSON %s", path, hint);
-        return VTTT_EFORMAT;
-    }
-    return VTTT_OK;
+    return err;
 }
 
 int vttt_json_file_write(cJSON *j, const char *path, const vttt_logger *lg) {

@@ -1,6 +1,6 @@
 /* JSON files for the later stages' small documents (a tokenizer's
  * config.json, a run's trainer_state.json): read whole with a size cap and
- * parsed with cJSON, written atomically through vttt_file_write_atomic.
+ * parsed with cJSON (whole document, nothing after it), written atomically through vttt_file_write_atomic.
  * Internal to the build (encoder/ and train/ include it); not part of the
  * public ingest.h. */
 #ifndef VTTT_INGEST_JSON_FILE_H
@@ -13,12 +13,19 @@
 
 #include "ttt.h"
 
-/* Reads and parses the JSON document at path, at most max_bytes, into *out
- * (the caller frees it with cJSON_Delete). Failures are logged naming path:
- * "<path>: <cannot_open>" with VTTT_EIO when it cannot be opened;
- * "<path>: larger than <max> <hint>" or "<path>: not valid JSON <hint>"
- * with VTTT_EFORMAT; VTTT_ENOMEM. hint says what the file should have been,
- * e.g. "(a damaged checkpoint?)". */
+/* Parses the JSON document buf (n bytes, no NUL needed) into *out (the
+ * caller frees it with cJSON_Delete). No side effects besides the log: the
+ * entry point for fuzzing. VTTT_EFORMAT logged as "<name>: not valid JSON
+ * (error near byte K of N) <hint>"; the whole buffer must be one document. */
+int vttt_json_parse(cJSON **out, const char *buf, size_t n, const char *name, const char *hint,
+                    const vttt_logger *lg);
+/* Reads the regular file at path whole (vttt_file_read_all: a FIFO or a
+ * device is refused, never waited on) and parses it as vttt_json_parse does.
+ * Failures are logged naming path: "<path>: <cannot_open> (<why>)" with
+ * VTTT_EIO when it cannot be opened or read; "<path>: larger than <max>
+ * <hint>" or "<path>: not valid JSON ... <hint>" with VTTT_EFORMAT;
+ * VTTT_ENOMEM. hint says what the file should have been, e.g. "(a damaged
+ * checkpoint?)". */
 int vttt_json_file_read(cJSON **out, const char *path, size_t max_bytes, const char *cannot_open, const char *hint,
                         const vttt_logger *lg);
 /* Prints j (consumed: deleted here in every case) to path with a final
