@@ -133,6 +133,11 @@ void vttt_bpe_trainer_stats(const vttt_bpe_trainer *t, uint64_t *bytes, size_t *
  * when the file cannot be read. */
 int vttt_bpe_save(const vttt_bpe *bpe, const char *path, const vttt_logger *lg);
 int vttt_bpe_load(vttt_bpe **out, const char *path, const vttt_logger *lg);
+/* What vttt_bpe_load does after reading the file: validates and builds the
+ * tokenizer from the file's bytes (data, n; no NUL needed), name standing
+ * for the file in messages. No side effects besides the log: the entry
+ * point for fuzzing. */
+int vttt_bpe_parse(vttt_bpe **out, const char *data, size_t n, const char *name, const vttt_logger *lg);
 
 /* ---- text input -------------------------------------------------------- */
 /* A whole file mapped read-only; "-" reads standard input into memory. An

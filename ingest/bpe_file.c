@@ -1,10 +1,8 @@
 /* The tokenizer file (format in bpe.h): atomic save, validating load. */
 #include <ctype.h>
-#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
 #include "bpe_internal.h"
 #include "token_shard.h"
@@ -162,47 +160,30 @@ static int read_merges(bpe_reader *r, int32_t *merges, int m) {
     return VTTT_OK;
 }
 
-/* Reads the whole file into a malloc'd buffer. */
-static int slurp(const char *path, char **out, size_t *n, const vttt_logger *lg) {
-    FILE *f = fopen(path, "rb");
-    struct stat sb;
+int vttt_bpe_parse(vttt_bpe **out, const char *data, size_t n, const char *name, const vttt_logger *lg) {
     *out = NULL;
-    if (!f || fstat(fileno(f), &sb) != 0 || !S_ISREG(sb.st_mode)) {
-        vttt_log(lg, VTTT_LOG_ERROR, "%s: cannot read tokenizer: %s", path, f ? "not a regular file" : strerror(errno));
-        if (f) fclose(f);
-        return VTTT_EIO;
+    bpe_reader r = {name, data, n, 0, 0, lg};
+    int32_t *merges = NULL;
+    int m = 0, err;
+    if (!(err = check_envelope(&r)) && !(err = read_header(&r, &m))) {
+        /* every merge line takes at least 4 bytes ("a b\n"): no allocation
+         * beyond what the file can hold */
+        if ((size_t)m > (r.pos < r.n ? r.n - r.pos : 0) / 4) return bad(&r, "fewer merge lines than the header says (truncated?)");
+        merges = malloc((size_t)(m ? m : 1) * 2 * sizeof *merges);
+        err = merges ? read_merges(&r, merges, m) : VTTT_ENOMEM;
     }
-    int err = VTTT_OK;
-    if ((uint64_t)sb.st_size > BPE_MAX_FILE) {
-        vttt_log(lg, VTTT_LOG_ERROR, "%s: %lld bytes is too large for a tokenizer file", path, (long long)sb.st_size);
-        err = VTTT_EFORMAT;
-    } else if (!(*out = malloc((size_t)sb.st_size + 1))) {
-        err = VTTT_ENOMEM;
-    } else if (fread(*out, 1, (size_t)sb.st_size, f) != (size_t)sb.st_size) {
-        vttt_log(lg, VTTT_LOG_ERROR, "%s: read failed", path);
-        err = VTTT_EIO;
-    }
-    fclose(f);
-    if (err) free(*out), *out = NULL;
-    *n = (size_t)sb.st_size;
+    if (!err && (err = vttt_bpe_from_merges(out, merges, m, lg)) == VTTT_EFORMAT)
+        vttt_log(lg, VTTT_LOG_ERROR, "%s: the merges do not form a valid tokenizer", name);
+    free(merges);
     return err;
 }
 
 int vttt_bpe_load(vttt_bpe **out, const char *path, const vttt_logger *lg) {
     *out = NULL;
-    char *data;
-    size_t n;
-    int err = slurp(path, &data, &n, lg), m = 0;
-    if (err) return err;
-    bpe_reader r = {path, data, n, 0, 0, lg};
-    int32_t *merges = NULL;
-    if (!(err = check_envelope(&r)) && !(err = read_header(&r, &m))) {
-        merges = malloc((size_t)(m ? m : 1) * 2 * sizeof *merges);
-        err = merges ? read_merges(&r, merges, m) : VTTT_ENOMEM;
-    }
-    if (!err && (err = vttt_bpe_from_merges(out, merges, m, lg)) == VTTT_EFORMAT)
-        vttt_log(lg, VTTT_LOG_ERROR, "%s: the merges do not form a valid tokenizer", path);
-    free(merges);
+    char *data = NULL;
+    size_t n = 0;
+    int err = vttt_file_read_all(path, BPE_MAX_FILE, &data, &n, lg);
+    if (!err) err = vttt_bpe_parse(out, data, n, path, lg);
     free(data);
     return err;
 }

@@ -64,6 +64,10 @@ static void header_encode(uint8_t h[VTTT_FRAME_SHARD_HEADER_BYTES], const vttt_f
     memcpy(h + 64, in->source, len);
 }
 
+/* A stored rate: num/den frames/s, num 0 when the source's rate is
+ * unknown (ingest.h), den >= 1. */
+static int fps_valid(int num, int den) { return num >= 0 && den >= 1; }
+
 /* Validates a header read from a file of file_size bytes (-1: unknown). */
 static int header_decode(const uint8_t *h, int64_t file_size, vttt_frame_shard_info *out,
                          const char *path, const vttt_logger *lg) {
@@ -86,6 +90,11 @@ static int header_decode(const uint8_t *h, int64_t file_size, vttt_frame_shard_i
         out->height > 65536 || out->channels < 1 || out->channels > 4 || out->frame_count < 0) {
         vttt_log(lg, VTTT_LOG_ERROR, "%s: malformed frame shard header (version %u, %dx%dx%d)", path, version,
                  out->width, out->height, out->channels);
+        return VTTT_EFORMAT;
+    }
+    if (!fps_valid(out->fps_num, out->fps_den)) {
+        vttt_log(lg, VTTT_LOG_ERROR, "%s: malformed frame shard header (frame rate %u/%u: the numerator must be "
+                 "below 2^31, the denominator from 1 to 2^31-1)", path, get32(h + 28), get32(h + 32));
         return VTTT_EFORMAT;
     }
     memcpy(out->source, h + 64, len);
@@ -140,8 +149,14 @@ static void writer_free(vttt_frame_shard_writer *w) {
 int vttt_frame_shard_writer_open(vttt_frame_shard_writer **out, const char *path,
                                  const vttt_frame_shard_info *info, const vttt_logger *lg) {
     *out = NULL;
-    if (info->width <= 0 || info->height <= 0 || info->channels < 1 || info->channels > 4) {
+    if (info->width <= 0 || info->height <= 0 || info->width > 65536 || info->height > 65536 ||
+        info->channels < 1 || info->channels > 4) {
         vttt_log(lg, VTTT_LOG_ERROR, "%s: bad frame shape %dx%dx%d", path, info->width, info->height, info->channels);
+        return VTTT_EINVAL;
+    }
+    if (!fps_valid(info->fps_num, info->fps_den)) {
+        vttt_log(lg, VTTT_LOG_ERROR, "%s: bad frame rate %d/%d (numerator >= 0, denominator >= 1)", path,
+                 info->fps_num, info->fps_den);
         return VTTT_EINVAL;
     }
     vttt_frame_shard_writer *w = calloc(1, sizeof *w);
@@ -267,12 +282,17 @@ struct vttt_frame_shard {
 
 int vttt_frame_shard_open(vttt_frame_shard **out, const char *path, const vttt_logger *lg) {
     *out = NULL;
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC); /* a FIFO must not block the open */
     struct stat st;
     uint8_t h[VTTT_FRAME_SHARD_HEADER_BYTES];
     if (fd < 0 || fstat(fd, &st) != 0) {
         vttt_log(lg, VTTT_LOG_ERROR, "%s: cannot open: %s", path, strerror(errno));
         if (fd >= 0) close(fd);
+        return VTTT_EIO;
+    }
+    if (!S_ISREG(st.st_mode)) {
+        vttt_log(lg, VTTT_LOG_ERROR, "%s: not a regular file, so not a frame shard", path);
+        close(fd);
         return VTTT_EIO;
     }
     ssize_t k = pread(fd, h, sizeof h, 0);

@@ -146,7 +146,7 @@ static int check_header(vttt_token_shard *s) {
 }
 
 static int map_shard(vttt_token_shard *s) {
-    int fd = open(s->path, O_RDONLY | O_CLOEXEC);
+    int fd = open(s->path, O_RDONLY | O_NONBLOCK | O_CLOEXEC); /* a FIFO must not block the open */
     if (fd < 0) {
         vttt_log(&s->lg, VTTT_LOG_ERROR, "%s: cannot open token shard: %s", s->path, strerror(errno));
         return VTTT_EIO;

@@ -210,6 +210,8 @@ START_TEST(test_reader_rejects_bad_files) {
         {47, 0x80, -1, 0, VTTT_EFORMAT},     /* count negative */
         {46, 0x7f, -1, 0, VTTT_EFORMAT},     /* count * frame bytes overflows */
         {57, 0x7f, -1, 0, VTTT_EFORMAT},     /* source length too long */
+        {31, 0x80, -1, 0, VTTT_EFORMAT},     /* fps numerator negative */
+        {35, 0x80, -1, 0, VTTT_EFORMAT},     /* fps denominator negative */
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         corrupt_copy(good, bad, cases[i].off, cases[i].val, cases[i].trunc, cases[i].append);
@@ -220,7 +222,15 @@ START_TEST(test_reader_rejects_bad_files) {
         ck_assert_ptr_null(s);
         ck_assert_msg(c.count > 0 && strstr(c.text, bad), "case %zu: message '%s' does not name the file", i, c.text);
     }
+    /* a rate of 30/0 (the denominator's one byte zeroed) is refused, naming the rate */
+    in.fps_num = 30, in.fps_den = 1;
+    ck_assert_int_eq(write_shard(good, &in, 10, 0), 0);
+    corrupt_copy(good, bad, 32, 0, -1, 0);
     vttt_frame_shard *s = NULL;
+    tu_log c;
+    vttt_logger lg = tu_log_capture(&c, VTTT_LOG_WARNING, 0);
+    ck_assert_int_eq(vttt_frame_shard_open(&s, bad, &lg), VTTT_EFORMAT);
+    ck_assert_msg(strstr(c.text, bad) && strstr(c.text, "frame rate 30/0"), "message: %s", c.text);
     ck_assert_int_eq(vttt_frame_shard_open(&s, "/nonexistent/x.vfr", NULL), VTTT_EIO);
     ck_assert_int_eq(vttt_frame_shard_open(&s, good, NULL), 0);
     vttt_frame_shard_close(&s);
@@ -236,6 +246,12 @@ START_TEST(test_writer_bad_arguments) {
     ck_assert_int_eq(vttt_frame_shard_writer_open(&w, path, &in, NULL), VTTT_EINVAL);
     in = shape(8, 8, 5, "z");
     ck_assert_int_eq(vttt_frame_shard_writer_open(&w, path, &in, NULL), VTTT_EINVAL);
+    in = shape(8, 8, 3, "z");
+    in.fps_num = -1, in.fps_den = 0; /* never written as "-1/0" */
+    ck_assert_int_eq(vttt_frame_shard_writer_open(&w, path, &in, NULL), VTTT_EINVAL);
+    in.fps_num = 30, in.fps_den = -1;
+    ck_assert_int_eq(vttt_frame_shard_writer_open(&w, path, &in, NULL), VTTT_EINVAL);
+    ck_assert_int_eq(access(path, F_OK), -1);
     in = shape(8, 8, 3, "z");
     ck_assert_int_eq(vttt_frame_shard_writer_open(&w, "/nonexistent/dir/x.vfr", &in, NULL), VTTT_EIO);
     ck_assert_ptr_null(w);

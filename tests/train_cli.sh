@@ -36,6 +36,34 @@ grep -q "hidden_size" "$T/err.txt" || fail "no message naming the bad config key
 expect_status 1 "missing data" -- "$VTTT" train --data "$T/nowhere" --out "$T/x" --steps 2
 grep -q "no token shards found" "$T/err.txt" || fail "no message for missing data: $(cat "$T/err.txt")"
 
+# meta.json is read whole and strictly: one that cannot be parsed is an
+# error naming it (never a silent text run); one over 64 KiB (a video
+# dataset lists every source) is read whole, so its tokens_per_frame holds.
+# ("${RUN[@]/#$T\/data/$T/D}": RUN on the data dir D instead.)
+mkdir -p "$T/badmeta" "$T/bigmeta"
+cp "$T"/data/*.bin "$T/badmeta/"
+head -c 40 "$T/data/meta.json" >"$T/badmeta/meta.json"
+expect_status 1 "truncated meta.json" "badmeta/meta.json: not valid JSON" -- \
+    "$VTTT" train "${RUN[@]/#$T\/data/$T/badmeta}" --out "$T/badmeta_run" --steps 2
+[ ! -e "$T/badmeta_run/latest" ] || fail "a run was trained from a data dir with a broken meta.json"
+printf '{"kind": "video", "vocab_size": 300, "tokens_per_frame": 0}' >"$T/badmeta/meta.json"
+expect_status 1 "tokens_per_frame 0 in a video meta.json" "tokens_per_frame" -- \
+    "$VTTT" train "${RUN[@]/#$T\/data/$T/badmeta}" --out "$T/badmeta_run" --steps 2
+# video token shards of 200 frames of 16 tokens (uint16 ids below 256)
+for split in train val; do
+    perl -e 'srand(7); print pack("l<256", 20240520, 1, 3200), pack("S<*", map { int(rand(256)) } 1 .. 3200)' \
+        >"$T/bigmeta/${split}_000000.bin"
+done
+{
+    printf '{"kind": "video", "vocab_size": 300, "tokens_per_frame": 16, "fps": "30/1", "sources": ['
+    for i in $(seq 1 1500); do printf '{"source": "videos/clip_%05d.mp4", "train_frames": 1000},' "$i"; done
+    printf '{"source": "last.mp4", "train_frames": 1}]}\n'
+} >"$T/bigmeta/meta.json"
+[ "$(stat -c %s "$T/bigmeta/meta.json")" -gt 65536 ] || fail "the large meta.json is not over 64 KiB"
+expect_status 0 "meta.json over 64 KiB" -- "$VTTT" train "${RUN[@]/#$T\/data/$T/bigmeta}" --out "$T/big" --steps 2
+grep -q '"tokens_per_frame":[[:space:]]*16' "$T/big/latest/config.json" ||
+    fail "a meta.json over 64 KiB was not read: the run is not a video run"
+
 # an uninterrupted run
 expect_status 0 "uninterrupted run" -- "$VTTT" train "${RUN[@]}" --out "$T/full" --steps 120 --ckpt-every 10
 [ "$(readlink "$T/full/latest")" = step-00000120 ] || fail "latest -> $(readlink "$T/full/latest")"

@@ -23,6 +23,7 @@
 
 #include "cli.h"
 #include "cli_encoder.h"
+#include "data_meta.h"
 #include "ingest.h"
 #include "json_file.h"
 #include "lm.h"
@@ -160,22 +161,18 @@ int cli_encoder_encode(int argc, char **argv) {
     return err ? 1 : 0;
 }
 
-/* The frame rate in a meta.json beside the token shard, else 30/1. */
-static void meta_fps(const char *tokens, int fps[2]) {
+/* The frame rate in a meta.json beside the token shard, else (no
+ * meta.json, or a rate it does not know) 30/1. A meta.json that cannot be
+ * read or parsed is an error (logged naming it). */
+static int meta_fps(const char *tokens, int fps[2]) {
     char path[4096];
-    const char *slash = strrchr(tokens, '/');
-    snprintf(path, sizeof path, "%.*smeta.json", slash ? (int)(slash - tokens + 1) : 0, tokens);
+    vttt_data_meta m;
     fps[0] = 30, fps[1] = 1;
-    size_t n = 0;
-    FILE *f = fopen(path, "rb");
-    char buf[1 << 16];
-    if (f) n = fread(buf, 1, sizeof buf - 1, f), fclose(f);
-    buf[n] = '\0';
-    cJSON *j = f ? cJSON_Parse(buf) : NULL;
-    const char *s = cJSON_GetStringValue(cJSON_GetObjectItem(j, "fps"));
-    int a, b;
-    if (s && sscanf(s, "%d/%d", &a, &b) == 2 && a > 0 && b > 0) fps[0] = a, fps[1] = b;
-    cJSON_Delete(j);
+    if (vttt_data_meta_path(path, sizeof path, tokens)) return VTTT_EINVAL;
+    int err = vttt_data_meta_read(&m, path, NULL);
+    if (err == VTTT_EOF) return VTTT_OK;
+    if (!err && m.fps_num > 0) fps[0] = m.fps_num, fps[1] = m.fps_den;
+    return err;
 }
 
 /* Writes frames (n) either to the open shard writer or as PNGs in dir. */
@@ -201,10 +198,11 @@ static int decode_all(vttt_encoder *e, vttt_token_shard *ts, const char *out, in
     vttt_frame_shard_writer *w = NULL;
     vttt_frame_shard_info info = {.width = S, .height = S, .channels = 3};
     int fps[2];
-    meta_fps(vttt_token_shard_path(ts), fps);
+    int err = meta_fps(vttt_token_shard_path(ts), fps);
+    if (err) return err;
     info.fps_num = fps[0], info.fps_den = fps[1];
     snprintf(info.source, sizeof info.source, "%s", vttt_token_shard_path(ts));
-    int err = png ? (mkdir(out, 0777) != 0 && errno != EEXIST ? VTTT_EIO : VTTT_OK)
+    err = png ? (mkdir(out, 0777) != 0 && errno != EEXIST ? VTTT_EIO : VTTT_OK)
                   : vttt_frame_shard_writer_open(&w, out, &info, NULL);
     if (err == VTTT_EIO && png) fprintf(stderr, DECODE_CMD ": %s: cannot create the directory\n", out);
     int32_t *tok = malloc((size_t)CHUNK * P * sizeof *tok);

@@ -10,8 +10,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include <cjson/cJSON.h>
-
+#include "data_meta.h"
 #include "ingest.h"
 #include "train_internal.h"
 
@@ -94,27 +93,22 @@ static int find_shards(const char *spec, const char *split, char ***list, int *n
 }
 
 /* vocab_size and eot from the meta.json that `vttt ingest text` writes
- * beside its shards (0 and -1 when there is none), and tokens_per_frame
- * from the one of `vttt encoder encode` (video, "kind": "video"; else 0). */
-static void read_meta(train_data *d, const char *shard) {
-    d->meta_vocab = 0, d->meta_eot = -1, d->meta_tpf = 0;
+ * beside its shards, and tokens_per_frame from the one of `vttt encoder
+ * encode` (0, -1 and 0 when there is none: llm.c's shards come without).
+ * A meta.json that is there but unreadable or malformed is an error (logged
+ * naming it), never taken for "text". */
+static int read_meta(train_data *d, const char *shard, const vttt_logger *lg) {
     char path[4096];
-    snprintf(path, sizeof path, "%s", shard);
-    char *slash = strrchr(path, '/');
-    snprintf(slash ? slash + 1 : path, sizeof path - (size_t)(slash ? slash + 1 - path : 0), "meta.json");
-    FILE *f = fopen(path, "rb");
-    if (!f) return;
-    char buf[1 << 16];
-    size_t k = fread(buf, 1, sizeof buf - 1, f);
-    fclose(f);
-    buf[k] = '\0';
-    cJSON *j = cJSON_Parse(buf);
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(j, "vocab_size"), *e = cJSON_GetObjectItemCaseSensitive(j, "eot");
-    if (cJSON_IsNumber(v) && v->valuedouble >= 1 && v->valuedouble < 1e9) d->meta_vocab = (int)v->valuedouble;
-    if (cJSON_IsNumber(e) && e->valuedouble >= 0 && e->valuedouble < d->meta_vocab) d->meta_eot = (int)e->valuedouble;
-    const cJSON *p = cJSON_GetObjectItemCaseSensitive(j, "tokens_per_frame");
-    if (cJSON_IsNumber(p) && p->valuedouble >= 1 && p->valuedouble < 1e7) d->meta_tpf = (int)p->valuedouble;
-    cJSON_Delete(j);
+    vttt_data_meta m;
+    int err = vttt_data_meta_path(path, sizeof path, shard);
+    if (err) {
+        vttt_log(lg, VTTT_LOG_ERROR, "%s: the path of its meta.json is too long", shard);
+        return err;
+    }
+    err = vttt_data_meta_read(&m, path, lg);
+    if (err && err != VTTT_EOF) return err;
+    d->meta_vocab = m.vocab_size, d->meta_eot = m.eot, d->meta_tpf = m.tokens_per_frame;
+    return VTTT_OK;
 }
 
 /* Video shards hold whole frames, so that samples (which start at
@@ -150,7 +144,7 @@ int train_data_open(train_data **out, const char *spec, const char *split, int l
             d->n = i + 1;
             d->start[i + 1] = d->start[i] + vttt_token_shard_count(d->shards[i]);
         }
-        if (!err) read_meta(d, paths[0]);
+        if (!err) err = read_meta(d, paths[0], lg);
         if (!err) err = check_frames(d, lg);
     }
     if (!err && d->start[n] < len) {
