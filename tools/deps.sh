@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Installs the Debian packages vttt builds and tests with. The CUDA toolkit
+# Installs the Debian packages vttt builds and tests with (python3-pip:
+# tools/video_corpus.sh downloads one PyPI wheel). The CUDA toolkit
 # (nvcc, cuBLAS) comes with the machine's image; where nvcc is missing the
 # CUDA backend is simply not built.
 set -euo pipefail
@@ -12,4 +13,5 @@ $SUDO apt-get install -y --no-install-recommends \
     libopenblas-dev libopenblas-openmp-dev check libcjson-dev libpng-dev \
     libavformat-dev libavcodec-dev libavutil-dev libswscale-dev libavfilter-dev ffmpeg \
     libopenmpi-dev openmpi-bin \
-    libmicrohttpd-dev libssl-dev curl
+    libmicrohttpd-dev libssl-dev curl \
+    python3-pip
