@@ -168,6 +168,11 @@ typedef struct vttt_server_params {
     const uint8_t *snapshot_key; /* (snapshot_key_n) signs and checks snapshots (vttt_predictor_set_snapshot_key),
                                   * or NULL; must stay valid until vttt_server_stop */
     size_t snapshot_key_n;
+    int max_connections;       /* open client connections (1024, fewer if the descriptor limit is lower);
+                                  more are answered 503 and closed */
+    int max_connections_per_ip;/* per client address (256); more are closed at once; 0: no limit */
+    double request_deadline_s; /* a connection must deliver a whole request (head and body) within this
+                                  many seconds of opening or of its last answer, or it is closed (30) */
     vttt_logger log;
 } vttt_server_params;
 vttt_server_params vttt_server_default_params(void);

@@ -5,7 +5,9 @@
  *   serve_routes.c   URL routing and the endpoint handlers
  *   serve_table.c    the stream table: ids, references, expiry
  *   serve_worker.c   the model thread: job queue, batching, cancellation
- *   serve_request.c  request bodies (PNG / raw rgb24), query values, replies
+ *   serve_request.c  what a request means, without sockets (serve_request.h)
+ *   serve_reply.c    answers: JSON errors, bytes, JSON bodies
+ *   serve_conn.c     connections: counts, caps, the receive deadline sweep
  *   serve_metrics.c  counters, latency histograms, Prometheus text
  *   serve_auth.c     listen addresses, loopback check, bearer tokens
  *
@@ -27,6 +29,7 @@
 #include <microhttpd.h>
 
 #include "infer.h"
+#include "serve_request.h"
 
 /* ---- growable text/byte buffer ------------------------------------------ */
 typedef struct serve_buf {
@@ -45,7 +48,6 @@ void serve_buf_free(serve_buf *b);
 double serve_now_s(void);   /* monotonic seconds */
 
 /* ---- the stream table ---------------------------------------------------- */
-#define SERVE_ID_LEN 16   /* hex characters */
 
 /* One open stream. refs: one for the table while it is listed, one per
  * request holding it. The vttt_stream is freed on the model thread once
@@ -184,6 +186,45 @@ void serve_worker_stop(serve_worker *w);
 void serve_worker_free(serve_worker *w);
 int serve_worker_depth(serve_worker *w);
 
+/* ---- connections --------------------------------------------------------- */
+/* One client connection (libmicrohttpd's socket context), from its
+ * NOTIFY_STARTED to its NOTIFY_CLOSED. Fields guarded by the list's mutex,
+ * but for target, which only the connection's own thread touches. */
+typedef struct serve_conn {
+    struct serve_conn *prev, *next;
+    int fd;
+    double since_s;       /* monotonic: opened, or its last answer sent */
+    int receiving;        /* between since_s and a complete request */
+    int over;             /* accepted past max: answered 503 and closed */
+    int cut;              /* shut down by the deadline sweep */
+    char *target;         /* the current request's target as received (malloc'd) */
+    size_t target_n;
+} serve_conn;
+
+typedef struct serve_conns {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;          /* stop */
+    serve_conn *head;
+    int count;                  /* open connections */
+    int max;                    /* --max-connections: more are answered 503 */
+    double deadline_s;          /* --request-deadline */
+    int stop;
+    pthread_t sweeper;
+    int started;
+    atomic_uint_fast64_t cut_total, over_total;
+} serve_conns;
+
+int serve_conns_start(serve_conns *cs, int max, double deadline_s);
+void serve_conns_stop(serve_conns *cs);
+/* libmicrohttpd callbacks (cls: the serve_conns). */
+void serve_conn_notify(void *cls, struct MHD_Connection *c, void **socket_context, enum MHD_ConnectionNotificationCode code);
+void *serve_conn_uri(void *cls, const char *uri, struct MHD_Connection *c);
+serve_conn *serve_conn_of(struct MHD_Connection *c);
+/* The request on conn is completely received / answered. */
+void serve_conn_received(serve_conns *cs, serve_conn *conn);
+void serve_conn_answered(serve_conns *cs, serve_conn *conn);
+int serve_conns_count(serve_conns *cs);
+
 /* ---- the server ---------------------------------------------------------- */
 struct vttt_server {
     vttt_server_params p;
@@ -193,6 +234,7 @@ struct vttt_server {
     serve_table table;
     serve_worker worker;
     serve_metrics metrics;
+    serve_conns conns;
     atomic_int in_flight;        /* requests between their first call and completion */
     atomic_int stopping;
     double start_s;
@@ -206,22 +248,22 @@ typedef struct serve_req {
     int endpoint;                /* SERVE_EP_* */
     int status;                  /* status code answered */
     int started;                 /* past the first (headers-only) call */
+    serve_conn *conn;
+    serve_decision head;         /* head.status: refused from the head, answered once the body is discarded */
+    serve_decision d;            /* the whole request's meaning (serve_request.h) */
+    serve_header *headers;       /* every header line (malloc'd; the strings are libmicrohttpd's) */
+    int nheaders;
     serve_buf body;
     size_t body_seen;            /* bytes received, kept or not */
     int too_big;
-    int suspended;
     serve_job job;
     int has_job;
     int reserved;                /* holds a stream-table slot (opening a stream) */
-    char id[SERVE_ID_LEN + 1];
-    int want;                    /* SERVE_OUT_* */
 } serve_req;
-
-enum { SERVE_OUT_PNG = 0, SERVE_OUT_JSON = 1, SERVE_OUT_RAW = 2 };
 
 /* ---- routes and replies -------------------------------------------------- */
 /* Handles a complete request (body received, or job finished). */
-enum MHD_Result serve_route(serve_req *r, struct MHD_Connection *c, const char *url, const char *method);
+enum MHD_Result serve_route(serve_req *r, struct MHD_Connection *c, const char *method);
 /* Queues a response with status, records it, frees resp. */
 enum MHD_Result serve_reply(serve_req *r, struct MHD_Connection *c, int status, struct MHD_Response *resp);
 /* {"error": msg} with status (and Retry-After: 1 for 429/503). */
@@ -237,22 +279,20 @@ enum MHD_Result serve_reply_bytes(serve_req *r, struct MHD_Connection *c, int st
 struct cJSON;
 enum MHD_Result serve_reply_json(serve_req *r, struct MHD_Connection *c, int status, struct cJSON *json);
 
-/* The frame in a request body: PNG, or raw rgb24 when a width and height
- * are given (?width=&height= or X-Frame-Width/X-Frame-Height). On success
- * *rgb is a malloc'd (S, S, 3) frame; else an HTTP status and a message
- * in msg. */
-int serve_parse_frame(serve_req *r, struct MHD_Connection *c, int S, uint8_t **rgb, char *msg, size_t msg_n);
-/* ?name= as a non-negative integer: 0 and *v, 1 when absent, -1 malformed. */
-int serve_query_int(struct MHD_Connection *c, const char *name, long *v);
-/* Output wanted: ?format=json|png|rgb24, else Accept: application/json. */
-int serve_output_format(struct MHD_Connection *c, char *msg, size_t msg_n);
+/* The request as serve_request.h sees it: method, the target as
+ * received, every header (into r->headers), the body so far. 0, or
+ * VTTT_ENOMEM. */
+int serve_http_of(serve_req *r, struct MHD_Connection *c, const char *method, serve_http *q);
+/* The limits requests are judged by; frame_size 0 until the model is loaded. */
+serve_rules serve_rules_of(serve_server *srv);
+/* Refuses with d's status and message (Allow with 405, Connection: close
+ * when d->close). */
+enum MHD_Result serve_reply_decision(serve_req *r, struct MHD_Connection *c, const serve_decision *d);
 
 /* ---- listen address and auth -------------------------------------------- */
 /* Parses "HOST:PORT" / "[V6]:PORT" into addr; *loopback says whether it is
  * a loopback address. VTTT_EINVAL with a message. */
 int serve_parse_listen(const char *s, struct sockaddr_storage *addr, socklen_t *len, int *loopback,
                        const vttt_logger *lg);
-/* 1 when the request carries "Authorization: Bearer <token>". */
-int serve_auth_ok(struct MHD_Connection *c, const char *token);
 
 #endif

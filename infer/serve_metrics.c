@@ -146,6 +146,11 @@ void serve_metrics_render(serve_server *srv, serve_buf *o) {
     gauge(o, "vttt_streams_active", "Open streams.", (double)serve_table_count(&srv->table));
     gauge(o, "vttt_queue_depth", "Model jobs waiting.", (double)serve_worker_depth(&srv->worker));
     gauge(o, "vttt_requests_in_flight", "HTTP requests being handled.", (double)atomic_load(&srv->in_flight));
+    gauge(o, "vttt_connections_open", "Client connections open.", (double)serve_conns_count(&srv->conns));
+    counter(o, "vttt_connections_refused_total", "Connections answered 503 and closed past --max-connections.",
+            atomic_load(&srv->conns.over_total));
+    counter(o, "vttt_connections_cut_total", "Connections closed for not delivering a request within --request-deadline.",
+            atomic_load(&srv->conns.cut_total));
     gauge(o, "vttt_stream_state_bytes", "Model state bytes of one stream (constant for TTT models).",
           (double)srv->worker.stream_bytes);
     gauge(o, "process_resident_memory_bytes", "Resident memory size in bytes.", (double)serve_rss_bytes());

@@ -7,6 +7,9 @@
  *   DELETE /v1/streams/{id}            close it
  *   POST   /v1/streams/{id}/frames     push a frame, answer the predicted next one(s)
  *   POST   /v1/streams/{id}/snapshot   the stream's state as bytes
+ * What a request means (route, id, query values, the decoded frame, or
+ * the 4xx it gets) is decided by serve_request.c without sockets; this
+ * file feeds it what libmicrohttpd received and acts on the decision.
  * Handlers that need the model queue a job and suspend the connection;
  * answer_job writes the answer once the model thread is done.
  */
@@ -19,9 +22,6 @@
 #include <cjson/cJSON.h>
 
 #include "serve_internal.h"
-
-static const char routes_help[] = "GET /health, GET /metrics, POST /v1/streams, GET|DELETE /v1/streams/{id}, "
-                                  "POST /v1/streams/{id}/frames, POST /v1/streams/{id}/snapshot";
 
 /* j (freed) as a JSON body, without serve_reply_json's trailing newline,
  * with one more header (name: value): the 405's Allow, the 201's
@@ -41,13 +41,44 @@ static enum MHD_Result json_reply_with(serve_req *r, struct MHD_Connection *c, i
     return serve_reply(r, c, status, resp);
 }
 
-static enum MHD_Result not_allowed(serve_req *r, struct MHD_Connection *c, const char *allow, const char *method,
-                                   const char *url) {
-    char msg[256];
-    snprintf(msg, sizeof msg, "method %s is not allowed on %s (allowed: %s)", method, url, allow);
+enum MHD_Result serve_reply_decision(serve_req *r, struct MHD_Connection *c, const serve_decision *d) {
+    if (d->status != MHD_HTTP_METHOD_NOT_ALLOWED) return serve_reply_error(r, c, d->status, "%s", d->msg);
     cJSON *j = cJSON_CreateObject();
-    cJSON_AddStringToObject(j, "error", msg);
-    return json_reply_with(r, c, MHD_HTTP_METHOD_NOT_ALLOWED, j, MHD_HTTP_HEADER_ALLOW, allow);
+    cJSON_AddStringToObject(j, "error", d->msg);
+    return json_reply_with(r, c, MHD_HTTP_METHOD_NOT_ALLOWED, j, MHD_HTTP_HEADER_ALLOW, d->allow);
+}
+
+static enum MHD_Result add_header(void *cls, enum MHD_ValueKind kind, const char *key, const char *value) {
+    serve_req *r = cls;
+    (void)kind;
+    r->headers[r->nheaders].name = key;
+    r->headers[r->nheaders].value = value ? value : "";
+    r->nheaders++;
+    return MHD_YES;
+}
+
+int serve_http_of(serve_req *r, struct MHD_Connection *c, const char *method, serve_http *q) {
+    int n = MHD_get_connection_values(c, MHD_HEADER_KIND, NULL, NULL);
+    free(r->headers);
+    r->nheaders = 0;
+    r->headers = malloc(sizeof *r->headers * (size_t)(n > 0 ? n : 1));
+    if (!r->headers) return VTTT_ENOMEM;
+    MHD_get_connection_values(c, MHD_HEADER_KIND, add_header, r);
+    memset(q, 0, sizeof *q);
+    q->method = method;
+    q->target = r->conn && r->conn->target ? r->conn->target : "";
+    q->target_n = r->conn && r->conn->target ? r->conn->target_n : 0;
+    q->headers = r->headers;
+    q->nheaders = r->nheaders;
+    q->body = (const uint8_t *)r->body.p;
+    q->body_n = r->body.n;
+    return 0;
+}
+
+serve_rules serve_rules_of(serve_server *srv) {
+    serve_rules rules = {atomic_load(&srv->worker.ready) == 1 ? srv->worker.S : 0, srv->p.max_horizon,
+                         srv->p.max_body, srv->token};
+    return rules;
 }
 
 static void iso_time(char *buf, size_t n, int64_t t) {
@@ -112,23 +143,12 @@ static enum MHD_Result metrics(serve_req *r, struct MHD_Connection *c) {
     return serve_reply_bytes(r, c, MHD_HTTP_OK, "text/plain; version=0.0.4", b.p, b.n);
 }
 
-/* POST /v1/streams: an empty body or a JSON object ({} for now) opens a
- * fresh stream; any other body is snapshot bytes to restore. */
+/* POST /v1/streams: a fresh stream, or one restored from the snapshot
+ * bytes in the body (serve_request.c decided which). */
 static enum MHD_Result open_stream(serve_req *r, struct MHD_Connection *c) {
     serve_server *srv = r->srv;
     enum MHD_Result ret;
     if (need_model(r, c, &ret)) return ret;
-    const char *type = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_TYPE);
-    int is_json = type && !strncmp(type, "application/json", 16);
-    if (is_json && r->body.n) {
-        cJSON *j = cJSON_ParseWithLength(r->body.p, r->body.n);
-        int ok = j && cJSON_IsObject(j) && !j->child;
-        cJSON_Delete(j);
-        if (!ok)
-            return serve_reply_error(r, c, MHD_HTTP_BAD_REQUEST,
-                                     "bad JSON body: POST /v1/streams takes an empty body, {} or snapshot bytes "
-                                     "(Content-Type: application/octet-stream)");
-    }
     if (serve_table_reserve(&srv->table))
         return serve_reply_error(r, c, MHD_HTTP_TOO_MANY_REQUESTS,
                                  "%d streams are open (--max-streams): close one (DELETE /v1/streams/{id}) or let idle "
@@ -136,7 +156,7 @@ static enum MHD_Result open_stream(serve_req *r, struct MHD_Connection *c) {
                                  srv->p.max_streams);
     r->reserved = 1;
     r->job.kind = SERVE_JOB_OPEN;
-    if (!is_json && r->body.n) {
+    if (r->d.snapshot_body) {
         r->job.snap = (const uint8_t *)r->body.p;
         r->job.snap_n = r->body.n;
     }
@@ -182,22 +202,16 @@ static enum MHD_Result stream_delete(serve_req *r, struct MHD_Connection *c, con
 static enum MHD_Result push_frame(serve_req *r, struct MHD_Connection *c, const char *id) {
     serve_server *srv = r->srv;
     enum MHD_Result ret;
-    char msg[512];
     if (need_model(r, c, &ret)) return ret;
-    long horizon = 1;
-    int q = serve_query_int(c, "horizon", &horizon);
-    if (q < 0 || horizon < 1 || horizon > srv->p.max_horizon)
-        return serve_reply_error(r, c, MHD_HTTP_BAD_REQUEST, "horizon must be an integer in [1, %d] (--max-horizon)",
-                                 srv->p.max_horizon);
-    r->want = serve_output_format(c, msg, sizeof msg);
-    if (r->want < 0) return serve_reply_error(r, c, MHD_HTTP_BAD_REQUEST, "%s", msg);
+    if (!r->d.rgb)   /* judged while the model was loading */
+        return serve_reply_error(r, c, MHD_HTTP_SERVICE_UNAVAILABLE, "the model was still loading; retry");
     r->job.entry = serve_table_get(&srv->table, id);
     if (!r->job.entry) return unknown_stream(r, c, id);
-    int status = serve_parse_frame(r, c, srv->worker.S, &r->job.rgb, msg, sizeof msg);
-    if (status) return serve_reply_error(r, c, status, "%s", msg);
     serve_buf_free(&r->body);
     r->job.kind = SERVE_JOB_FRAME;
-    r->job.horizon = (int)horizon;
+    r->job.rgb = r->d.rgb;
+    r->d.rgb = NULL;
+    r->job.horizon = r->d.horizon;
     return submit(r, c);
 }
 
@@ -243,9 +257,9 @@ static enum MHD_Result answer_json_frames(serve_req *r, struct MHD_Connection *c
 static enum MHD_Result answer_frames(serve_req *r, struct MHD_Connection *c) {
     serve_worker *w = &r->srv->worker;
     serve_job *j = &r->job;
-    if (r->want == SERVE_OUT_JSON) return answer_json_frames(r, c);
+    if (r->d.want == SERVE_OUT_JSON) return answer_json_frames(r, c);
     size_t n = (size_t)j->horizon * (size_t)w->S * (size_t)w->S * 3;
-    if (r->want == SERVE_OUT_RAW) {
+    if (r->d.want == SERVE_OUT_RAW) {
         uint8_t *p = j->pred;
         j->pred = NULL;
         return serve_reply_bytes(r, c, MHD_HTTP_OK, "application/octet-stream", p, n);
@@ -283,39 +297,20 @@ static enum MHD_Result answer_job(serve_req *r, struct MHD_Connection *c) {
     return serve_reply_bytes(r, c, MHD_HTTP_OK, "application/octet-stream", p, j->out_n);
 }
 
-/* "/v1/streams/{id}[/rest]": copies the id and points *rest at what
- * follows; an id that is not SERVE_ID_LEN characters long becomes
- * "(malformed id)", which no stream has. */
-static void split_stream_url(const char *url, char *id, const char **rest) {
-    const char *s = url + strlen("/v1/streams/");
-    const char *slash = strchr(s, '/');
-    size_t n = slash ? (size_t)(slash - s) : strlen(s);
-    if (n == SERVE_ID_LEN) {
-        memcpy(id, s, n);
-        id[n] = 0;
-    } else {
-        snprintf(id, SERVE_ID_LEN + 1, "%s", "(malformed id)");
-    }
-    *rest = s + n;
-}
-
-enum MHD_Result serve_route(serve_req *r, struct MHD_Connection *c, const char *url, const char *method) {
-    int get = !strcmp(method, "GET") || !strcmp(method, "HEAD"), post = !strcmp(method, "POST");
+enum MHD_Result serve_route(serve_req *r, struct MHD_Connection *c, const char *method) {
     if (r->has_job) return answer_job(r, c);
-    if (!strcmp(url, "/health")) return get ? health(r, c) : not_allowed(r, c, "GET", method, url);
-    if (!strcmp(url, "/metrics")) return get ? metrics(r, c) : not_allowed(r, c, "GET", method, url);
-    if (!strcmp(url, "/v1/streams") || !strcmp(url, "/v1/streams/"))
-        return post ? open_stream(r, c) : not_allowed(r, c, "POST", method, url);
-    if (!strncmp(url, "/v1/streams/", 12)) {
-        const char *rest;
-        split_stream_url(url, r->id, &rest);
-        if (!*rest || !strcmp(rest, "/")) {
-            if (get) return stream_info(r, c, r->id);
-            if (!strcmp(method, "DELETE")) return stream_delete(r, c, r->id);
-            return not_allowed(r, c, "GET, DELETE", method, url);
-        }
-        if (!strcmp(rest, "/frames")) return post ? push_frame(r, c, r->id) : not_allowed(r, c, "POST", method, url);
-        if (!strcmp(rest, "/snapshot")) return post ? snapshot(r, c, r->id) : not_allowed(r, c, "POST", method, url);
+    serve_http q;
+    serve_rules rules = serve_rules_of(r->srv);
+    if (serve_http_of(r, c, method, &q)) return serve_reply_error(r, c, MHD_HTTP_SERVICE_UNAVAILABLE, "out of memory");
+    if (serve_http_decide(&rules, &q, &r->d)) return serve_reply_decision(r, c, &r->d);
+    switch (r->d.route) {
+    case SERVE_ROUTE_HEALTH: return health(r, c);
+    case SERVE_ROUTE_METRICS: return metrics(r, c);
+    case SERVE_ROUTE_OPEN: return open_stream(r, c);
+    case SERVE_ROUTE_INFO: return stream_info(r, c, r->d.id);
+    case SERVE_ROUTE_DELETE: return stream_delete(r, c, r->d.id);
+    case SERVE_ROUTE_FRAMES: return push_frame(r, c, r->d.id);
+    case SERVE_ROUTE_SNAPSHOT: return snapshot(r, c, r->d.id);
+    default: return serve_reply_error(r, c, MHD_HTTP_NOT_FOUND, "no route");   /* not reached: decide refuses */
     }
-    return serve_reply_error(r, c, MHD_HTTP_NOT_FOUND, "no route for %s %s; the routes are %s", method, url, routes_help);
 }

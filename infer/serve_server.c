@@ -1,14 +1,17 @@
 /*
  * infer/serve_server.c — the daemon's life: checking the parameters,
- * listening (libmicrohttpd, internal thread pool, suspend/resume), the
- * per-request callbacks (authentication, body size limit, body
- * accumulation, completion bookkeeping) and the drain on stop.
+ * listening (libmicrohttpd, internal thread pool, suspend/resume,
+ * connection caps sized to the descriptor limit), the per-request
+ * callbacks (what the head decides, body accumulation or discarding,
+ * completion bookkeeping) and the drain on stop.
  */
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
+#include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -28,6 +31,9 @@ vttt_server_params vttt_server_default_params(void) {
     p.http_threads = 4;
     p.model_threads = 0;   /* OpenMP's default; small work stays on one thread (ttt/par.h) */
     p.drain_s = 30;
+    p.max_connections = 1024;
+    p.max_connections_per_ip = 256;
+    p.request_deadline_s = 30;
     return p;
 }
 
@@ -44,48 +50,72 @@ static int check_params(const vttt_server_params *p) {
     else if (p->http_threads < 1 || p->http_threads > 256) bad = "http_threads must be in [1, 256]";
     else if (p->model_threads < 0 || p->model_threads > 1024) bad = "model_threads must be in [0, 1024]";
     else if (!(p->drain_s >= 0)) bad = "drain_s must be >= 0";
+    else if (p->max_connections < 1 || p->max_connections > 1000000) bad = "max_connections must be in [1, 1000000]";
+    else if (p->max_connections_per_ip < 0) bad = "max_connections_per_ip must be >= 0 (0: no limit)";
+    else if (!(p->request_deadline_s > 0) || p->request_deadline_s > 86400) bad = "request_deadline_s must be in (0, 86400]";
     else if (p->token && !*p->token) bad = "the token must not be empty";
     if (bad) vttt_log(&p->log, VTTT_LOG_ERROR, "serve: %s", bad);
     return bad ? VTTT_EINVAL : 0;
 }
 
-static int endpoint_of(const char *url) {
-    if (!strncmp(url, "/v1/streams", 11)) {
-        size_t n = strlen(url);
-        return n > 7 && !strcmp(url + n - 7, "/frames") ? SERVE_EP_FRAMES : SERVE_EP_STREAMS;
+static int endpoint_of(const char *path) {
+    if (!strncmp(path, "/v1/streams", 11)) {
+        size_t n = strlen(path);
+        return n > 7 && !strcmp(path + n - 7, "/frames") ? SERVE_EP_FRAMES : SERVE_EP_STREAMS;
     }
     return SERVE_EP_OTHER;
 }
 
-/* The first call of a request (headers only): authentication, refusal
- * while stopping, and the declared body size. */
-static enum MHD_Result first_call(serve_req *r, struct MHD_Connection *c, const char *url) {
+/* A refused request whose body is not read first: its framing is
+ * untrusted, the client waits for 100 Continue, or the body is too large
+ * to read and discard. Otherwise the body is read and dropped and the
+ * refusal answered after it, so that a client that sends its whole body
+ * before reading reads the answer instead of a reset connection. */
+#define SERVE_DISCARD_MAX ((size_t)64 << 20)
+
+static int answer_at_once(serve_req *r, const serve_http *q) {
+    const char *expect = serve_http_header(q, "Expect");
+    const char *cl = serve_http_header(q, "Content-Length");
+    if (r->head.close || !cl || (expect && !strcasecmp(expect, "100-continue"))) return 1;
+    return strtoull(cl, NULL, 10) > r->srv->p.max_body + SERVE_DISCARD_MAX;
+}
+
+/* The first call of a request (headers only): the connection cap,
+ * refusal while stopping, then what the head alone decides. */
+static enum MHD_Result first_call(serve_req *r, struct MHD_Connection *c, const char *method) {
     serve_server *srv = r->srv;
     r->started = 1;
+    if (!r->conn || r->conn->over) {
+        r->head.close = 1;
+        return serve_reply_error(r, c, MHD_HTTP_SERVICE_UNAVAILABLE,
+                                 "%d connections are open (--max-connections); retry later", srv->p.max_connections);
+    }
     if (atomic_load(&srv->stopping)) return serve_reply_error(r, c, MHD_HTTP_SERVICE_UNAVAILABLE, "the server is shutting down");
-    if (strcmp(url, "/health") && !serve_auth_ok(c, srv->token))
-        return serve_reply_error(r, c, MHD_HTTP_UNAUTHORIZED,
-                                 "missing or wrong bearer token: send the header 'Authorization: Bearer <token>'");
-    const char *cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
-    if (cl && strtoull(cl, NULL, 10) > srv->p.max_body)
-        return serve_reply_error(r, c, MHD_HTTP_CONTENT_TOO_LARGE, "request body of %s bytes is over the limit of %zu bytes (--max-body)",
-                                 cl, srv->p.max_body);
-    return MHD_YES;
+    serve_http q;
+    serve_rules rules = serve_rules_of(srv);
+    if (serve_http_of(r, c, method, &q)) return serve_reply_error(r, c, MHD_HTTP_SERVICE_UNAVAILABLE, "out of memory");
+    int refused = serve_http_head(&rules, &q, &r->head);
+    r->endpoint = endpoint_of(r->head.path);
+    if (!refused) return MHD_YES;
+    r->too_big = 1;   /* whatever body comes is dropped */
+    return answer_at_once(r, &q) ? serve_reply_decision(r, c, &r->head) : MHD_YES;
 }
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url, const char *method,
                                   const char *version, const char *upload_data, size_t *upload_size, void **con_cls) {
     serve_server *srv = cls;
     serve_req *r = *con_cls;
+    (void)url, (void)version;
     if (!r) {
         r = calloc(1, sizeof *r);
         if (!r) return MHD_NO;
         r->srv = srv;
         r->t0 = serve_now_s();
-        r->endpoint = endpoint_of(url);
+        r->conn = serve_conn_of(c);
+        r->endpoint = SERVE_EP_OTHER;
         *con_cls = r;
         atomic_fetch_add(&srv->in_flight, 1);
-        return first_call(r, c, url);
+        return first_call(r, c, method);
     }
     if (r->status) {   /* answered early; the rest of the body is discarded */
         *upload_size = 0;
@@ -101,11 +131,13 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         *upload_size = 0;
         return MHD_YES;
     }
+    serve_conn_received(&srv->conns, r->conn);
+    if (r->head.status) return serve_reply_decision(r, c, &r->head);
     if (r->too_big)
         return serve_reply_error(r, c, MHD_HTTP_CONTENT_TOO_LARGE, "request body is over the limit of %zu bytes (--max-body)",
                                  srv->p.max_body);
     if (r->body.failed) return serve_reply_error(r, c, MHD_HTTP_SERVICE_UNAVAILABLE, "out of memory for the request body");
-    return serve_route(r, c, url, method);
+    return serve_route(r, c, method);
 }
 
 /* Request done (answered, or the connection closed): metrics, then free
@@ -124,6 +156,9 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls, en
         return;
     }
     serve_metrics_observe(&srv->metrics, r->endpoint, serve_now_s() - r->t0, r->status ? r->status : 499);
+    serve_conn_answered(&srv->conns, r->conn);
+    serve_decision_clear(&r->d);
+    free(r->headers);
     serve_job *j = &r->job;
     free(j->rgb);
     free(j->pred);
@@ -161,6 +196,44 @@ static void free_server(serve_server *srv) {
     free(srv);
 }
 
+/* Descriptors reserved for everything but client connections: the
+ * listening socket, the model and tokenizer files, libmicrohttpd's
+ * per-thread wake-up pipes, logs. */
+#define SERVE_FD_RESERVE 64
+
+/* Raises the soft descriptor limit to the hard one and returns how many
+ * connections libmicrohttpd may hold: srv->p.max_connections plus room
+ * to answer a burst past it with 503 (a sixteenth, at least 16), all
+ * within the descriptors. The cap shrinks (logged) where they are short. */
+static unsigned connection_room(serve_server *srv) {
+    struct rlimit rl;
+    long fds = 1024;
+    if (!getrlimit(RLIMIT_NOFILE, &rl)) {
+        if (rl.rlim_cur < rl.rlim_max) {
+            rlim_t want = rl.rlim_max == RLIM_INFINITY || rl.rlim_max > 1048576 ? 1048576 : rl.rlim_max;
+            if (want > rl.rlim_cur) {
+                rl.rlim_cur = want;
+                setrlimit(RLIMIT_NOFILE, &rl);
+                getrlimit(RLIMIT_NOFILE, &rl);
+            }
+        }
+        fds = rl.rlim_cur == RLIM_INFINITY || rl.rlim_cur > 1048576 ? 1048576 : (long)rl.rlim_cur;
+    }
+    long usable = fds - SERVE_FD_RESERVE - 2L * srv->p.http_threads;
+    long burst = srv->p.max_connections / 16 < 16 ? 16 : srv->p.max_connections / 16;
+    if (srv->p.max_connections + burst > usable) {
+        long cap = usable * 15 / 16;
+        if (cap < 1) cap = 1;
+        vttt_log(&srv->p.log, VTTT_LOG_WARNING,
+                 "serve: %d connections (--max-connections) do not fit in %ld file descriptors (ulimit -n): serving "
+                 "at most %ld; raise ulimit -n for more",
+                 srv->p.max_connections, fds, cap);
+        srv->p.max_connections = (int)cap;
+        burst = usable - cap;
+    }
+    return (unsigned)(srv->p.max_connections + burst);
+}
+
 static int listen_mhd(serve_server *srv, const struct sockaddr_storage *addr) {
     /* poll(), not epoll: with libmicrohttpd 0.9.75's edge-triggered epoll a
      * client that closes in the middle of its body is sometimes only
@@ -168,11 +241,18 @@ static int listen_mhd(serve_server *srv, const struct sockaddr_storage *addr) {
     unsigned flags = MHD_USE_POLL_INTERNAL_THREAD | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;
     if (addr->ss_family == AF_INET6) flags |= MHD_USE_IPv6;
     unsigned timeout = (unsigned)ceil(srv->p.request_timeout_s);
+    unsigned room = connection_room(srv);
+    int err = serve_conns_start(&srv->conns, srv->p.max_connections, srv->p.request_deadline_s);
+    if (err) return err;
     srv->mhd = MHD_start_daemon(flags, 0, NULL, NULL, on_request, srv, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, srv,
                                 MHD_OPTION_SOCK_ADDR, addr, MHD_OPTION_THREAD_POOL_SIZE, (unsigned)srv->p.http_threads,
                                 MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv, MHD_OPTION_CONNECTION_TIMEOUT,
-                                timeout, MHD_OPTION_END);
+                                timeout, MHD_OPTION_CONNECTION_LIMIT, room, MHD_OPTION_PER_IP_CONNECTION_LIMIT,
+                                (unsigned)srv->p.max_connections_per_ip, MHD_OPTION_NOTIFY_CONNECTION,
+                                serve_conn_notify, &srv->conns, MHD_OPTION_URI_LOG_CALLBACK, serve_conn_uri,
+                                &srv->conns, MHD_OPTION_END);
     if (!srv->mhd) {
+        serve_conns_stop(&srv->conns);
         vttt_log(&srv->p.log, VTTT_LOG_ERROR,
                  "serve: cannot listen on %s (address in use or not available here?); pick another --listen", srv->listen);
         return VTTT_EIO;
@@ -251,6 +331,7 @@ void vttt_server_stop(vttt_server **ps) {
     serve_worker_stop(&srv->worker);   /* answers what is still queued */
     wait_idle(srv, 2.0);
     MHD_stop_daemon(srv->mhd);
+    serve_conns_stop(&srv->conns);
     if (lfd != MHD_INVALID_SOCKET) close(lfd);
     serve_table_destroy(&srv->table);
     serve_worker_free(&srv->worker);

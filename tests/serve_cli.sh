@@ -3,7 +3,9 @@
 # empty or missing --snapshot-key files (2), non-loopback address without a token and a model that cannot load (1),
 # then a live daemon: /health, the bearer token, opening a stream, frames
 # as PNG and raw rgb24 with PNG / JSON / raw answers, a wrong-sized frame
-# (422), /metrics, snapshot and restore, the same tokens as `vttt predict`
+# (422), strict HTTP (NUL in the path, a signed number, a chunked body), a
+# trickling client closed at --request-deadline, /metrics, snapshot and
+# restore, the same tokens as `vttt predict`
 # for the frames of a video, DELETE, and SIGTERM -> exit 0.
 # Usage: serve_cli.sh path/to/vttt path/to/serve_cli_helper
 set -u
@@ -18,6 +20,8 @@ M=(--model "$T/model" --encoder "$T/enc")
 expect_status 2 "no options" "model" -- "$VTTT" serve
 expect_status 2 "unknown option" "unknown option" -- "$VTTT" serve "${M[@]}" --frobnicate 1
 expect_status 2 "bad --max-streams" "max-streams" -- "$VTTT" serve "${M[@]}" --max-streams zero
+expect_status 2 "bad --max-connections" "max-connections" -- "$VTTT" serve "${M[@]}" --max-connections 0
+expect_status 2 "bad --request-deadline" "request-deadline" -- "$VTTT" serve "${M[@]}" --request-deadline -1
 expect_status 0 "--help" -- "$VTTT" serve --help
 : >"$T/empty.key"
 expect_status 2 "empty snapshot key file" "holds 0 bytes" -- "$VTTT" serve "${M[@]}" --snapshot-key "$T/empty.key"
@@ -26,7 +30,8 @@ expect_status 1 "non-loopback without a token" "token" -- "$VTTT" serve "${M[@]}
 expect_status 1 "bad listen address" "listen address" -- "$VTTT" serve "${M[@]}" --listen nowhere
 expect_status 1 "model that cannot load" "cannot load" -- "$VTTT" serve --model "$T/none" --encoder "$T/enc" --listen 127.0.0.1:0
 
-"$VTTT" serve "${M[@]}" --listen 127.0.0.1:0 --token s3cret --max-body 100000 2>"$T/serve.log" &
+"$VTTT" serve "${M[@]}" --listen 127.0.0.1:0 --token s3cret --max-body 100000 --request-deadline 2 \
+    --max-connections 64 --max-connections-per-ip 8 2>"$T/serve.log" &
 PID=$!
 PORT=
 for _ in $(seq 1 300); do
@@ -73,6 +78,23 @@ grep -q '32x32' "$T/body" || fail "the 422 does not name the size: $(cat "$T/bod
 head -c 200000 /dev/zero >"$T/big"
 expect_code 413 "huge body" POST "/v1/streams/$ID/frames" -H "$AUTH" --data-binary @"$T/big"
 expect_code 404 "unknown stream" GET /v1/streams/0000000000000000 -H "$AUTH"
+expect_code 400 "NUL in the path" GET '/health%00' --path-as-is
+expect_code 400 "sign in a number" POST "/v1/streams/$ID/frames?horizon=+2" -H "$AUTH" -H 'Content-Type: image/png' \
+    --data-binary @"$T/frame.png"
+expect_code 411 "chunked body" POST "/v1/streams/$ID/frames" -H "$AUTH" -H 'Content-Type: image/png' \
+    -H 'Transfer-Encoding: chunked' --data-binary @"$T/frame.png"
+# A client that sends one header line every half second never finishes its
+# request: --request-deadline 2 closes it (the daemon's end of file).
+(
+    trap '' PIPE
+    exec 3<>"/dev/tcp/127.0.0.1/$PORT" || exit 1
+    printf 'GET /health HTTP/1.1\r\nHost: x\r\n' >&3
+    for i in $(seq 1 10); do sleep 0.5; printf 'X-Slow-%d: 1\r\n' "$i" >&3 2>/dev/null || break; done
+    timeout 2 cat <&3 >/dev/null 2>&1
+    [ $? != 124 ]   # end of file or reset, not still open
+) || fail "a trickling connection was not closed by --request-deadline"
+expect_code 200 "metrics after the trickle" GET /metrics -H "$AUTH"
+grep -q '^vttt_connections_cut_total 1$' "$T/body" || fail "metrics: no vttt_connections_cut_total 1"
 
 expect_code 200 "stream info" GET "/v1/streams/$ID" -H "$AUTH"
 grep -q '"frames":3' "$T/body" || fail "info: $(cat "$T/body")"

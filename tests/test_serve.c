@@ -24,18 +24,26 @@
  *  - stopping drains an in-flight request; a model that cannot load keeps
  *    /health at 503.
  */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <math.h>
+#include <netinet/in.h>
+#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <sys/time.h>
 #include <unistd.h>
 
 #include <cjson/cJSON.h>
 
 #include "http_client.h"
 #include "infer.h"
+#include "serve_request.h"
 #include "testutil.h"
 #include "video_fixture.h"
 
@@ -441,7 +449,7 @@ START_TEST(test_limits_and_bad_requests) {
     expect_refused(port, "POST", path, "Content-Type: image/png\r\n", big, 9000, 413, "max-body");
     free(big);
 
-    /* no Content-Length (chunked): counted while it arrives, 413 at the end */
+    /* a chunked body (no Content-Length): 411, the connection closed */
     {
         char head[256];
         int hn = snprintf(head, sizeof head,
@@ -456,7 +464,7 @@ START_TEST(test_limits_and_bad_requests) {
         }
         memcpy(q, "0\r\n\r\n", 5);
         http_raw(port, chunked, cn, &r);
-        expect_error(&r, 413, "max-body");
+        expect_error(&r, 411, "Content-Length");
         http_resp_free(&r);
         free(chunked);
     }
@@ -943,6 +951,355 @@ START_TEST(test_snapshot_keyed) {
 }
 END_TEST
 
+/* ---- HTTP strictness ------------------------------------------------------ */
+/* Requests two parsers could read two ways, or that only a hostile client
+ * sends, get 4xx (never 5xx, never a guess); a body over --max-body gets a
+ * 413 the client can read after sending all of it. */
+START_TEST(test_strict_http) {
+    fixture f;
+    make_fixture(&f);
+    vttt_server_params p = params(&f);
+    p.max_body = 8192;
+    vttt_server *srv = start(&p);
+    int port = vttt_server_port(srv);
+    char id[17], path[160];
+    http_resp r;
+    open_stream(port, NULL, id);
+
+    /* NUL and control characters in the path, after percent-decoding */
+    expect_refused(port, "POST", "/v1/streams/%00", NULL, NULL, 0, 400, "control character");
+    expect_refused(port, "GET", "/health%00", NULL, NULL, 0, 400, "control character");
+    expect_refused(port, "GET", "/health%0d%0aX-Injected:%201", NULL, NULL, 0, 400, "control character");
+    expect_refused(port, "GET", "/health%zz", NULL, NULL, 0, 400, "escape");
+    snprintf(path, sizeof path, "/v1/streams/%s%%00/frames", id);
+    expect_refused(port, "POST", path, NULL, NULL, 0, 400, "control character");
+    ck_assert(metric(port, "vttt_streams_active") == 1);
+
+    /* trailing bytes after a JSON body; whitespace is fine */
+    expect_refused(port, "POST", "/v1/streams", "Content-Type: application/json\r\n", "{}xxxx", 6, 400, "JSON");
+    expect_refused(port, "POST", "/v1/streams", "Content-Type: application/json\r\n", "{}{}", 4, 400, "JSON");
+    ck_assert(metric(port, "vttt_streams_active") == 1);
+    http_do(port, "POST", "/v1/streams", "Content-Type: application/json\r\n", "{} \r\n", 5, &r);
+    ck_assert_int_eq(r.status, 201);
+    http_resp_free(&r);
+
+    /* signs and spaces in numbers */
+    uint8_t rgb[FB];
+    make_frame(rgb, 1, 0);
+    size_t n;
+    uint8_t *png = png_of(rgb, S, S, &n);
+    static const char *bad_horizon[] = {"+2", "%201", "2%20", "-1", "0x2", "1e1", ""};
+    for (size_t k = 0; k < sizeof bad_horizon / sizeof *bad_horizon; k++) {
+        snprintf(path, sizeof path, "/v1/streams/%s/frames?horizon=%s", id, bad_horizon[k]);
+        expect_refused(port, "POST", path, "Content-Type: image/png\r\n", png, n, 400, "horizon");
+    }
+    snprintf(path, sizeof path, "/v1/streams/%s/frames?width=+32&height=32", id);
+    expect_refused(port, "POST", path, "Content-Type: application/octet-stream\r\n", rgb, FB, 400, "width");
+    snprintf(path, sizeof path, "/v1/streams/%s/frames", id);
+    expect_refused(port, "POST", path, "X-Frame-Width: 32 \r\nX-Frame-Height: +32\r\n", rgb, FB, 400, "width");
+    snprintf(path, sizeof path, "/v1/streams/%s/frames?horizon=2", id);
+    free(post_png(port, path, "Content-Type: image/png\r\n", png, n, S, 2 * S));
+
+    /* duplicate or conflicting lengths: 400 and the connection closed */
+    static const char *smuggle[] = {
+        "POST /v1/streams HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 2\r\n"
+        "Content-Length: 2\r\n\r\n{}",
+        "POST /v1/streams HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 2\r\n"
+        "Content-Length: 7\r\n\r\n{}GET /",
+        "POST /v1/streams HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 7\r\n"
+        "Transfer-Encoding: chunked\r\n\r\n2\r\n{}\r\n0\r\n\r\n",
+    };
+    char hv[32];
+    for (size_t k = 0; k < sizeof smuggle / sizeof *smuggle; k++) {
+        http_raw(port, smuggle[k], strlen(smuggle[k]), &r);
+        expect_error(&r, 400, "Content-Length");
+        ck_assert_str_eq(http_header(&r, "Connection", hv, sizeof hv), "close");
+        http_resp_free(&r);
+    }
+    /* a signed length: libmicrohttpd refuses it itself (its own 400 page) */
+    static const char signed_cl[] =
+        "POST /v1/streams HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: +2\r\n\r\n{}";
+    http_raw(port, signed_cl, sizeof signed_cl - 1, &r);
+    ck_assert_int_eq(r.status, 400);
+    http_resp_free(&r);
+    ck_assert(metric(port, "vttt_streams_active") == 2);
+
+    /* a 100 KB chunk extension: libmicrohttpd's own 500 before; now 4xx */
+    {
+        static const char head[] = "POST /v1/streams HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                                   "Transfer-Encoding: chunked\r\n\r\n2;";
+        size_t ext = 100000, hn = sizeof head - 1;
+        char *req = malloc(hn + ext + 32);
+        memcpy(req, head, hn);
+        memset(req + hn, 'a', ext);
+        memcpy(req + hn + ext, "\r\n{}\r\n0\r\n\r\n", 11);
+        http_raw(port, req, hn + ext + 11, &r);
+        ck_assert_msg(r.status >= 400 && r.status < 500, "100 KB chunk extension: status %d", r.status);
+        http_resp_free(&r);
+        free(req);
+    }
+
+    /* a body far over --max-body, sent whole before reading: the 413 is read */
+    size_t big_n = (size_t)8 << 20;
+    char *big = calloc(1, big_n);
+    snprintf(path, sizeof path, "/v1/streams/%s/frames", id);
+    http_do(port, "POST", path, "Content-Type: image/png\r\n", big, big_n, &r);
+    expect_error(&r, 413, "max-body");
+    http_resp_free(&r);
+    free(big);
+    free(png);
+
+    /* no 5xx anywhere above, and the stream still works */
+    http_do(port, "GET", "/metrics", NULL, NULL, 0, &r);
+    ck_assert_ptr_null(strstr(r.body, "vttt_http_errors_total{code=\"5"));
+    http_resp_free(&r);
+    int32_t tok[P];
+    ck_assert_int_eq(post_json(-1, port, id, rgb, tok), 200);
+    vttt_server_stop(&srv);
+    tu_rm_rf(f.dir);
+}
+END_TEST
+
+/* The request judge without sockets (serve_request.h), as a fuzz target
+ * calls it: route, id, query values and the decoded frame of a good
+ * request; the refusals of bad ones. */
+static int judge(const serve_rules *rules, const char *method, const char *target, const serve_header *h, int nh,
+                 const void *body, size_t n, serve_decision *d) {
+    serve_http q = {method, target, strlen(target), h, nh, body, n};
+    return serve_http_decide(rules, &q, d);
+}
+
+START_TEST(test_request_judge) {
+    serve_rules rules = {S, 16, 1 << 20, "tok"};
+    serve_header auth = {"Authorization", "Bearer tok"};
+    serve_header raw[] = {auth, {"Content-Type", "application/octet-stream"}, {"Content-Length", "3072"}};
+    uint8_t rgb[FB];
+    make_frame(rgb, 4, 1);
+    serve_decision d;
+    ck_assert_int_eq(judge(&rules, "POST", "/v1/streams/0123456789abcdef/frames?width=32&height=32&horizon=3&format=json",
+                           raw, 3, rgb, FB, &d), 0);
+    ck_assert_int_eq(d.route, SERVE_ROUTE_FRAMES);
+    ck_assert_str_eq(d.id, "0123456789abcdef");
+    ck_assert_int_eq(d.horizon, 3);
+    ck_assert_int_eq(d.want, SERVE_OUT_JSON);
+    ck_assert_ptr_nonnull(d.rgb);
+    ck_assert_mem_eq(d.rgb, rgb, FB);
+    serve_decision_clear(&d);
+    ck_assert_ptr_null(d.rgb);
+    /* the model not loaded yet: judged, not decoded */
+    serve_rules loading = rules;
+    loading.frame_size = 0;
+    ck_assert_int_eq(judge(&loading, "POST", "/v1/streams/0123456789abcdef/frames", raw, 3, rgb, FB, &d), 0);
+    ck_assert_ptr_null(d.rgb);
+
+    ck_assert_int_eq(judge(&rules, "GET", "/health", NULL, 0, NULL, 0, &d), 0);
+    ck_assert_int_eq(d.route, SERVE_ROUTE_HEALTH);
+    ck_assert_int_eq(judge(&rules, "GET", "/metrics", NULL, 0, NULL, 0, &d), 401);
+    ck_assert_int_eq(judge(&rules, "GET", "/metrics", &auth, 1, NULL, 0, &d), 0);
+    ck_assert_int_eq(judge(&rules, "PUT", "/metrics", &auth, 1, NULL, 0, &d), 405);
+    ck_assert_str_eq(d.allow, "GET");
+    ck_assert_int_eq(judge(&rules, "DELETE", "/v1/streams/0123456789ABCDEF", &auth, 1, NULL, 0, &d), 404);
+    ck_assert_int_eq(judge(&rules, "DELETE", "/v1/streams/0123456789abcdef", &auth, 1, NULL, 0, &d), 0);
+    ck_assert_int_eq(d.route, SERVE_ROUTE_DELETE);
+    /* a NUL inside the target (its length says where it ends) */
+    serve_http q = {"GET", "/health\0/x", 10, NULL, 0, NULL, 0};
+    ck_assert_int_eq(serve_http_decide(&rules, &q, &d), 400);
+    ck_assert_int_eq(judge(&rules, "GET", "/heal%74h", NULL, 0, NULL, 0, &d), 0);
+    ck_assert_int_eq(judge(&rules, "GET", "/health%7f", NULL, 0, NULL, 0, &d), 400);
+    ck_assert_int_eq(judge(&rules, "GET", "health", NULL, 0, NULL, 0, &d), 400);
+    /* framing: refused before the body, and the connection is to close */
+    serve_header two[] = {auth, {"Content-Length", "2"}, {"content-length", "2"}};
+    ck_assert_int_eq(judge(&rules, "POST", "/v1/streams", two, 3, "{}", 2, &d), 400);
+    ck_assert(d.close);
+    serve_header big[] = {auth, {"Content-Length", "2000000"}};
+    serve_http head = {"POST", "/v1/streams", 11, big, 2, NULL, 0};
+    ck_assert_int_eq(serve_http_head(&rules, &head, &d), 413);
+    ck_assert(!d.close);
+    /* bodies */
+    serve_header json[] = {auth, {"Content-Type", "application/json"}};
+    ck_assert_int_eq(judge(&rules, "POST", "/v1/streams", json, 2, "{}", 2, &d), 0);
+    ck_assert(!d.snapshot_body);
+    ck_assert_int_eq(judge(&rules, "POST", "/v1/streams", json, 2, "{} x", 4, &d), 400);
+    ck_assert_int_eq(judge(&rules, "POST", "/v1/streams", &auth, 1, "SNAP", 4, &d), 0);
+    ck_assert(d.snapshot_body);
+    ck_assert_int_eq(judge(&rules, "POST", "/v1/streams/0123456789abcdef/frames?width=32&height=16", raw, 3, rgb,
+                           (size_t)S * 16 * 3, &d), 422);
+    ck_assert_int_eq(judge(&rules, "POST", "/v1/streams/0123456789abcdef/frames?width=32&height=32&horizon=17", raw, 3,
+                           rgb, FB, &d), 400);
+    ck_assert_ptr_null(d.rgb);
+}
+END_TEST
+
+/* ---- slow clients --------------------------------------------------------- */
+/* 2,000 connections from 127.0.0.2 each send a request line, then one
+ * header line a second, never finishing; a connection the server closes
+ * is opened again a second later. Meanwhile a well-behaved client on
+ * 127.0.0.1 asks /health on fresh connections and pushes frames on a
+ * keep-alive stream connection; both must be answered within a second
+ * throughout. */
+static double mono_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+#define SLOW_CONNS 2000
+#define SLOW_SECONDS 20.0
+#define SLOW_DEADLINE 3.0
+
+typedef struct {
+    int port;
+    atomic_int stop;
+    int opened, open_failed, closed_soon, closed_late;   /* closed by the server within 0.5 s of opening, or later */
+} slow_attack;
+
+static int slow_connect(int port) {
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    if (fd < 0) return -1;
+    struct sockaddr_in a;
+    memset(&a, 0, sizeof a);
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(0x7f000002);   /* 127.0.0.2: another client address than the control client's */
+    struct timeval tv = {1, 0};
+    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+    if (bind(fd, (struct sockaddr *)&a, sizeof a) == 0) {
+        a.sin_port = htons((uint16_t)port);
+        a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        if (connect(fd, (struct sockaddr *)&a, sizeof a) == 0) return fd;
+    }
+    close(fd);
+    return -1;
+}
+
+static void *slow_attack_main(void *arg) {
+    slow_attack *at = arg;
+    static struct pollfd pfd[SLOW_CONNS];
+    static double opened[SLOW_CONNS], next[SLOW_CONNS];
+    static int line[SLOW_CONNS];
+    for (int i = 0; i < SLOW_CONNS; i++) pfd[i].fd = -1, next[i] = 0;
+    while (!atomic_load(&at->stop)) {
+        double now = mono_s();
+        for (int i = 0; i < SLOW_CONNS; i++) {
+            if (pfd[i].fd < 0 && now >= next[i]) {
+                pfd[i].fd = slow_connect(at->port);
+                pfd[i].events = POLLIN;
+                if (pfd[i].fd < 0) {
+                    at->open_failed++;
+                    next[i] = now + 1.0;
+                    continue;
+                }
+                at->opened++;
+                opened[i] = now, line[i] = 0, next[i] = now;
+            }
+            if (pfd[i].fd >= 0 && now >= next[i]) {   /* one more line of a request that never ends */
+                char buf[64];
+                int k = line[i]++ ? snprintf(buf, sizeof buf, "X-Slow-%d: 1\r\n", line[i])
+                                  : snprintf(buf, sizeof buf, "GET /health HTTP/1.1\r\nHost: x\r\n");
+                if (send(pfd[i].fd, buf, (size_t)k, MSG_NOSIGNAL | MSG_DONTWAIT) < 0 && errno != EAGAIN)
+                    pfd[i].revents = POLLHUP;
+                next[i] = now + 1.0;
+            }
+        }
+        poll(pfd, SLOW_CONNS, 20);
+        now = mono_s();
+        for (int i = 0; i < SLOW_CONNS; i++) {
+            if (pfd[i].fd < 0 || !pfd[i].revents) continue;
+            char buf[512];
+            if (!(pfd[i].revents & (POLLHUP | POLLERR)) && recv(pfd[i].fd, buf, sizeof buf, MSG_DONTWAIT) > 0) continue;
+            if (now - opened[i] < 0.5) at->closed_soon++;
+            else at->closed_late++;
+            close(pfd[i].fd);
+            pfd[i].fd = -1;
+            next[i] = now + 1.0;
+        }
+    }
+    for (int i = 0; i < SLOW_CONNS; i++)
+        if (pfd[i].fd >= 0) close(pfd[i].fd);
+    return NULL;
+}
+
+static int cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+static double pct(double *v, int n, double q) {
+    qsort(v, (size_t)n, sizeof *v, cmp_double);
+    return n ? v[(int)(q * (n - 1))] : NAN;
+}
+
+START_TEST(test_slow_clients) {
+    fixture f;
+    make_fixture(&f);
+    vttt_server_params p = params(&f);
+    p.request_deadline_s = SLOW_DEADLINE;
+    vttt_server *srv = start(&p);
+    int port = vttt_server_port(srv);
+    char id[17];
+    open_stream(port, NULL, id);
+    int ctl = http_connect(port, 2.0);
+    ck_assert_int_ge(ctl, 0);
+    slow_attack at;
+    memset(&at, 0, sizeof at);
+    at.port = port;
+    pthread_t th;
+    ck_assert_int_eq(pthread_create(&th, NULL, slow_attack_main, &at), 0);
+    enum { MAXS = 1000 };
+    static double health_ms[MAXS], frame_ms[MAXS];
+    int nh = 0, nf = 0, held = 0, t = 0;
+    uint8_t rgb[FB];
+    int32_t tok[P];
+    double t0 = mono_s();
+    while (mono_s() - t0 < SLOW_SECONDS && nh < MAXS) {
+        http_resp r;
+        double a = mono_s();
+        int fd = http_connect(port, 2.0);
+        int err = fd < 0 || http_request(fd, "GET", "/metrics", NULL, NULL, 0, &r);
+        if (fd >= 0) close(fd);
+        health_ms[nh++] = 1e3 * (mono_s() - a);
+        ck_assert_msg(!err && r.status == 200, "/metrics unanswered after %.1f s of the attack (%.0f ms)",
+                      mono_s() - t0, health_ms[nh - 1]);
+        const char *open = strstr(r.body, "\nvttt_connections_open ");
+        if (open && atoi(open + 23) > held) held = atoi(open + 23);
+        http_resp_free(&r);
+        a = mono_s();
+        fd = http_connect(port, 2.0);
+        err = fd < 0 || http_request(fd, "GET", "/health", NULL, NULL, 0, &r);
+        if (fd >= 0) close(fd);
+        health_ms[nh++] = 1e3 * (mono_s() - a);
+        ck_assert_msg(!err && r.status == 200, "/health unanswered after %.1f s of the attack (%.0f ms)",
+                      mono_s() - t0, health_ms[nh - 1]);
+        http_resp_free(&r);
+        make_frame(rgb, 6, t++);
+        a = mono_s();
+        int st = post_json(ctl, port, id, rgb, tok);
+        frame_ms[nf++] = 1e3 * (mono_s() - a);
+        ck_assert_msg(st == 200, "control stream: status %d after %.1f s of the attack", st, mono_s() - t0);
+        sleep_s(0.1);
+    }
+    atomic_store(&at.stop, 1);
+    pthread_join(th, NULL);
+    close(ctl);
+    double cut = metric(port, "vttt_connections_cut_total");
+    double hp50 = pct(health_ms, nh, 0.5), hp99 = pct(health_ms, nh, 0.99), hmax = health_ms[nh - 1];
+    double fp50 = pct(frame_ms, nf, 0.5), fp99 = pct(frame_ms, nf, 0.99), fmax = frame_ms[nf - 1];
+    fprintf(stderr,
+            "test_serve: slow clients: %d connections from 127.0.0.2 trickling a header line a second for %.0f s: "
+            "%d connects (%d failed), %d closed by the server within 0.5 s (over --max-connections-per-ip), %d "
+            "later; the server held at most %d connections and cut %.0f at the %.0f s --request-deadline. During "
+            "it (127.0.0.1): /health and /metrics p50 %.1f ms p99 %.1f ms max %.1f ms (%d requests), control "
+            "stream frames p50 %.1f ms p99 %.1f ms max %.1f ms (%d frames)\n",
+            SLOW_CONNS, SLOW_SECONDS, at.opened, at.open_failed, at.closed_soon, at.closed_late, held, cut,
+            SLOW_DEADLINE, hp50, hp99, hmax, nh, fp50, fp99, fmax, nf);
+    ck_assert_msg(hmax < 1000 && fmax < 1000, "an answer took over a second: /health %.0f ms, frames %.0f ms", hmax, fmax);
+    ck_assert_int_gt(at.closed_soon, 0);                   /* the per-address cap turned connections away */
+    ck_assert(cut > 0);                                    /* the deadline cut trickling ones */
+    ck_assert_int_le(held, p.max_connections_per_ip + 4);  /* the attacker's 256, the checker's few */
+    vttt_server_stop(&srv);
+    tu_rm_rf(f.dir);
+}
+END_TEST
+
 int main(void) {
     signal(SIGPIPE, SIG_IGN);
     TCase *tc = tcase_create("serve");
@@ -961,5 +1318,8 @@ int main(void) {
     tcase_add_test(tc, test_bearer_token);
     tcase_add_test(tc, test_client_disconnect);
     tcase_add_test(tc, test_stop_drains_and_load_failure);
+    tcase_add_test(tc, test_strict_http);
+    tcase_add_test(tc, test_request_judge);
+    tcase_add_test(tc, test_slow_clients);
     return tu_run("serve", tc, CK_FORK_GETENV);
 }

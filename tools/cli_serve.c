@@ -44,6 +44,14 @@ static int usage(int status) {
             "  --model-threads N     OpenMP/OpenBLAS threads for the model (0, the default: OMP_NUM_THREADS\n"
             "                        or all cores; small work runs on one of them whatever N)\n"
             "  --drain S             on SIGTERM, how long in-flight requests get (30)\n"
+            "  --max-connections N   open client connections (1024; fewer where ulimit -n is lower, which the\n"
+            "                        daemon raises to its hard limit); more are answered 503 and closed\n"
+            "  --max-connections-per-ip N\n"
+            "                        connections from one client address (256; 0 no limit); more are closed\n"
+            "                        at once (behind a proxy every client has the proxy's address)\n"
+            "  --request-deadline S  a connection must deliver a whole request, head and body, within S seconds\n"
+            "                        of opening or of its last answer, however slowly it sends, or it is\n"
+            "                        closed (30)\n"
             "  --quiet               errors only\n"
             "SIGTERM/SIGINT: stop accepting, drain, exit 0. Exit 1 when the model cannot load.\n");
     return status;
@@ -91,6 +99,10 @@ static int parse_args(int argc, char **argv, vttt_server_params *p, int *quiet, 
         else if (!strcmp(a, "--threads")) bad = parse_num(a, v, 1, 256, &x), p->http_threads = (int)x;
         else if (!strcmp(a, "--model-threads")) bad = parse_num(a, v, 0, 1024, &x), p->model_threads = (int)x;
         else if (!strcmp(a, "--drain")) bad = parse_num(a, v, 0, 1e6, &x), p->drain_s = x;
+        else if (!strcmp(a, "--max-connections")) bad = parse_num(a, v, 1, 1e6, &x), p->max_connections = (int)x;
+        else if (!strcmp(a, "--max-connections-per-ip"))
+            bad = parse_num(a, v, 0, 1e6, &x), p->max_connections_per_ip = (int)x;
+        else if (!strcmp(a, "--request-deadline")) bad = parse_num(a, v, 0.001, 86400, &x), p->request_deadline_s = x;
         else {
             fprintf(stderr, CMD ": unknown option %s (vttt serve --help)\n", a);
             return 2;

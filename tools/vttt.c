@@ -31,7 +31,8 @@ static const cli_command commands[] = {
                 "decoder)", cli_encoder},
     {"plot", "loss curves of training runs as a PNG: `vttt plot --out PNG RUN_DIR...`", cli_plot},
     {"serve", "next-frame prediction over HTTP: `vttt serve --model DIR --encoder DIR [--listen 127.0.0.1:PORT] "
-              "[--token T] ...`; `vttt bench serve [--streams 1,8,64]` measures it", cli_serve},
+              "[--token T] [--max-connections 1024] [--max-connections-per-ip 256] [--request-deadline 30] ...` (limits: "
+              "`vttt serve --help`); `vttt bench serve [--streams 1,8,64]` measures it", cli_serve},
     {"predict", "next-frame prediction over a video file, scored against baselines: `vttt predict --model DIR "
                 "--encoder DIR --video FILE --out OUT [--horizon K]`; `vttt bench stream` times a stream", cli_predict},
     {"lm", "use a language model: `vttt lm score|loss-by-position|sample --model DIR ...`", cli_lm},
