@@ -1130,6 +1130,42 @@ START_TEST(test_request_judge) {
 }
 END_TEST
 
+/* Past --max-connections a request is answered 503 (Retry-After, the
+ * connection closed); once the deadline has cut the idle connections that
+ * fill the daemon, it answers again. */
+START_TEST(test_connection_cap) {
+    fixture f;
+    make_fixture(&f);
+    vttt_server_params p = params(&f);
+    p.max_connections = 4, p.request_deadline_s = 1.0;
+    vttt_server *srv = start(&p);
+    int port = vttt_server_port(srv);
+    int idle[4];
+    for (int i = 0; i < 4; i++) ck_assert_int_ge(idle[i] = http_connect(port, 5), 0);
+    sleep_s(0.2);   /* accepted */
+    http_resp r;
+    char hv[32];
+    http_do(port, "GET", "/health", NULL, NULL, 0, &r);
+    expect_error(&r, 503, "max-connections");
+    ck_assert_ptr_nonnull(http_header(&r, "Retry-After", hv, sizeof hv));
+    ck_assert_str_eq(http_header(&r, "Connection", hv, sizeof hv), "close");
+    http_resp_free(&r);
+    char c;
+    for (int i = 0; i < 4; i++) {   /* cut at the deadline: end of file */
+        ck_assert_int_le(recv(idle[i], &c, 1, 0), 0);
+        close(idle[i]);
+    }
+    sleep_s(0.1);
+    http_do(port, "GET", "/health", NULL, NULL, 0, &r);
+    ck_assert_int_eq(r.status, 200);
+    http_resp_free(&r);
+    ck_assert(metric(port, "vttt_connections_cut_total") >= 4);
+    ck_assert(metric(port, "vttt_connections_refused_total") == 1);
+    vttt_server_stop(&srv);
+    tu_rm_rf(f.dir);
+}
+END_TEST
+
 /* ---- slow clients --------------------------------------------------------- */
 /* 2,000 connections from 127.0.0.2 each send a request line, then one
  * header line a second, never finishing; a connection the server closes
@@ -1320,6 +1356,7 @@ int main(void) {
     tcase_add_test(tc, test_stop_drains_and_load_failure);
     tcase_add_test(tc, test_strict_http);
     tcase_add_test(tc, test_request_judge);
+    tcase_add_test(tc, test_connection_cap);
     tcase_add_test(tc, test_slow_clients);
     return tu_run("serve", tc, CK_FORK_GETENV);
 }
