@@ -31,7 +31,16 @@ extern "C" {
  * timestamp exactly as FFmpeg's fps filter chooses them (frames dropped or
  * repeated; variable frame rate sources included). The geometry matches the
  * ffmpeg command line: center crop as `crop=min(iw,ih):min(iw,ih)`, then
- * `scale=S:S` with the same swscale algorithm and colour matrix. */
+ * `scale=S:S` with the same swscale algorithm and colour matrix.
+ *
+ * No source blocks forever: opening must end within open_timeout_s and each
+ * read within stall_timeout_s (an interrupt callback; rw_timeout for the
+ * network protocols), else VTTT_EIO "timed out opening" / "stalled". A
+ * FIFO is read without blocking in open(2) (O_NONBLOCK, a poll()ing
+ * AVIOContext), so a FIFO nobody writes to times out; character devices
+ * and sockets are refused ("not a regular file or stream"). "pipe:N" is
+ * read by FFmpeg with blocking reads (no stall limit); DNS lookups cannot
+ * be interrupted. */
 
 typedef enum {
     VTTT_VIDEO_FIT_CROP = 0,     /* center crop to a square, then scale (default) */
@@ -64,6 +73,8 @@ typedef struct vttt_video_params {
     vttt_video_hwaccel hwaccel; /* none */
     int lenient;                /* 0: any decode error or concealed damage ends the stream with an
                                  * error; 1: damage the decoder conceals is only logged */
+    double open_timeout_s;      /* opening and probing the source must end within this, s; 30; <= 0: no limit */
+    double stall_timeout_s;     /* each read must bring data within this, s; 30; <= 0: no limit */
 } vttt_video_params;
 vttt_video_params vttt_video_default_params(void);
 

@@ -42,8 +42,14 @@ static int fail(video_decoder *d, int code, const char *what, int averr) {
 }
 
 /* Why avformat_open_input failed, in words a user can act on. */
-static int open_failed(video_decoder *d, const char *url, int averr) {
+static int open_failed(video_decoder *d, const char *url, int averr, const char *why) {
     struct stat st;
+    char w[200];
+    if (*why) return fail(d, VTTT_EIO, why, 0);
+    if (d->timed_out || averr == AVERROR(ETIMEDOUT)) {
+        snprintf(w, sizeof w, "timed out opening: no data within %g s (--open-timeout)", d->limit_s);
+        return fail(d, VTTT_EIO, w, 0);
+    }
     if (averr == AVERROR_INVALIDDATA && !strstr(url, ":") && stat(url, &st) == 0) {
         if (S_ISREG(st.st_mode) && st.st_size == 0)
             return fail(d, VTTT_EFORMAT, "cannot open: empty file (0 bytes)", 0);
@@ -159,22 +165,26 @@ static int seek_start(video_decoder *d, double start_s) {
 int video_decoder_open(video_decoder *d, const char *url, const vttt_video_params *p,
                        vttt_video_info *info, const vttt_logger *lg) {
     memset(d, 0, sizeof *d);
+    d->fd = -1;
     d->lg = lg;
     d->lenient = p->lenient;
     d->last_pts = AV_NOPTS_VALUE;
     d->stream = -1;
     d->url = url;
-    int ret = avformat_open_input(&d->fmt, url, NULL, NULL);
+    char why[160];
+    int ret = video_source_open(d, url, p, why, sizeof why);
     if (ret < 0) {
-        ret = open_failed(d, url, ret);
+        ret = open_failed(d, url, ret, why);
         video_decoder_close(d);
         return ret;
     }
     if ((ret = avformat_find_stream_info(d->fmt, NULL)) < 0) {
-        ret = fail(d, map_averr(ret), "cannot read stream information", ret);
+        ret = d->timed_out || ret == AVERROR(ETIMEDOUT) ? open_failed(d, url, ret, "")
+                                                        : fail(d, map_averr(ret), "cannot read stream information", ret);
         video_decoder_close(d);
         return ret;
     }
+    video_source_arm(d, 0);
     const AVCodec *codec = NULL;
     ret = av_find_best_stream(d->fmt, AVMEDIA_TYPE_VIDEO, -1, -1, &codec, 0);
     if (ret < 0 || (d->fmt->streams[ret]->disposition & AV_DISPOSITION_ATTACHED_PIC)) {
@@ -195,7 +205,10 @@ int video_decoder_open(video_decoder *d, const char *url, const vttt_video_param
     else ret = open_decoder(d, codec, p);
     if (ret == 0) {
         fill_info(d, codec, info);
+        d->stall_s = p->stall_timeout_s;
+        video_source_arm(d, d->stall_s);
         ret = seek_start(d, p->start_s);
+        video_source_arm(d, 0);
     }
     if (ret < 0) video_decoder_close(d);
     return ret;
@@ -215,13 +228,17 @@ static int frame_damaged(const AVFrame *f) {
 
 /* Describes damage at the current position: "<what> after <t> s: <reason>",
  * t in seconds from the start of the file. */
-static int damage(video_decoder *d, const char *what, int averr) {
-    char w[160];
+static int damage_at(video_decoder *d, int code, const char *what, int averr) {
+    char w[200];
     if (d->last_pts != AV_NOPTS_VALUE)
         snprintf(w, sizeof w, "%s after %.3f s of video", what, d->last_pts * av_q2d(d->tb) + d->start_s);
     else
         snprintf(w, sizeof w, "%s before the first frame", what);
-    return fail(d, averr == AVERROR(EIO) ? VTTT_EIO : VTTT_EFORMAT, w, averr);
+    return fail(d, code, w, averr);
+}
+
+static int damage(video_decoder *d, const char *what, int averr) {
+    return damage_at(d, averr == AVERROR(EIO) ? VTTT_EIO : VTTT_EFORMAT, what, averr);
 }
 
 /* Downloads a hw frame into sw_frame; returns the frame to use. */
@@ -262,7 +279,14 @@ static int accept_frame(video_decoder *d, vttt_video_info *info) {
 /* Reads the next packet of our stream into the decoder, or starts draining
  * at the end of the input. */
 static int feed(video_decoder *d, vttt_video_info *info) {
+    video_source_arm(d, d->stall_s);
     int ret = av_read_frame(d->fmt, d->pkt);
+    video_source_arm(d, 0);
+    if (ret < 0 && ret != AVERROR_EOF && (d->timed_out || ret == AVERROR(ETIMEDOUT))) {
+        char w[160];
+        snprintf(w, sizeof w, "stalled: no data from the source for %g s (--stall-timeout)", d->stall_s);
+        return damage_at(d, VTTT_EIO, w, 0);
+    }
     if (ret == AVERROR_EOF) {
         d->demux_eof = 1;
         avcodec_send_packet(d->dec, NULL);
@@ -314,7 +338,7 @@ int video_decoder_receive(video_decoder *d, AVFrame **out, vttt_video_info *info
 
 void video_decoder_close(video_decoder *d) {
     avcodec_free_context(&d->dec);
-    avformat_close_input(&d->fmt);
+    video_source_close(d);
     av_packet_free(&d->pkt);
     av_frame_free(&d->frame);
     av_frame_free(&d->sw_frame);

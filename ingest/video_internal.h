@@ -34,7 +34,25 @@ typedef struct video_decoder {
     const vttt_logger *lg;
     const char *url;        /* for messages; owned by vttt_video */
     char err[512];          /* the reason of the last error */
+    /* deadlines (video_source.c) */
+    int64_t deadline_us;    /* av_gettime_relative() past which waiting for the source ends; INT64_MAX: none */
+    double limit_s;         /* the limit that deadline enforces, s, for messages */
+    double stall_s;         /* each read of the demuxer must end within this, s (<= 0: no limit) */
+    int timed_out;          /* a wait ended at the deadline */
+    int fd;                 /* a FIFO opened here (-1: none) */
+    AVIOContext *custom_pb; /* its AVIOContext (owned) */
 } video_decoder;
+
+/* Allocates d->fmt with the deadline's interrupt callback, arms the open
+ * deadline (p->open_timeout_s) and opens url: a FIFO through a
+ * non-blocking AVIOContext, a character device or socket refused (why
+ * says so; AVERROR(EINVAL)), anything else by FFmpeg (rw_timeout set from
+ * p->stall_timeout_s). Returns avformat_open_input's code; d->timed_out
+ * when the deadline ended a wait. video_source_close frees in every case. */
+int video_source_open(video_decoder *d, const char *url, const vttt_video_params *p, char *why, size_t why_n);
+/* Waits for the source end seconds from now (<= 0: no deadline). */
+void video_source_arm(video_decoder *d, double seconds);
+void video_source_close(video_decoder *d);
 
 /* Opens url, finds the best video stream, opens its decoder (frame threads,
  * optional CUDA hwaccel), seeks to p->start_s and fills info. Returns 0 or a

@@ -43,6 +43,8 @@ vttt_video_params vttt_video_default_params(void) {
     p.fit = VTTT_VIDEO_FIT_CROP;
     p.scaler = VTTT_VIDEO_SCALER_BICUBIC;
     p.hwaccel = VTTT_VIDEO_HWACCEL_NONE;
+    p.open_timeout_s = 30;
+    p.stall_timeout_s = 30;
     return p;
 }
 
@@ -57,6 +59,10 @@ static int check_params(const vttt_video_params *p, const vttt_logger *lg) {
     }
     if (p->start_s < 0 || p->start_s != p->start_s || p->duration_s != p->duration_s) {
         vttt_log(lg, VTTT_LOG_ERROR, "bad time range: start %g s, duration %g s", p->start_s, p->duration_s);
+        return VTTT_EINVAL;
+    }
+    if (!(p->open_timeout_s <= 1e9) || !(p->stall_timeout_s <= 1e9)) { /* NaN too */
+        vttt_log(lg, VTTT_LOG_ERROR, "bad timeouts: open %g s, stall %g s", p->open_timeout_s, p->stall_timeout_s);
         return VTTT_EINVAL;
     }
     if ((unsigned)p->fit > VTTT_VIDEO_FIT_STRETCH || (unsigned)p->scaler > VTTT_VIDEO_SCALER_POINT ||

@@ -2,7 +2,8 @@
 # `vttt ingest video` and `vttt frames` end to end: exit statuses, the
 # manifest, frames equal to the ffmpeg command line's (ffmpeg's own psnr
 # filter, >= 40 dB), PNG and raw dumps, --list and --shard, resuming after
-# kill -9. Usage: ingest_cli.sh path/to/vttt
+# kill -9, sources that never deliver (FIFOs, devices, silent servers)
+# ending within the timeouts. Usage: ingest_cli.sh path/to/vttt
 set -u
 VTTT=${1:?usage: ingest_cli.sh path/to/vttt}
 # shellcheck source=tests/lib.sh
@@ -98,5 +99,33 @@ ls "$T/k" | grep -q '\.tmp$' && fail "a .tmp shard is left after resume"
 for s in "$T"/k/*.vfr; do
     "$VTTT" frames info --shard "$s" | grep -q '"frames": 150' || fail "$s is not complete"
 done
+
+# sources that never deliver: a FIFO nobody writes to, one whose writer
+# stops, character devices, a server that accepts and never answers, one
+# that stops part way (loopback only). Each ends with its own manifest
+# line within the timeouts, the good source beside them is done, and the
+# whole job runs under `timeout` so that a hang fails instead of hanging CI.
+mkfifo "$T/silent.fifo" "$T/stops.fifo"
+mk testsrc2=size=160x120:rate=10:duration=3 stream.mkv -c:v mpeg4
+(head -c 4000 "$T/stream.mkv"; exec sleep 30) >"$T/stops.fifo" &
+WRITER=$!
+python3 "$(dirname "${BASH_SOURCE[0]}")/stall_server.py" "$T/stream.mkv" "$T/port" &
+SERVER=$!
+tl_wait_for "$T/port" 10 || fail "the stalling server did not start"
+URL=http://127.0.0.1:$(cat "$T/port")
+SRC=("$T/silent.fifo" "$T/stops.fifo" /dev/zero /dev/null "$URL/silent.mkv" "$URL/stops.mkv" "$T/a.mp4")
+expect_status 1 "sources that never deliver" -- timeout 60 "$VTTT" ingest video --out "$T/h" --fps 10 --jobs 3 \
+    --open-timeout 2 --stall-timeout 2 "${SRC[@]}"
+kill "$WRITER" "$SERVER" 2>/dev/null
+wait "$WRITER" "$SERVER" 2>/dev/null
+[ "$(wc -l <"$T/h/manifest.jsonl")" = 7 ] || fail "not one manifest line for each of 7 sources"
+line() { grep -F "\"source\":\"$1\"" "$T/h/manifest.jsonl"; }
+for want in "$T/silent.fifo|timed out opening" "$T/stops.fifo|stalled: no data" "/dev/zero|not a regular file or stream" \
+    "/dev/null|not a regular file or stream" "$URL/silent.mkv|timed out opening" "$URL/stops.mkv|stalled: no data"; do
+    src=${want%%|*}
+    line "$src" | grep -q "\"status\":\"error\".*${want#*|}" || fail "$src: not '${want#*|}': $(line "$src")"
+done
+line "$T/a.mp4" | grep -q '"status":"ok"' || fail "the good source beside them: $(line "$T/a.mp4")"
+expect_status 2 "bad --stall-timeout" -- "$VTTT" ingest video --out "$T/o" --stall-timeout -1 "$T/a.mp4"
 
 tl_finish "ingest_cli: all checks passed"

@@ -38,6 +38,10 @@ static void usage(FILE *f) {
             "  --retry-failed   redo sources an earlier run recorded as failed\n"
             "  --lenient        accept damage the decoder conceals (default: damaged sources fail)\n"
             "  --hwaccel MODE   none | cuda (NVDEC; falls back to software with a message)\n"
+            "  --open-timeout S a source must open within S seconds (30; 0: no limit), else it fails\n"
+            "                   \"timed out opening\" (a FIFO nobody writes to, a silent server)\n"
+            "  --stall-timeout S each read must bring data within S seconds (30; 0: no limit), else the\n"
+            "                   source fails \"stalled\"; character devices and sockets are refused\n"
             "  --progress SEC   seconds between progress lines (1; 0: none)\n"
             "  --quiet          no progress lines\n"
             "  --verbose        show FFmpeg's own warnings\n"
@@ -129,6 +133,15 @@ static int parse_int(const char *s, int lo, int hi, int *out) {
     return 0;
 }
 
+/* A number of seconds, 0 (no limit) up to a year. */
+static int parse_seconds(const char *s, double *out) {
+    char *end;
+    double v = strtod(s, &end);
+    if (!*s || *end || !(v >= 0 && v <= 3.2e7)) return -1;
+    *out = v;
+    return 0;
+}
+
 /* "i/N", or "mpi": this process's rank and the world size from the
  * launcher's environment (Open MPI, MPICH/PMI, Slurm). */
 static int parse_shard(const char *s, int *i, int *n) {
@@ -180,6 +193,8 @@ static int parse_option(options *o, int argc, char **argv, int *i) {
     else if (!strcmp(a, "--threads")) bad = parse_int(v, 0, 1024, &vp->threads) < 0;
     else if (!strcmp(a, "--shard")) bad = parse_shard(v, &o->job.shard_index, &o->job.shard_count) < 0;
     else if (!strcmp(a, "--progress")) o->job.progress_s = atof(v);
+    else if (!strcmp(a, "--open-timeout")) bad = parse_seconds(v, &vp->open_timeout_s) < 0;
+    else if (!strcmp(a, "--stall-timeout")) bad = parse_seconds(v, &vp->stall_timeout_s) < 0;
     else if (!strcmp(a, "--hwaccel")) {
         if (!strcmp(v, "cuda")) vp->hwaccel = VTTT_VIDEO_HWACCEL_CUDA;
         else if (!strcmp(v, "none")) vp->hwaccel = VTTT_VIDEO_HWACCEL_NONE;

@@ -14,4 +14,4 @@ $SUDO apt-get install -y --no-install-recommends \
     libavformat-dev libavcodec-dev libavutil-dev libswscale-dev libavfilter-dev ffmpeg \
     libopenmpi-dev openmpi-bin \
     libmicrohttpd-dev libssl-dev curl \
-    python3-pip
+    python3 python3-pip

@@ -24,7 +24,7 @@ static const cli_command commands[] = {
      bench_dispatch},
     {"tokenizer", "byte-level BPE: `vttt tokenizer train|encode|decode|info ...`", cli_tokenizer},
     {"textgen", "generate English-like example text: `vttt textgen [--bytes N] [--seed S] [--out FILE]`", cli_textgen},
-    {"ingest", "ingestion jobs: `vttt ingest video --out DIR [--fps R] [--size S] [--jobs N] FILES...`, `vttt ingest text ...`", cli_ingest},
+    {"ingest", "ingestion jobs: `vttt ingest video --out DIR [--fps R] [--size S] [--jobs N] [--open-timeout S] [--stall-timeout S] FILES...` (a source that does not open or stalls for S s, 30 by default, fails; the job goes on), `vttt ingest text ...`", cli_ingest},
     {"frames", "inspect frame shards: `vttt frames dump --shard F [--png DIR | --raw] [--start N --count M]`", cli_frames},
     {"train", "train a language model on token shards: `vttt train --data DIR --out DIR [--layer ttt_mlp|ttt_linear|attention] ...`", cli_train},
     {"encoder", "the frame tokenizer: `vttt encoder train|eval|encode|decode|bench ...` (conv encoder, FSQ tokens, "
