@@ -49,7 +49,8 @@ die() { echo "video_corpus: $*" >&2; exit 1; }
 for tool in ffmpeg ffprobe dpkg-deb python3; do
     command -v "$tool" >/dev/null || die "$tool is needed (bash tools/deps.sh installs it)"
 done
-if [ -e "$OUT" ] && [ ! -e "$OUT/split.txt" ] && [ -n "$(ls -A "$OUT" | grep -vx .building)" ]; then
+if [ -e "$OUT" ] && [ ! -e "$OUT/split.txt" ] &&
+    [ -n "$(find "$OUT" -mindepth 1 -maxdepth 1 ! -name .building -print -quit)" ]; then
     die "$OUT exists, is not empty and holds no split.txt: give a new or an earlier corpus directory"
 fi
 
@@ -116,6 +117,7 @@ row() { printf '%s %s %s %s %s\n' "$@" >>"$STAGE/rows"; }
 # job COMMAND: the next ffmpeg run, a script of its own in $STAGE/jobs.
 job() {
     NJOB=$((NJOB + 1))
+    # shellcheck disable=SC2016 # $0 is the job script's name, when it runs
     printf 'set -e\ntrap '\''echo "video_corpus: failed: $0" >&2'\'' ERR\n%s\n' "$1" >"$STAGE/jobs/$(printf %03d $NJOB).sh"
 }
 
@@ -163,7 +165,7 @@ seg() {
     esac
     f+=",scale=$MAXSIDE:$MAXSIDE:flags=bicubic,setsar=1,format=yuv420p"
     PHOTO_IN+=(-loop 1 -framerate "$fps" -t "$sec" -i "$ROOT/$photo")
-    PHOTO_VF+="$f[s$((i / 8))];"
+    PHOTO_VF+="${f}[s$((i / 8))];"
 }
 
 # photo SPLIT NAME PACKAGE KIND: the photo clip of the segments added since
