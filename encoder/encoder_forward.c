@@ -74,11 +74,25 @@ static int upload_input(vttt_encoder *e, const float *img, int N) {
     return e->be->to_device(e->be->ctx, e->x, e->h_y, n * sizeof(float));
 }
 
+/* VTTT_ENAN with a message when x (n) holds a non-finite value: weights
+ * that overflow make NaN latents or pixels, which must not become
+ * tokens or black pixels silently. */
+static int check_finite(const vttt_encoder *e, const float *x, size_t n, const char *what) {
+    for (size_t i = 0; i < n; i++) {
+        if (isfinite(x[i])) continue;
+        vttt_log(&e->log, VTTT_LOG_ERROR, "tokenizer: the %s holds a non-finite value (%g at index %zu); the weights "
+                 "overflow (check the tokenizer)", what, (double)x[i], i);
+        return VTTT_ENAN;
+    }
+    return VTTT_OK;
+}
+
 /* z (the encoder's output) to the host, FSQ, q back to the backend. */
 static int quantize(vttt_encoder *e, int N, int32_t *codes) {
     int G = e->cfg.image_size / 8, P = G * G;
     size_t n = (size_t)N * e->cfg.num_levels * P;
     int err = e->be->to_host(e->be->ctx, e->h_z, e->L[e->n_enc - 1].y, n * sizeof(float));
+    if (!err) err = check_finite(e, e->h_z, n, "encoder's output (latents)");
     if (err) return err;
     enc_fsq_forward(&e->cfg, e->h_q, codes, e->h_z, N, P, e->fsq_bypass);
     return e->be->to_device(e->be->ctx, e->q, e->h_q, n * sizeof(float));
@@ -106,7 +120,6 @@ int enc_forward_f(vttt_encoder *e, const float *img, int N, float *loss) {
 }
 
 int vttt_encoder_forward(vttt_encoder *e, const uint8_t *frames, int N, int train, float *loss, uint8_t *recon) {
-    (void)train; /* the activations are kept either way; a backward needs a forward first */
     if (N < 1 || !frames) {
         vttt_log(&e->log, VTTT_LOG_ERROR, "tokenizer forward: %d frames", N);
         return VTTT_EINVAL;
@@ -115,6 +128,8 @@ int vttt_encoder_forward(vttt_encoder *e, const uint8_t *frames, int N, int trai
     if (err) return err;
     enc_frames_to_img(e->h_img, frames, N, S);
     if ((err = enc_forward_f(e, e->h_img, N, loss))) return err;
+    /* training: the trainer checks the loss (and says it stops there) */
+    if (!train && (err = check_finite(e, e->h_y, (size_t)N * 3 * S * S, "decoder's output"))) return err;
     if (recon) enc_y_to_frames(recon, e->h_y, N, S);
     return VTTT_OK;
 }
@@ -156,6 +171,7 @@ int vttt_encoder_decode(vttt_encoder *e, const int32_t *tokens, int N, uint8_t *
         err = e->be->to_device(e->be->ctx, e->q, e->h_q, nq * sizeof(float));
         if (!err) err = enc_layers_forward(e, e->n_enc, e->n_layers, n);
         if (!err) err = e->be->to_host(e->be->ctx, e->h_y, e->L[e->n_layers - 1].y, ny * sizeof(float));
+        if (!err) err = check_finite(e, e->h_y, ny, "decoder's output");
         if (!err) enc_y_to_frames(frames + (size_t)n0 * S * S * 3, e->h_y, n, S);
     }
     return err;

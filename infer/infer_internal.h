@@ -34,7 +34,9 @@ struct vttt_stream {
 
 /* Makes the predictor's scratch hold `rows` token rows. */
 int infer_scratch_reserve(vttt_predictor *p, size_t rows);
-/* out (n) = argmax over V of each row of logits (n, V); ties: lowest id. */
-void infer_argmax(const float *logits, int n, int V, int32_t *out);
+/* out (n) = argmax over V of each row of logits (n, V); ties: lowest id.
+ * A non-finite logit is VTTT_ENAN with a message (out may be NULL: the
+ * check alone). */
+int infer_argmax(const vttt_predictor *p, const float *logits, int n, int32_t *out);
 
 #endif

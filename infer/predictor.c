@@ -2,6 +2,7 @@
  * The predictor: a video model and its frame tokenizer loaded once and
  * checked to agree, plus the scratch that the (serialized) pushes share.
  */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -116,12 +117,20 @@ int infer_scratch_reserve(vttt_predictor *p, size_t rows) {
     return VTTT_OK;
 }
 
-void infer_argmax(const float *logits, int n, int V, int32_t *out) {
+int infer_argmax(const vttt_predictor *p, const float *logits, int n, int32_t *out) {
+    int V = p->V;
     for (int i = 0; i < n; i++) {
         const float *r = logits + (size_t)i * V;
         int best = 0;
-        for (int v = 1; v < V; v++)
+        for (int v = 0; v < V; v++) {
+            if (!isfinite(r[v])) {
+                vttt_log(&p->log, VTTT_LOG_ERROR, "predict: the model's logit %d at token %d of the frame is not finite "
+                         "(%g); the model's weights overflow (check the model)", v, i % p->P, (double)r[v]);
+                return VTTT_ENAN;
+            }
             if (r[v] > r[best]) best = v;
-        out[i] = best;
+        }
+        if (out) out[i] = best;
     }
+    return VTTT_OK;
 }

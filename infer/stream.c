@@ -38,7 +38,7 @@ size_t vttt_stream_state_bytes(const vttt_stream *s) { return vttt_model_state_b
  * next-frame tokens (P) into out. */
 static int frame_step(vttt_predictor *p, vttt_model_state *st, const int32_t *tokens, int32_t *out) {
     int err = vttt_model_prefill(p->m, st, tokens, p->P, p->logits, 1);
-    if (!err) infer_argmax(p->logits, p->P, p->V, out);
+    if (!err) err = infer_argmax(p, p->logits, p->P, out);
     return err;
 }
 

@@ -61,9 +61,8 @@ int vttt_stream_push_batch_tokens(vttt_stream **s, int n, const int32_t *tokens,
     if (!err) err = vttt_model_state_scatter(states, n, p->batch);
     free(states);
     if (err) return err;
-    if (pred_tokens) infer_argmax(p->logits, (int)(P * n), p->V, pred_tokens);
     for (int i = 0; i < n; i++) s[i]->frames++;
-    return VTTT_OK;
+    return infer_argmax(p, p->logits, (int)(P * n), pred_tokens);
 }
 
 int vttt_stream_push_batch(vttt_stream **s, int n, const uint8_t *rgb, uint8_t *pred, int32_t *pred_tokens) {

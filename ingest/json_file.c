@@ -67,7 +67,8 @@ int vttt_json_file_write(cJSON *j, const char *path, const vttt_logger *lg) {
 
 int64_t vttt_json_count(const cJSON *j, const char *key) {
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(j, key);
-    if (!cJSON_IsNumber(v) || !(v->valuedouble >= 0.0) || v->valuedouble > 9007199254740992.0 ||
+    /* below 2^53: 2^53 + 1 reads as 2^53, so 2^53 itself cannot be trusted */
+    if (!cJSON_IsNumber(v) || !(v->valuedouble >= 0.0) || v->valuedouble >= 9007199254740992.0 ||
         v->valuedouble != floor(v->valuedouble))
         return -1;
     return (int64_t)v->valuedouble;

@@ -31,9 +31,11 @@ int vttt_json_file_read(cJSON **out, const char *path, size_t max_bytes, const c
 /* Prints j (consumed: deleted here in every case) to path with a final
  * newline, atomically. VTTT_ENOMEM or vttt_file_write_atomic's error. */
 int vttt_json_file_write(cJSON *j, const char *path, const vttt_logger *lg);
-/* The member key of j as a non-negative whole number (at most 2^53, the
- * doubles' exact range); -1 when missing, negative, fractional or too
- * large. */
+/* The member key of j as a non-negative whole number below 2^53 (the
+ * doubles' exact range: 2^53 + 1 reads as 2^53, so 2^53 is refused too);
+ * -1 when missing, negative, fractional or too large. (A fractional
+ * literal within rounding of a whole number, 5.0000000000000001, reads
+ * as that number: cJSON keeps no literal text.) */
 int64_t vttt_json_count(const cJSON *j, const char *key);
 
 #endif

@@ -4,7 +4,8 @@
  *   lm_cli_helper nll DIR IDS_FILE      `<position> <id> <nll>` per predicted
  *                                       token, from decode-path logits
  *   lm_cli_helper greedy DIR N IDS...   N greedy tokens after IDS, each from
- *                                       a full forward over all tokens so far */
+ *                                       a full forward over all tokens so far
+ *   lm_cli_helper poison SRC DST VALUE  SRC with embed_tokens.weight[0] = VALUE, saved as DST */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -95,11 +96,23 @@ static int greedy(char **a, int argc) {
     return err;
 }
 
+static int poison(char **a) {
+    vttt_model *m = NULL;
+    int err = vttt_model_load(&m, a[1], NULL), n = 0;
+    const vttt_model_tensor *t = err ? NULL : vttt_model_tensors(m, &n);
+    for (int i = 0; i < n; i++)
+        if (!strcmp(t[i].name, "model.embed_tokens.weight")) t[i].data[0] = strtof(a[3], NULL);
+    if (!err) err = vttt_model_save(m, a[2]);
+    vttt_model_free(&m);
+    return err;
+}
+
 int main(int argc, char **argv) {
     int err = 1;
     if (argc >= 5 && !strcmp(argv[1], "init")) err = init(argv + 1, argc - 1);
     else if (argc == 4 && !strcmp(argv[1], "nll")) err = nll(argv + 1);
     else if (argc >= 4 && !strcmp(argv[1], "greedy")) err = greedy(argv + 1, argc - 1);
+    else if (argc == 5 && !strcmp(argv[1], "poison")) err = poison(argv + 1);
     else fprintf(stderr, "usage: see the comment at the top of tests/lm_cli_helper.c\n");
     if (err) fprintf(stderr, "lm_cli_helper %s: failed (%d)\n", argc > 1 ? argv[1] : "", err);
     return err ? 1 : 0;

@@ -370,6 +370,45 @@ START_TEST(encode_decode_roundtrip) {
 }
 END_TEST
 
+/* Sets every value of the first (last: which < 0) conv.weight to v. */
+static void poison_conv(vttt_encoder *e, int which, float v) {
+    int n;
+    const vttt_model_tensor *ts = vttt_encoder_tensors(e, &n), *t = NULL;
+    for (int i = 0; i < n; i++)
+        if (strstr(ts[i].name, "conv.weight") && (!t || which < 0)) t = &ts[i];
+    ck_assert_ptr_nonnull(t);
+    for (int64_t k = 0; k < t->numel; k++) t->data[k] = v;
+}
+
+/* Weights that overflow (finite: they load) make non-finite latents or
+ * pixels: encode, decode and an evaluation forward refuse with VTTT_ENAN
+ * and a message instead of quantizing NaN or writing black pixels. */
+START_TEST(nonfinite_outputs_refused) {
+    vttt_encoder_config cfg = tiny_cfg();
+    vttt_encoder *e = NULL;
+    tu_log lg;
+    vttt_logger cap = tu_log_capture(&lg, VTTT_LOG_ERROR, 1);
+    ck_assert_int_eq(vttt_encoder_init(&e, &cfg, 3, &cap), 0);
+    int N = 2, S = 16, P = vttt_encoder_tokens_per_frame(e);
+    uint8_t *fr = smooth_frames(N, S, 8), *rec = malloc((size_t)N * S * S * 3);
+    int32_t *tok = malloc((size_t)N * P * sizeof *tok);
+    float loss;
+    ck_assert_int_eq(vttt_encoder_encode(e, fr, N, tok), 0);
+    poison_conv(e, -1, 3e38f); /* the decoder's last conv */
+    ck_assert_int_eq(vttt_encoder_decode(e, tok, N, rec), VTTT_ENAN);
+    ck_assert_msg(strstr(lg.text, "decoder's output holds a non-finite value"), "message: %s", lg.text);
+    ck_assert_int_eq(vttt_encoder_forward(e, fr, N, 0, &loss, rec), VTTT_ENAN);
+    ck_assert_int_eq(vttt_encoder_forward(e, fr, N, 1, &loss, NULL), VTTT_OK); /* the trainer checks the loss */
+    ck_assert(!isfinite(loss));
+    poison_conv(e, 0, 3e38f); /* the encoder's first conv */
+    lg.text[0] = 0;
+    ck_assert_int_eq(vttt_encoder_encode(e, fr, N, tok), VTTT_ENAN);
+    ck_assert_msg(strstr(lg.text, "latents"), "message: %s", lg.text);
+    free(fr), free(rec), free(tok);
+    vttt_encoder_free(&e);
+}
+END_TEST
+
 /* ---- the non-CPU path on a stand-in device ------------------------------ */
 
 /* "Device" memory that starts as NaN bytes, so that a buffer used before
@@ -639,6 +678,7 @@ int main(void) {
     tcase_add_test(tc, backward_accumulates);
     tcase_add_test(tc, oracle_dump);
     tcase_add_test(tc, encode_decode_roundtrip);
+    tcase_add_test(tc, nonfinite_outputs_refused);
     tcase_add_test(tc, device_path_matches_cpu);
     tcase_add_test(tc, save_load_roundtrip);
     tcase_add_test(tc, load_rejects_bad_dirs);

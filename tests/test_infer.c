@@ -440,6 +440,36 @@ START_TEST(test_snapshot_signed) {
 }
 END_TEST
 
+/* A model whose logits overflow (final norm weights of 3e38: finite, so
+ * it loads) makes a push fail with VTTT_ENAN and a message, instead of
+ * predicting token 0 everywhere. */
+START_TEST(test_nonfinite_logits_refused) {
+    fixture f;
+    make_fixture(&f, VTTT_LAYER_TTT_MLP);
+    tu_log cap;
+    vttt_logger lg = tu_log_capture(&cap, VTTT_LOG_ERROR, 0);
+    vttt_predictor *p = NULL;
+    ck_assert_int_eq(vttt_predictor_open(&p, f.model, f.enc, &lg), VTTT_OK);
+    int n = 0;
+    const vttt_model_tensor *t = vttt_model_tensors(vttt_predictor_model(p), &n);
+    for (int i = 0; i < n; i++)
+        if (!strcmp(t[i].name, "model.norm.weight"))
+            for (int64_t k = 0; k < t[i].numel; k++) t[i].data[k] = 3e38f;
+    uint8_t *video = make_video(2, 3);
+    int32_t *tok = malloc((size_t)f.P * sizeof *tok);
+    vttt_stream *s = NULL, *b[1];
+    ck_assert_int_eq(vttt_stream_open(&s, p), VTTT_OK);
+    ck_assert_int_eq(vttt_stream_push(s, video, 1, NULL, tok), VTTT_ENAN);
+    ck_assert_msg(strstr(cap.text, "not finite"), "message: %s", cap.text);
+    b[0] = s;
+    ck_assert_int_eq(vttt_stream_push_batch(b, 1, video, NULL, tok), VTTT_ENAN);
+    vttt_stream_free(&s);
+    free(video), free(tok);
+    vttt_predictor_close(&p);
+    tu_rm_rf(f.dir);
+}
+END_TEST
+
 START_TEST(test_mismatch_refused) {
     fixture f;
     make_fixture(&f, VTTT_LAYER_TTT_MLP);
@@ -484,6 +514,7 @@ int main(void) {
     tcase_add_test(tc, test_snapshot);
     tcase_add_test(tc, test_snapshot_every_byte);
     tcase_add_test(tc, test_snapshot_signed);
+    tcase_add_test(tc, test_nonfinite_logits_refused);
     tcase_add_test(tc, test_mismatch_refused);
     return tu_run("infer", tc, CK_FORK_GETENV);
 }

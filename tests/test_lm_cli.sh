@@ -148,5 +148,10 @@ expect_status 1 "truncated shard" "trunc.bin" -- "$VTTT" lm score --model "$T/ml
 expect_status 1 "tokenizer larger than the model" "not the model's tokenizer" -- "$VTTT" lm sample --model "$T/mlp" --tokenizer "$T/tok400.bpe"
 expect_status 1 "--text, tokenizer larger than the model" "not the model's tokenizer" -- "$VTTT" lm score --model "$T/mlp" --text "$T/corpus.txt" --tokenizer "$T/tok400.bpe"
 expect_status 1 "missing tokenizer" "nope.bpe" -- "$VTTT" lm sample --model "$T/mlp" --tokenizer "$T/nope.bpe"
+# a finite weight so large that the losses overflow: an error, not "mean_nll -nan"
+"$HELP" poison "$T/mlp" "$T/poisoned" 3e38 || fail "helper poison"
+expect_status 1 "score with a 3e38 weight" "not finite" -- "$VTTT" lm score --model "$T/poisoned" --tokens "$T/ids.txt"
+grep -q "mean_nll" "$T/out.txt" && fail "score printed a mean over non-finite losses: $(tail -2 "$T/out.txt")"
+expect_status 1 "loss-by-position with a 3e38 weight" "not finite" -- "$VTTT" lm loss-by-position --model "$T/poisoned" --tokens "$T/ids.txt" --context 100
 
 tl_finish "all vttt lm checks passed"

@@ -545,6 +545,143 @@ START_TEST(test_save_failure) {
 }
 END_TEST
 
+/* A failed save with no checkpoint before it says there is none (it used
+ * to say "the previous one is intact"). */
+START_TEST(test_save_failure_first) {
+    char dir[64], p2[1200];
+    tu_tmpdir(dir, sizeof dir, "train");
+    make_data(dir);
+    vttt_train_params p = small_run(dir, "f");
+    p.steps = 4, p.ckpt_every = 2;
+    snprintf(p2, sizeof p2, "%s/f", dir);
+    mkdir(p2, 0777);
+    snprintf(p2, sizeof p2, "%s/f/.step-00000002.tmp", dir);
+    FILE *f = fopen(p2, "w");
+    fclose(f);
+    tu_log cap;
+    vttt_logger lg = tu_log_capture(&cap, VTTT_LOG_WARNING, 1);
+    ck_assert_int_eq(vttt_train_run(&p, &lg), VTTT_EIO);
+    ck_assert_msg(strstr(cap.text, "checkpoint of step 2 not written") && strstr(cap.text, "no checkpoint"),
+                  "message: %s", cap.text);
+    ck_assert_msg(!strstr(cap.text, "intact"), "claims an intact checkpoint that does not exist: %s", cap.text);
+    snprintf(p2, sizeof p2, "%s/f", dir);
+    ck_assert_int_eq(train_ckpt_latest(p2, NULL, 0), -1);
+    tu_rm_rf(dir);
+}
+END_TEST
+
+/* Writes src's trainer_state.json to dst with key (in obj: "" the top
+ * level, else that member object) set to the raw JSON literal lit. */
+static void state_with(const char *src, const char *dst, const char *obj, const char *key, const char *lit) {
+    char *text = tu_read_file(src, NULL);
+    cJSON *j = cJSON_Parse(text), *o = *obj ? cJSON_GetObjectItem(j, obj) : j;
+    ck_assert_ptr_nonnull(o);
+    ck_assert(cJSON_ReplaceItemInObject(o, key, cJSON_CreateRaw(lit)));
+    char *out = cJSON_Print(j);
+    FILE *f = fopen(dst, "w");
+    fputs(out, f);
+    fclose(f);
+    free(out), free(text);
+    cJSON_Delete(j);
+}
+
+/* trainer_state.json's whole numbers must be exact, in range and agree
+ * with the run: 2^53 + 1 (which a double reads as 2^53) is refused, as are
+ * fractions, negatives, a step past the run's --steps and a token count
+ * that is not step x batch x seq. */
+START_TEST(test_state_integers_strict) {
+    char dir[64], src[1200], dst[1200];
+    tu_tmpdir(dir, sizeof dir, "train");
+    make_data(dir);
+    vttt_train_params p = small_run(dir, "s");
+    p.steps = 2;
+    ck_assert_int_eq(vttt_train_run(&p, NULL), VTTT_OK);
+    snprintf(src, sizeof src, "%s/s/step-00000002/trainer_state.json", dir);
+    snprintf(dst, sizeof dst, "%s/state.json", dir);
+    tu_log cap;
+    vttt_logger lg = tu_log_capture(&cap, VTTT_LOG_ERROR, 0);
+    train_state s;
+    ck_assert_int_eq(train_state_read(&s, NULL, src, &lg), VTTT_OK);
+    const int64_t tokens = (int64_t)p.batch * p.seq * 2;
+    ck_assert_int_eq(s.tokens, tokens);
+    const struct { const char *obj, *key, *lit, *why; } bad[] = {
+        {"", "step", "9007199254740993", "out of range"},   /* 2^53 + 1 */
+        {"", "step", "9007199254740992", "out of range"},   /* 2^53: indistinguishable from 2^53 + 1 */
+        {"", "step", "2.5", "out of range"},
+        {"", "step", "-2", "out of range"},
+        {"", "step", "1e300", "out of range"},
+        {"", "step", "3", "past the run's 2 steps"},
+        {"", "tokens", "257", "is not 2 steps of"},
+        {"", "tokens", "9007199254740993", "out of range"},
+        {"data", "cursor", "1.5", "out of range"},
+        {"data", "epoch", "-1", "out of range"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        state_with(src, dst, bad[i].obj, bad[i].key, bad[i].lit);
+        ck_assert_msg(train_state_read(&s, NULL, dst, &lg) == VTTT_EFORMAT, "%s %s accepted", bad[i].key, bad[i].lit);
+        ck_assert_msg(strstr(cap.text, bad[i].why), "%s %s: message %s", bad[i].key, bad[i].lit, cap.text);
+    }
+    tu_rm_rf(dir);
+}
+END_TEST
+
+static void raise_at_2(void *user, const vttt_train_report *r) {
+    (void)user;
+    if (r->event == VTTT_TRAIN_EVENT_STEP && r->step == 2) raise(SIGTERM);
+}
+
+/* Sets one weight of the model in checkpoint dir to 3e38: finite (it
+ * loads), but the tied logits overflow and every loss becomes NaN. */
+static void poison_checkpoint(const char *dir) {
+    vttt_model *m = NULL;
+    ck_assert_int_eq(vttt_model_load(&m, dir, NULL), VTTT_OK);
+    int n = 0;
+    const vttt_model_tensor *t = vttt_model_tensors(m, &n);
+    ck_assert_str_eq(t[0].name, "model.embed_tokens.weight");
+    t[0].data[0] = 3e38f;
+    ck_assert_int_eq(vttt_model_save(m, dir), VTTT_OK);
+    vttt_model_free(&m);
+}
+
+/* Non-finite losses stop the run with an error and no new checkpoint:
+ * a training step (the weights from a resumed checkpoint overflow), and
+ * the final validation of a finished run (it used to log val_loss nan and
+ * succeed). */
+START_TEST(test_nonfinite_loss_stops) {
+    char dir[64], run[1200], ck[1300], p2[1300];
+    tu_tmpdir(dir, sizeof dir, "train");
+    make_data(dir);
+    snprintf(run, sizeof run, "%s/n", dir);
+    vttt_train_params p = small_run(dir, "n");
+    snprintf(p.val, sizeof p.val, "%s/data", dir);
+    p.steps = 4, p.ckpt_every = 0, p.handle_signals = 1, p.on_report = raise_at_2;
+    ck_assert_int_eq(vttt_train_run(&p, NULL), VTTT_OK);
+    ck_assert_int_eq(train_ckpt_latest(run, ck, sizeof ck), 2);
+    poison_checkpoint(ck);
+    p.on_report = NULL, p.resume = 1;
+    tu_log cap;
+    vttt_logger lg = tu_log_capture(&cap, VTTT_LOG_WARNING, 1);
+    ck_assert_int_eq(vttt_train_run(&p, &lg), VTTT_ENAN);
+    ck_assert_msg(strstr(cap.text, "non-finite loss") && strstr(cap.text, "step-00000002, is intact"), "message: %s",
+                  cap.text);
+    ck_assert_int_eq(train_ckpt_latest(run, NULL, 0), 2);
+    /* a finished run whose final validation overflows */
+    p = small_run(dir, "v");
+    snprintf(p.val, sizeof p.val, "%s/data", dir);
+    p.steps = 2;
+    ck_assert_int_eq(vttt_train_run(&p, NULL), VTTT_OK);
+    snprintf(p2, sizeof p2, "%s/v/step-00000002", dir);
+    poison_checkpoint(p2);
+    p.resume = 1;
+    cap.text[0] = 0;
+    ck_assert_int_eq(vttt_train_run(&p, &lg), VTTT_ENAN);
+    ck_assert_msg(strstr(cap.text, "validation loss is not finite"), "message: %s", cap.text);
+    snprintf(p2, sizeof p2, "%s/v", dir);
+    ck_assert_int_eq(train_ckpt_latest(p2, NULL, 0), 2);
+    tu_rm_rf(dir);
+}
+END_TEST
+
 int main(void) {
     TCase *tc = tcase_create("train");
     tcase_set_timeout(tc, 120);
@@ -563,5 +700,8 @@ int main(void) {
     tcase_add_test(tc, test_wrong_settings);
     tcase_add_test(tc, test_damaged_checkpoints);
     tcase_add_test(tc, test_save_failure);
+    tcase_add_test(tc, test_save_failure_first);
+    tcase_add_test(tc, test_state_integers_strict);
+    tcase_add_test(tc, test_nonfinite_loss_stops);
     return tu_run("train", tc, CK_FORK_GETENV);
 }

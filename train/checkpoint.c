@@ -8,6 +8,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -116,6 +117,12 @@ static void point_latest(const char *run, const char *name) {
     if (symlink(name, tmp) == 0 && rename(tmp, link) != 0) unlink(tmp);
 }
 
+void train_ckpt_status(const char *run, char *buf, size_t n) {
+    int64_t last = train_ckpt_latest(run, NULL, 0);
+    if (last >= 0) snprintf(buf, n, "the last checkpoint, %s/" CKPT_PREFIX "%08lld, is intact", run, (long long)last);
+    else snprintf(buf, n, "there is no checkpoint in %s yet", run);
+}
+
 int train_ckpt_write(const char *run, int64_t step, train_ckpt_fill_fn fill, void *user, int keep, char *dir,
                      size_t n, const vttt_logger *lg) {
     char name[64], tmp[4096];
@@ -137,8 +144,10 @@ int train_ckpt_write(const char *run, int64_t step, train_ckpt_fill_fn fill, voi
     }
     if (err) {
         remove_dir(tmp);
-        vttt_log(lg, VTTT_LOG_ERROR, "%s: checkpoint of step %lld not written (%s); the previous one is intact",
-                 run, (long long)step, vttt_strerror(err));
+        char last[4200];
+        train_ckpt_status(run, last, sizeof last);
+        vttt_log(lg, VTTT_LOG_ERROR, "%s: checkpoint of step %lld not written (%s); %s", run, (long long)step,
+                 vttt_strerror(err), last);
         return err;
     }
     point_latest(run, name);
@@ -154,11 +163,26 @@ typedef struct {
     const vttt_logger *lg;
 } lm_ckpt;
 
+int train_tensors_finite(const vttt_model_tensor *t, int n, const vttt_logger *lg) {
+    for (int i = 0; i < n; i++) {
+        for (int64_t j = 0; j < t[i].numel; j++) {
+            if (isfinite(t[i].data[j])) continue;
+            vttt_log(lg, VTTT_LOG_ERROR, "tensor %s holds a non-finite value (%g at index %lld): not saving it",
+                     t[i].name, (double)t[i].data[j], (long long)j);
+            return VTTT_ENAN;
+        }
+    }
+    return VTTT_OK;
+}
+
 /* The language model's checkpoint files. */
 static int lm_fill(void *user, const char *tmp) {
     const lm_ckpt *c = user;
     char path[4200];
-    int err = vttt_model_save(c->m, tmp);
+    int nt = 0;
+    const vttt_model_tensor *t = vttt_model_tensors(c->m, &nt);
+    int err = train_tensors_finite(t, nt, c->lg);
+    if (!err) err = vttt_model_save(c->m, tmp);
     snprintf(path, sizeof path, "%s/optimizer.safetensors", tmp);
     if (!err) err = train_adamw_save(c->o, path);
     snprintf(path, sizeof path, "%s/trainer_state.json", tmp);

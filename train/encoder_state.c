@@ -97,6 +97,7 @@ static int parse(enc_state *s, const cJSON *j, const char *path, const vttt_logg
     s->step = h.step, s->frames = h.count, s->epoch = h.epoch, s->cursor = h.cursor, s->samples = h.samples;
     s->params.seed = h.seed;
     err = parse_params(&s->params, cJSON_GetObjectItemCaseSensitive(j, "config"), path, lg);
+    if (!err) err = train_state_head_bounds(&h, s->params.steps, s->params.batch, path, lg);
     return err ? err : parse_files(s, cJSON_GetObjectItemCaseSensitive(data, "files"), path, lg);
 }
 

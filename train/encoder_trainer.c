@@ -30,9 +30,10 @@ static int step(enc_train_ctx *c, float *loss, float *grad_norm) {
     double norm = train_grad_norm_tensors(ts, n);
     *grad_norm = (float)norm;
     if (!isfinite(norm) || !isfinite(*loss)) {
+        char last[VTTT_TRAIN_PATH_MAX + 64];
+        train_ckpt_status(c->p.out, last, sizeof last);
         vttt_log(&c->log, VTTT_LOG_ERROR, "step %lld: non-finite loss (%g) or gradient norm (%g); stopping without "
-                 "applying it (the last checkpoint is intact; try a lower --lr)", (long long)c->step + 1,
-                 (double)*loss, norm);
+                 "applying it (%s; try a lower --lr)", (long long)c->step + 1, (double)*loss, norm, last);
         return VTTT_ENAN;
     }
     train_clip_grads_tensors(ts, n, norm, c->p.grad_clip);
@@ -58,6 +59,8 @@ static int evaluate(void *ctx) {
         if (!err) err = vttt_encoder_forward(c->enc, c->batch, k, 0, &loss, NULL);
         sum += (double)loss * k;
     }
+    if (!err && !isfinite(sum)) err = VTTT_ENAN;
+    if (err == VTTT_ENAN) train_eval_nan_stop(&c->log, c->p.out, c->step);
     if (err) return err;
     vttt_train_report r = {.event = VTTT_TRAIN_EVENT_EVAL, .step = c->step, .steps = c->p.steps,
                            .tokens = c->frames, .val_loss = (float)(sum / (double)n)};
@@ -74,7 +77,10 @@ static int evaluate(void *ctx) {
 static int fill_ckpt(void *user, const char *tmp) {
     enc_train_ctx *c = user;
     char path[VTTT_TRAIN_PATH_MAX + 64];
-    int err = vttt_encoder_save(c->enc, tmp);
+    int nt = 0;
+    const vttt_model_tensor *t = vttt_encoder_tensors(c->enc, &nt);
+    int err = train_tensors_finite(t, nt, &c->log);
+    if (!err) err = vttt_encoder_save(c->enc, tmp);
     snprintf(path, sizeof path, "%s/optimizer.safetensors", tmp);
     if (!err) err = train_adamw_save(c->opt, path);
     enc_state st = {.step = c->step, .frames = c->frames, .epoch = c->sampler.epoch, .cursor = c->sampler.cursor,

@@ -19,6 +19,13 @@ void train_report_rates(vttt_train_report *r, double items, double t0, double t1
     r->eta_s = (t1 - t_start) / (double)(r->step - step0) * (double)(r->steps - r->step);
 }
 
+void train_eval_nan_stop(const vttt_logger *lg, const char *run, int64_t step) {
+    char last[VTTT_TRAIN_PATH_MAX + 64];
+    train_ckpt_status(run, last, sizeof last);
+    vttt_log(lg, VTTT_LOG_ERROR, "step %lld: the validation loss is not finite; stopping without saving a checkpoint "
+             "(%s; try a lower --lr)", (long long)step, last);
+}
+
 int train_loop_run(const train_loop *l) {
     double t_start = train_now_s();
     int64_t step0 = *l->step;

@@ -47,6 +47,21 @@ void train_state_add_file(cJSON *files, const char *count_key, const char *path,
     cJSON_AddItemToArray(files, f);
 }
 
+int train_state_head_bounds(const train_state_head *h, int64_t steps, int64_t per_step, const char *path,
+                            const vttt_logger *lg) {
+    char what[160];
+    if (h->step > steps) {
+        snprintf(what, sizeof what, "step %lld is past the run's %lld steps", (long long)h->step, (long long)steps);
+        return train_state_fail(lg, path, what);
+    }
+    if (per_step > 0 && (h->count % per_step != 0 || h->count / per_step != h->step)) {
+        snprintf(what, sizeof what, "%s %lld is not %lld steps of %lld", h->count_key, (long long)h->count,
+                 (long long)h->step, (long long)per_step);
+        return train_state_fail(lg, path, what);
+    }
+    return VTTT_OK;
+}
+
 int train_state_head_parse(train_state_head *h, const cJSON *j, const char *not_this, const char *path,
                            const vttt_logger *lg) {
     const cJSON *fmt = cJSON_GetObjectItemCaseSensitive(j, "format");

@@ -69,9 +69,10 @@ int train_step(train_ctx *c, float *loss, float *grad_norm) {
     *loss = (float)(sums[0] / total);
     *grad_norm = (float)norm;
     if (!isfinite(norm) || !isfinite(*loss)) {
+        char last[VTTT_TRAIN_PATH_MAX + 64];
+        train_ckpt_status(c->p.out, last, sizeof last);
         vttt_log(&c->log, VTTT_LOG_ERROR, "step %lld: non-finite loss (%g) or gradient norm (%g); stopping without "
-                 "applying it (the last checkpoint is intact; try a lower --lr)", (long long)c->step + 1,
-                 (double)*loss, norm);
+                 "applying it (%s; try a lower --lr)", (long long)c->step + 1, (double)*loss, norm, last);
         return VTTT_ENAN;
     }
     train_clip_grads(c->model, norm, c->p.grad_clip);

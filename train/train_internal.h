@@ -152,6 +152,11 @@ void train_state_add_file(struct cJSON *files, const char *count_key, const char
 /* Reads h's fields from j (h->format and h->count_key set by the caller);
  * another format is VTTT_EFORMAT saying not_this, and so are another
  * version and missing or out-of-range fields. */
+/* The trainer's own bounds on a parsed head: step <= steps (the run's
+ * length) and count == step * per_step exactly (what each step adds).
+ * VTTT_EFORMAT with a message otherwise. */
+int train_state_head_bounds(const train_state_head *h, int64_t steps, int64_t per_step, const char *path,
+                            const vttt_logger *lg);
 int train_state_head_parse(train_state_head *h, const struct cJSON *j, const char *not_this, const char *path,
                            const vttt_logger *lg);
 
@@ -177,6 +182,12 @@ int train_state_read(train_state *s, const train_data *d, const char *path, cons
  * directory into dir (n bytes). Leftover temporary directories of a killed
  * save are removed. */
 int64_t train_ckpt_latest(const char *run, char *dir, size_t n);
+/* What a failed run leaves to resume from, in words for its message:
+ * "the last checkpoint, RUN/step-N, is intact" or that there is none. */
+void train_ckpt_status(const char *run, char *buf, size_t n);
+/* VTTT_ENAN with a message naming the tensor when one of t (n) holds a
+ * non-finite value: no checkpoint is written with such weights. */
+int train_tensors_finite(const vttt_model_tensor *t, int n, const vttt_logger *lg);
 /* Writes run/step-N (step) through a temporary directory that fill(user,
  * tmpdir) fills, renames it into place, points run/latest at it and
  * prunes all but the newest keep; dir (n bytes) gets its path. A step
@@ -263,5 +274,8 @@ typedef struct train_loop {
  * saved (the newest checkpoint stays the one to resume from); otherwise a
  * final evaluation unless the last step had one, and a checkpoint. */
 int train_loop_run(const train_loop *l);
+/* The message of an evaluation whose loss is not finite (the trainers
+ * then stop without saving): what is left to resume from in run. */
+void train_eval_nan_stop(const vttt_logger *lg, const char *run, int64_t step);
 
 #endif

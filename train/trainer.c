@@ -58,6 +58,7 @@ static int evaluate(void *ctx) {
     train_ctx *c = ctx;
     float loss;
     int err = train_eval(c, &loss);
+    if (err == VTTT_ENAN) train_eval_nan_stop(&c->log, c->p.out, c->step);
     if (err) return err;
     vttt_train_report r = {.event = VTTT_TRAIN_EVENT_EVAL, .step = c->step, .steps = c->p.steps,
                            .tokens = c->tokens, .val_loss = loss, .val_ppl = expf(loss)};

@@ -142,7 +142,10 @@ void vttt_model_zero_grads(vttt_model *m);
  * vttt_model_backward needs (no (B, T, V) logits among them); train == 0
  * runs the generation path chunk by chunk, in memory independent of T for
  * TTT models. Every sequence starts from the learned initial state.
- * VTTT_EINVAL for a token or target outside the vocabulary. */
+ * VTTT_EINVAL for a token or target outside the vocabulary. With train ==
+ * 0 a loss that is not finite (weights large enough to overflow) is
+ * VTTT_ENAN with a message (the losses stay readable); with train != 0
+ * the caller checks *loss (the trainer stops on it). */
 int vttt_model_forward(vttt_model *m, const int32_t *tokens, const int32_t *targets, int B, int T, int train,
                        float *loss, float *logits);
 /* Per-position losses (B, T) of the last forward (0 where ignored) and the

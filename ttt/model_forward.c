@@ -7,6 +7,7 @@
  * scratch), so no (B, T, V) logits are kept; the backward scales them by
  * dloss.
  */
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -256,6 +257,20 @@ static int forward_train(vttt_model *m, vttt_model_state *s, const int32_t *toke
     return VTTT_OK;
 }
 
+/* An evaluation whose loss is not finite (weights that overflow: finite
+ * but huge) is an error, not a number to report: VTTT_ENAN naming the
+ * first such position. */
+static int check_losses(const vttt_model *m, int B, int T) {
+    const float *l = m->acts.losses;
+    for (size_t i = 0; l && i < (size_t)B * T; i++) {
+        if (isfinite(l[i])) continue;
+        vttt_log(&m->log, VTTT_LOG_ERROR, "model forward: the loss at sequence %zu, position %zu is not finite (%g); "
+                 "the weights overflow (check the model's values)", i / (size_t)T, i % (size_t)T, (double)l[i]);
+        return VTTT_ENAN;
+    }
+    return VTTT_OK;
+}
+
 int vttt_model_forward(vttt_model *m, const int32_t *tokens, const int32_t *targets, int B, int T, int train,
                        float *loss, float *logits) {
     if (!m || !tokens) return VTTT_EINVAL;
@@ -263,7 +278,10 @@ int vttt_model_forward(vttt_model *m, const int32_t *tokens, const int32_t *targ
         vttt_log(&m->log, VTTT_LOG_ERROR, "model forward: empty input (B=%d, T=%d)", B, T);
         return VTTT_EINVAL;
     }
-    if (!train) return model_forward_eval(m, tokens, targets, B, T, loss, logits);
+    if (!train) {
+        int err = model_forward_eval(m, tokens, targets, B, T, loss, logits);
+        return err ? err : check_losses(m, B, T);
+    }
     return forward_train(m, NULL, tokens, targets, B, T, loss, logits);
 }
 
