@@ -89,10 +89,11 @@ int vttt_stream_restore(vttt_stream **out, vttt_predictor *p, const uint8_t *dat
 #define VTTT_SNAPSHOT_KEY_MAX 4096
 int vttt_predictor_set_snapshot_key(vttt_predictor *p, const uint8_t *key, size_t n);
 /* Reads a key file whole: its bytes, as they are (a trailing newline is
- * part of the key), into *key (malloc'd, n bytes; wipe and free it). An
- * unreadable file, one that is not a regular file, or one outside the
- * size bounds (an empty one included) is VTTT_EIO / VTTT_EINVAL with a
- * message naming the file; the key itself is never logged. */
+ * part of the key), into *key (malloc'd, n bytes; wipe and free it), by
+ * vttt_file_read_all. Unreadable or not a regular file: VTTT_EIO; larger
+ * than VTTT_SNAPSHOT_KEY_MAX: VTTT_EFORMAT; shorter than
+ * VTTT_SNAPSHOT_KEY_MIN (empty included): VTTT_EINVAL; each with a message
+ * naming the file; the key itself is never logged. */
 int vttt_snapshot_key_read(const char *path, uint8_t **key, size_t *n, const vttt_logger *lg);
 
 /* ---- offline prediction (`vttt predict`; infer/predict*.c) ---------------

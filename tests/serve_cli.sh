@@ -25,7 +25,7 @@ expect_status 2 "bad --request-deadline" "request-deadline" -- "$VTTT" serve "${
 expect_status 0 "--help" -- "$VTTT" serve --help
 : >"$T/empty.key"
 expect_status 2 "empty snapshot key file" "holds 0 bytes" -- "$VTTT" serve "${M[@]}" --snapshot-key "$T/empty.key"
-expect_status 2 "missing snapshot key file" "cannot open the snapshot key" -- "$VTTT" serve "${M[@]}" --snapshot-key "$T/none.key"
+expect_status 2 "missing snapshot key file" "cannot read the snapshot key" -- "$VTTT" serve "${M[@]}" --snapshot-key "$T/none.key"
 expect_status 1 "non-loopback without a token" "token" -- "$VTTT" serve "${M[@]}" --listen 0.0.0.0:0
 expect_status 1 "bad listen address" "listen address" -- "$VTTT" serve "${M[@]}" --listen nowhere
 expect_status 1 "model that cannot load" "cannot load" -- "$VTTT" serve --model "$T/none" --encoder "$T/enc" --listen 127.0.0.1:0

@@ -430,8 +430,8 @@ START_TEST(test_snapshot_signed) {
     FILE *fp = fopen(path, "wb");
     for (int i = 0; i < 4097; i++) fputc('k', fp);
     fclose(fp);
-    ck_assert_int_eq(vttt_snapshot_key_read(path, &k, &kn, &lg), VTTT_EINVAL);
-    ck_assert_int_eq(vttt_snapshot_key_read(f.dir, &k, &kn, &lg), VTTT_EINVAL);   /* a directory */
+    ck_assert_int_eq(vttt_snapshot_key_read(path, &k, &kn, &lg), VTTT_EFORMAT);   /* larger than the limit */
+    ck_assert_int_eq(vttt_snapshot_key_read(f.dir, &k, &kn, &lg), VTTT_EIO);      /* a directory */
     snprintf(path, sizeof path, "%s/missing", f.dir);
     ck_assert_int_eq(vttt_snapshot_key_read(path, &k, &kn, &lg), VTTT_EIO);
     free(unsigned_snap), free(signed_snap), free(wrong), free(bad);
