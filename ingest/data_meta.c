@@ -7,7 +7,6 @@
 
 #include "data_meta.h"
 #include "json_file.h"
-#include "token_shard.h"
 
 #define META_HINT "(meta.json describes the token shards beside it; write it again with `vttt ingest text` or `vttt encoder encode`)"
 

@@ -11,14 +11,9 @@
 
 #include <cjson/cJSON.h>
 
+#include "json_doc.h"
 #include "ttt.h"
 
-/* Parses the JSON document buf (n bytes, no NUL needed) into *out (the
- * caller frees it with cJSON_Delete). No side effects besides the log: the
- * entry point for fuzzing. VTTT_EFORMAT logged as "<name>: not valid JSON
- * (error near byte K of N) <hint>"; the whole buffer must be one document. */
-int vttt_json_parse(cJSON **out, const char *buf, size_t n, const char *name, const char *hint,
-                    const vttt_logger *lg);
 /* Reads the regular file at path whole (vttt_file_read_all: a FIFO or a
  * device is refused, never waited on) and parses it as vttt_json_parse does.
  * Failures are logged naming path: "<path>: <cannot_open> (<why>)" with

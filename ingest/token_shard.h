@@ -83,14 +83,6 @@ int vttt_token_shard_write(const char *path, const int32_t *ids, size_t n, int t
  * temporary file left behind. Used by the shard and tokenizer writers. */
 int vttt_file_write_atomic(const char *path, const void *data, size_t n, const vttt_logger *lg);
 
-/* ---- whole files (file_read.c) ----------------------------------------- */
-/* Reads the regular file at path whole into *out (malloc'd, NUL-terminated
- * after the *n bytes; the caller frees it). Never blocks on a FIFO or a
- * device: those are refused. Logged naming path: VTTT_EIO when it cannot be
- * opened or read or is not a regular file, VTTT_EFORMAT when it is larger
- * than max_bytes ("larger than the limit of N bytes"), VTTT_ENOMEM. */
-int vttt_file_read_all(const char *path, size_t max_bytes, char **out, size_t *n, const vttt_logger *lg);
-
 #ifdef __cplusplus
 }
 #endif

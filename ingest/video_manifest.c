@@ -4,13 +4,17 @@
  * the records of earlier runs for resuming; ingest_job.c appends the lines.
  */
 #include <dirent.h>
+#include <fcntl.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <cjson/cJSON.h>
 
+#include "json_file.h"
 #include "video_internal.h"
 
 static const char *fit_name(vttt_video_fit f) {
@@ -108,25 +112,39 @@ static const char *json_str(const cJSON *o, const char *name) {
     return cJSON_IsString(it) ? it->valuestring : NULL;
 }
 
-/* One manifest line; malformed lines (a line cut short by a crash) are
- * skipped. */
+/* One manifest line; malformed lines (a line cut short by a crash, a
+ * frame count that is not a whole number >= 0) are skipped: their sources
+ * are redone. */
 static int load_line(manifest_index *ix, const char *line) {
     cJSON *o = cJSON_Parse(line);
     if (!o) return 0;
     const char *source = json_str(o, "source"), *status = json_str(o, "status");
-    const cJSON *frames = cJSON_GetObjectItemCaseSensitive(o, "frames");
+    int64_t frames = vttt_json_count(o, "frames");
     int ret = 0;
-    if (source && status && cJSON_IsNumber(frames))
-        ret = add_record(ix, source, json_str(o, "shard"), json_str(o, "params"), !strcmp(status, "ok"),
-                         (int64_t)frames->valuedouble);
+    if (source && status && frames >= 0)
+        ret = add_record(ix, source, json_str(o, "shard"), json_str(o, "params"), !strcmp(status, "ok"), frames);
     cJSON_Delete(o);
     return ret;
 }
 
+/* Opens a manifest for reading: a regular file only (a FIFO in its place
+ * must not block the job). */
+static FILE *open_manifest_file(const char *path) {
+    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+    struct stat st;
+    if (fd >= 0 && fstat(fd, &st) == 0 && S_ISREG(st.st_mode)) {
+        FILE *f = fdopen(fd, "r");
+        if (f) return f;
+    }
+    if (fd >= 0) close(fd);
+    return NULL;
+}
+
 static int load_file(manifest_index *ix, const char *path, const vttt_logger *lg) {
-    FILE *f = fopen(path, "r");
+    FILE *f = open_manifest_file(path);
     if (!f) {
-        vttt_log(lg, VTTT_LOG_WARNING, "%s: cannot read the manifest; its sources will be redone", path);
+        vttt_log(lg, VTTT_LOG_WARNING, "%s: cannot read the manifest (not a readable regular file); its sources "
+                 "will be redone", path);
         return 0;
     }
     char *line = NULL;

@@ -1,8 +1,9 @@
 /* The readers of small input files, read whole and strictly: JSON files
  * (any size up to the caller's cap, one document, nothing after it),
  * meta.json beside token shards (every field checked, a broken one an
- * error), and FIFOs given for any input file refused at once instead of
- * blocking in open(). */
+ * error), and FIFOs given for any input file (JSON, meta.json, tokenizer,
+ * shards, model config, safetensors) refused at once instead of blocking in
+ * open(). */
 #define _POSIX_C_SOURCE 200809L
 
 #include <check.h>
@@ -16,6 +17,8 @@
 #include "data_meta.h"
 #include "ingest.h"
 #include "json_file.h"
+#include "model.h"
+#include "safetensors.h"
 #include "testutil.h"
 
 /* A JSON object of about n bytes: {"pad": ["xxxx...", ...], "last": 1}. */
@@ -164,6 +167,10 @@ START_TEST(test_fifo_inputs_refused) {
     ck_assert_int_eq(vttt_bpe_load(&bpe, path, &lg), VTTT_EIO);
     ck_assert_int_eq(vttt_frame_shard_open(&fs, path, &lg), VTTT_EIO);
     ck_assert_int_eq(vttt_token_shard_open(&ts, path, &lg), VTTT_EIO);
+    vttt_model_config cfg;
+    ck_assert_int_eq(vttt_model_config_read(&cfg, path, &lg), VTTT_EIO);
+    vttt_st *st = NULL;
+    ck_assert_int_eq(vttt_st_open(&st, path, &lg), VTTT_EIO);
     alarm(0);
     ck_assert_msg(strstr(c.text, "a FIFO, not a regular file") != NULL, "%s", c.text);
     tu_rm_rf(dir);

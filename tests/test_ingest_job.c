@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -266,7 +267,8 @@ END_TEST
 
 /* The crash windows that a kill may or may not hit, made on purpose: a
  * shard renamed but not yet in the manifest, an "ok" line whose shard is
- * damaged, and a manifest line cut short. All are redone. */
+ * damaged, and a manifest line cut short. All are redone. A FIFO named
+ * like a manifest does not stop the job. */
 START_TEST(test_resume_edge_cases) {
     char out[256];
     tu_tmpdir(out, sizeof out, "job_edges");
@@ -305,6 +307,14 @@ START_TEST(test_resume_edge_cases) {
     ck_assert_int_eq(vttt_ingest_job_run(src, 3, &p, &res, &lg), 0);
     ck_assert_int_eq(res.files_skipped, 0);
     ck_assert_int_eq(res.files_done, 3);
+    /* a FIFO where a manifest is looked for is passed over, not waited on */
+    char *fifo = it_path(out, "manifest-fifo.jsonl");
+    ck_assert_int_eq(mkfifo(fifo, 0644), 0);
+    alarm(60);
+    ck_assert_int_eq(vttt_ingest_job_run(src, 3, &p, &res, &lg), 0);
+    alarm(0);
+    ck_assert_int_eq(res.files_skipped, 3);
+    free(fifo);
     tu_rm_rf(out);
 }
 END_TEST

@@ -504,6 +504,12 @@ START_TEST(test_malformed_config) {
     expect_load(root, VTTT_EFORMAT, "not valid JSON", "truncated JSON");
     tu_write_file(path, "[1, 2]", strlen("[1, 2]"));
     expect_load(root, VTTT_EFORMAT, "object", "JSON array");
+    /* one document: a second one (an edit gone wrong) after it is refused */
+    char *twice = malloc(2 * strlen(text) + 1);
+    sprintf(twice, "%s%s", text, text);
+    tu_write_file(path, twice, strlen(twice));
+    expect_load(root, VTTT_EFORMAT, "not valid JSON", "two documents");
+    free(twice);
     /* an attention config over TTT tensors */
     char *att = replace(text, "{", "{\"seq_modeling_block\": \"attention\",");
     tu_write_file(path, att, strlen(att));

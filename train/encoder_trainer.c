@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "encoder_train_internal.h"
 
@@ -156,10 +157,9 @@ int vttt_encoder_train_run(const vttt_encoder_train_params *p, const vttt_logger
 int vttt_encoder_load_any(vttt_encoder **out, const char *dir, char *used, size_t n, const vttt_logger *lg) {
     char ck[VTTT_TRAIN_PATH_MAX + 32], cfg[VTTT_TRAIN_PATH_MAX + 48];
     snprintf(cfg, sizeof cfg, "%s/config.json", dir);
-    FILE *f = fopen(cfg, "rb");
-    if (f) fclose(f);
+    struct stat st;
     const char *use = dir;
-    if (!f && train_ckpt_latest(dir, ck, sizeof ck) >= 0) use = ck; /* a training run: its newest checkpoint */
+    if (stat(cfg, &st) != 0 && train_ckpt_latest(dir, ck, sizeof ck) >= 0) use = ck; /* a training run: its newest checkpoint */
     if (used) snprintf(used, n, "%s", use);
     return vttt_encoder_load(out, use, lg);
 }

@@ -6,11 +6,14 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include <cjson/cJSON.h>
 
 #include "ingest.h"
 #include "train_internal.h"
+
+#define METRICS_MAX_BYTES ((size_t)1 << 32) /* a line per step: far above any run */
 
 /* Keeps the complete lines of buf (n) whose "step" is <= keep_step;
  * returns the new length. */
@@ -32,26 +35,15 @@ static size_t filter_lines(char *buf, size_t n, int64_t keep_step) {
     return out;
 }
 
-/* Rewrites path without the lines of steps after keep_step. */
+/* Rewrites path without the lines of steps after keep_step. A file that
+ * cannot be read whole is an error, never rewritten from a part. */
 static int truncate_after(const char *path, int64_t keep_step, const vttt_logger *lg) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return errno == ENOENT ? VTTT_OK : VTTT_EIO;
+    struct stat st;
+    if (stat(path, &st) != 0 && errno == ENOENT) return VTTT_OK;
     char *buf = NULL;
-    size_t n = 0, cap = 0, k;
-    do {
-        if (n + 65536 > cap) {
-            char *b = realloc(buf, cap = 2 * cap + 65536);
-            if (!b) {
-                free(buf), fclose(f);
-                return VTTT_ENOMEM;
-            }
-            buf = b;
-        }
-        k = fread(buf + n, 1, cap - n, f);
-        n += k;
-    } while (k > 0);
-    fclose(f);
-    int err = vttt_file_write_atomic(path, buf, filter_lines(buf, n, keep_step), lg);
+    size_t n = 0;
+    int err = vttt_file_read_all(path, METRICS_MAX_BYTES, &buf, &n, lg);
+    if (!err) err = vttt_file_write_atomic(path, buf, filter_lines(buf, n, keep_step), lg);
     free(buf);
     return err;
 }

@@ -82,6 +82,12 @@ int vttt_model_config_target_shift(const vttt_model_config *cfg);
  * (architectures, torch_dtype, use_cache, ...) are accepted and ignored.
  * Writing is atomic (temporary file, fsync, rename). */
 int vttt_model_config_read(vttt_model_config *cfg, const char *path, const vttt_logger *lg);
+/* What vttt_model_config_read does after reading the file (at most 1 MiB,
+ * regular files only): parses and checks buf (n bytes, one JSON document),
+ * name standing for the file in messages. No side effects besides the log:
+ * the entry point for fuzzing. */
+int vttt_model_config_parse(vttt_model_config *cfg, const char *buf, size_t n, const char *name,
+                            const vttt_logger *lg);
 int vttt_model_config_write(const vttt_model_config *cfg, const char *path, const vttt_logger *lg);
 
 typedef struct vttt_model vttt_model;

@@ -14,6 +14,7 @@
 
 #include <cjson/cJSON.h>
 
+#include "json_doc.h"
 #include "model_internal.h"
 
 #define CONFIG_MAX_BYTES (1 << 20)
@@ -200,45 +201,22 @@ static int parse_config(vttt_model_config *c, const cJSON *root, const char *pat
     return VTTT_OK;
 }
 
-/* Reads a whole (small) file; *buf is NUL-terminated, caller frees. */
-static int read_small_file(const char *path, char **buf, size_t *len, const vttt_logger *lg) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return model_io_fail(lg, path, VTTT_EIO, "cannot open: %s", strerror(errno));
-    char *b = malloc(CONFIG_MAX_BYTES + 1);
-    size_t n = b ? fread(b, 1, CONFIG_MAX_BYTES + 1, f) : 0;
-    int rerr = ferror(f);
-    fclose(f);
-    if (!b) return VTTT_ENOMEM;
-    if (rerr) {
-        free(b);
-        return model_io_fail(lg, path, VTTT_EIO, "%s", "read error");
-    }
-    if (n > CONFIG_MAX_BYTES) {
-        free(b);
-        return model_io_fail(lg, path, VTTT_EFORMAT, "%s", "larger than 1 MiB; not a model config");
-    }
-    b[n] = 0;
-    *buf = b;
-    *len = n;
-    return VTTT_OK;
+int vttt_model_config_parse(vttt_model_config *cfg, const char *buf, size_t n, const char *name,
+                            const vttt_logger *lg) {
+    if (!cfg || !buf || !name) return VTTT_EINVAL;
+    cJSON *root = NULL;
+    int err = vttt_json_parse(&root, buf, n, name, "(not a model config)", lg);
+    if (!err) err = parse_config(cfg, root, name, lg);
+    cJSON_Delete(root);
+    return err;
 }
 
 int vttt_model_config_read(vttt_model_config *cfg, const char *path, const vttt_logger *lg) {
     if (!cfg || !path) return VTTT_EINVAL;
     char *buf = NULL;
     size_t len = 0;
-    int err = read_small_file(path, &buf, &len, lg);
-    if (err) return err;
-    const char *end = NULL;
-    cJSON *root = cJSON_ParseWithLengthOpts(buf, len, &end, 0);
-    if (!root) {
-        char where[64];
-        snprintf(where, sizeof where, "%zu", end && end >= buf ? (size_t)(end - buf) : (size_t)0);
-        err = model_io_fail(lg, path, VTTT_EFORMAT, "not valid JSON (error near byte %s)", where);
-    } else {
-        err = parse_config(cfg, root, path, lg);
-    }
-    cJSON_Delete(root);
+    int err = vttt_file_read_all(path, CONFIG_MAX_BYTES, &buf, &len, lg);
+    if (!err) err = vttt_model_config_parse(cfg, buf, len, path, lg);
     free(buf);
     return err;
 }

@@ -305,7 +305,7 @@ static int parse_header(vttt_st *st, const char *hdr, size_t hlen) {
 
 /* Maps the whole file read-only. */
 static int map_file(vttt_st *st) {
-    int fd = open(st->path, O_RDONLY | O_CLOEXEC);
+    int fd = open(st->path, O_RDONLY | O_NONBLOCK | O_CLOEXEC); /* a FIFO must not block the open */
     if (fd < 0) return st_fail(&st->lg, st->path, VTTT_EIO, "cannot open: %s", strerror(errno));
     struct stat sb;
     int err = VTTT_OK;

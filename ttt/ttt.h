@@ -48,6 +48,15 @@ void vttt_log(const vttt_logger *lg, int level, const char *fmt, ...)
 #endif
     ;
 
+/* ---- files ------------------------------------------------------------- */
+/* Reads the regular file at path whole into *out (malloc'd, NUL-terminated
+ * after the *n bytes; the caller frees it): the reader of every small input
+ * file (JSON files, configs, tokenizer files). Never blocks on a FIFO or a
+ * device: those are refused. Logged naming path: VTTT_EIO when it cannot be
+ * opened or read or is not a regular file, VTTT_EFORMAT when it is larger
+ * than max_bytes ("larger than the limit of N bytes"), VTTT_ENOMEM. */
+int vttt_file_read_all(const char *path, size_t max_bytes, char **out, size_t *n, const vttt_logger *lg);
+
 /* ---- tensors ----------------------------------------------------------- */
 typedef enum { VTTT_DTYPE_F32 = 0, VTTT_DTYPE_BF16 = 1 } vttt_dtype;
 typedef enum { VTTT_DEVICE_CPU = 0, VTTT_DEVICE_CUDA = 1 } vttt_device;

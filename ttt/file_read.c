@@ -7,7 +7,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "token_shard.h"
+#include "ttt.h"
 
 /* "a FIFO", "a directory", ... for the not-a-regular-file message. */
 static const char *file_kind(mode_t m) {
