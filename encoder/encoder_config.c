@@ -143,6 +143,14 @@ static int parse_config(vttt_encoder_config *c, const cJSON *root, const char *p
     return VTTT_OK;
 }
 
+int enc_config_parse(vttt_encoder_config *c, const char *buf, size_t n, const char *name, const vttt_logger *lg) {
+    cJSON *root = NULL;
+    int err = vttt_json_parse(&root, buf, n, name, ENC_CONFIG_HINT, lg);
+    if (!err) err = parse_config(c, root, name, lg);
+    cJSON_Delete(root);
+    return err;
+}
+
 int enc_config_read(vttt_encoder_config *c, const char *path, const vttt_logger *lg) {
     cJSON *root = NULL;
     int err = vttt_json_file_read(&root, path, ENC_CONFIG_MAX_BYTES, "cannot open (is this a tokenizer directory?)",

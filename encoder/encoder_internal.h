@@ -75,6 +75,10 @@ struct vttt_encoder {
 
 /* ---- encoder_config.c: config.json ---- */
 int enc_config_read(vttt_encoder_config *c, const char *path, const vttt_logger *lg);
+/* What enc_config_read does after reading the file: parses and checks buf
+ * (n bytes, one JSON document), name standing for the file in messages. No
+ * side effects besides the log: the entry point for fuzzing. */
+int enc_config_parse(vttt_encoder_config *c, const char *buf, size_t n, const char *name, const vttt_logger *lg);
 int enc_config_write(const vttt_encoder_config *c, const char *path, const vttt_logger *lg);
 
 /* ---- encoder_model.c ---- */

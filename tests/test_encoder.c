@@ -538,6 +538,18 @@ START_TEST(load_rejects_bad_dirs) {
     expect_load_error(sub, VTTT_EFORMAT, "object");
     put_config(sub, "{\"model_type\": \"vttt_fsq_tokenizer\"");
     expect_load_error(sub, VTTT_EFORMAT, "JSON");
+    /* one document: anything after the config is refused */
+    char *twice = malloc(2 * cn + 1);
+    sprintf(twice, "%s%s", good, good);
+    put_config(sub, twice);
+    expect_load_error(sub, VTTT_EFORMAT, "not valid JSON");
+    /* the same parse from memory (the fuzzing entry point) */
+    vttt_encoder_config back;
+    ck_assert_int_eq(enc_config_parse(&back, good, cn, "mem", NULL), VTTT_OK);
+    ck_assert_int_eq(back.image_size, cfg.image_size);
+    ck_assert_int_eq(back.num_levels, cfg.num_levels);
+    ck_assert_int_eq(enc_config_parse(&back, twice, strlen(twice), "mem", NULL), VTTT_EFORMAT);
+    free(twice);
     /* mismatched levels: the weights are for 2 FSQ channels */
     put_config(sub, "{\"model_type\": \"vttt_fsq_tokenizer\", \"image_size\": 16, \"channels\": 4, \"num_groups\": 2, "
                     "\"levels\": [8, 5, 5]}");
