@@ -119,7 +119,7 @@ void ttt_upsample2x_backward(float *dinp, const float *dout, int N, int C, int H
 
 /* exp(x) for the activations: Cephes' polynomial after range reduction
  * (relative error ~2e-7), written so that loops over it vectorise (no
- * libm call, no branches). x is clamped to [-87, 88]. */
+ * libm call, no branches). x is clamped to [-87, 88]; NaN gives NaN. */
 static inline TTT_HOSTDEV float ttt_expf(float x) {
     x = x < -87.0f ? -87.0f : x; /* with -fno-trapping-math these become vector min/max */
     x = x > 88.0f ? 88.0f : x;
@@ -132,6 +132,9 @@ static inline TTT_HOSTDEV float ttt_expf(float x) {
     p = p * r + 1.6666665459e-1f;
     p = p * r + 5.0000001201e-1f;
     float e = p * r * r + r + 1.0f;
+    /* n is in [-126, 127] for any non-NaN x; a NaN x (which the clamps let
+     * through) gives a NaN e, and this keeps its int conversion defined */
+    n = n > -126.0f ? n : -126.0f;
     int32_t bits = ((int32_t)n + 127) * 8388608; /* 2^n as float bits */
     float sc;
     memcpy(&sc, &bits, sizeof sc);
