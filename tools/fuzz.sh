@@ -7,8 +7,9 @@
 # leaving the input under build-fuzz/crashes/<target>/ and the log under
 # build-fuzz/logs/<target>.log.
 #   tools/fuzz.sh [SECONDS] [TARGET...]
-# Environment: FUZZ_CC (clang), FUZZ_JOBS (build jobs, nproc),
-# FUZZ_ARGS (more libFuzzer flags, e.g. -max_len=65536).
+# Environment: FUZZ_BUILD (the build directory, build-fuzz), FUZZ_CC (clang),
+# FUZZ_JOBS (build jobs, nproc), FUZZ_ARGS (more libFuzzer flags, e.g.
+# -max_len=65536).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 secs=${1:-60}
@@ -23,13 +24,14 @@ else
     done
 fi
 start=$(date +%s)
-mkdir -p build-fuzz/logs
-if ! { CC=${FUZZ_CC:-clang} cmake -S . -B build-fuzz -DVTTT_FUZZ=ON -DVTTT_CUDA=OFF -DVTTT_NATIVE=OFF \
+B=${FUZZ_BUILD:-build-fuzz}
+mkdir -p "$B"/logs
+if ! { CC=${FUZZ_CC:-clang} cmake -S . -B "$B" -DVTTT_FUZZ=ON -DVTTT_CUDA=OFF -DVTTT_NATIVE=OFF \
         -DCMAKE_BUILD_TYPE=Fuzz -DCMAKE_C_FLAGS_FUZZ="-O1 -gline-tables-only -Wno-pass-failed" &&
-       cmake --build build-fuzz -j"${FUZZ_JOBS:-$(nproc)}" $(printf -- '--target fuzz_%s ' "${targets[@]}"); } \
-       >build-fuzz/logs/build.log 2>&1; then
-    tail -30 build-fuzz/logs/build.log >&2
-    echo "fuzz: the build failed (build-fuzz/logs/build.log)" >&2
+       cmake --build "$B" -j"${FUZZ_JOBS:-$(nproc)}" $(printf -- '--target fuzz_%s ' "${targets[@]}"); } \
+       >"$B"/logs/build.log 2>&1; then
+    tail -30 "$B"/logs/build.log >&2
+    echo "fuzz: the build failed ($B/logs/build.log)" >&2
     exit 1
 fi
 echo "fuzz: built ${#targets[@]} targets in $(($(date +%s) - start)) s; ${secs} s each"
@@ -41,14 +43,14 @@ export OMP_NUM_THREADS=1 OMP_WAIT_POLICY=passive
 if [ -z "${TMPDIR:-}" ] && [ -d /dev/shm ] && [ -w /dev/shm ]; then export TMPDIR=/dev/shm; fi
 failed=()
 for t in "${targets[@]}"; do
-    corpus=build-fuzz/corpus/$t crashes=build-fuzz/crashes/$t log=build-fuzz/logs/$t.log
+    corpus="$B"/corpus/$t crashes="$B"/crashes/$t log="$B"/logs/$t.log
     mkdir -p "$corpus" "$crashes"
     cp -n tests/fuzz/corpus/"$t"/* "$corpus"/ 2>/dev/null || true
     extra=()
     [ -d tests/fuzz/regressions/"$t" ] && extra+=(tests/fuzz/regressions/"$t")
     rc=0
     # shellcheck disable=SC2086
-    ./build-fuzz/tests/fuzz/fuzz_"$t" -max_total_time="$secs" -timeout=20 -rss_limit_mb=2048 \
+    "$B"/tests/fuzz/fuzz_"$t" -max_total_time="$secs" -timeout=20 -rss_limit_mb=2048 \
         -print_final_stats=1 -artifact_prefix="$crashes"/ ${FUZZ_ARGS:-} "$corpus" "${extra[@]}" >"$log" 2>&1 || rc=$?
     execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1)
     cov=$(grep -o 'cov: [0-9]*' "$log" | tail -1 || true)

@@ -158,6 +158,26 @@ static void shard_seeds(const char *tmp) {
     }
 }
 
+/* meta.json as `vttt ingest text` and `vttt encoder encode` write it
+ * (tools/cli_ingest_text.c, cli_encoder_tokens.c), and wrong ones. */
+static void meta_seeds(void) {
+    static const char *const seeds[][2] = {
+        {"text", "{\n\t\"format\":\t\"llm.c token shards\",\n\t\"tokenizer\":\t\"tok.bpe\",\n\t\"vocab_size\":\t1024,"
+                 "\n\t\"eot\":\t1023,\n\t\"token_bytes\":\t2,\n\t\"train\":\t{\"documents\": 10, \"tokens\": 5000, "
+                 "\"shards\": [\"train_000000.bin\"]},\n\t\"val\":\t{\"documents\": 1, \"tokens\": 500, \"shards\": "
+                 "[\"val_000000.bin\"]}\n}\n"},
+        {"video", "{\"kind\": \"video\", \"vocab_size\": 1000, \"tokens_per_frame\": 64, \"image_size\": 64, "
+                  "\"grid\": 8, \"fps\": \"30000/1001\", \"encoder\": \"/runs/enc\", \"sources\": [{\"shard\": "
+                  "\"a.vfr\", \"frames\": 10}]}"},
+        {"unknown-rate", "{\"kind\": \"video\", \"vocab_size\": 125, \"tokens_per_frame\": 4, \"fps\": \"0/1\"}"},
+        {"eot-out-of-range", "{\"vocab_size\": 16, \"eot\": 16}"},
+        {"video-no-tpf", "{\"kind\": \"video\", \"vocab_size\": 16, \"fps\": \"30/0\"}"},
+        {"not-json", "{\"vocab_size\": 16,"},
+    };
+    for (size_t i = 0; i < sizeof seeds / sizeof seeds[0]; i++)
+        put("meta_json", seeds[i][0], -1, seeds[i][1], strlen(seeds[i][1]));
+}
+
 static void bpe_seeds(const char *tmp) {
     int32_t merges[] = {'t', 'h', 256, 'e', ' ', 't', 'a', 'n', 259, 'd', 257, 257};
     vttt_logger lg = FUZZ_QUIET;
@@ -237,6 +257,42 @@ static void snapshot_seeds(void) {
     }
 }
 
+/* Stream snapshots of both predictors (unsigned, signed) after 0 and 2
+ * frames: mode byte = predictor (tag fixed up), and one as given. */
+static void stream_snapshot_seeds(void) {
+    vttt_logger lg = FUZZ_QUIET;
+    int32_t tokens[4] = {3, 1, 4, 1};
+    for (int k = 0; k < 2; k++) {
+        char dir[FUZZ_PATH_MAX];
+        snprintf(dir, sizeof dir, "%s/predictor.tmp", out_root);
+        if (mkdir(dir, 0755) && errno != EEXIST) die("cannot create a scratch directory");
+        vttt_predictor *p = NULL;
+        ok(fuzz_predictor_open(&p, dir, k, &lg), "predictor");
+        vttt_stream *s = NULL;
+        ok(vttt_stream_open(&s, p), "stream");
+        for (int f = 0; f <= 2; f++) {
+            if (f) ok(vttt_stream_push_tokens(s, tokens, 1, NULL), "push");
+            if (f == 1) continue;
+            uint8_t *b = NULL;
+            size_t n = 0;
+            ok(vttt_stream_snapshot(s, &b, &n), "stream snapshot");
+            char name[32];
+            snprintf(name, sizeof name, "%s-frames%d", k ? "signed" : "unsigned", f);
+            put("stream_snapshot", name, k, b, n);
+            if (f == 2) {
+                snprintf(name, sizeof name, "%s-frames%d-raw", k ? "signed" : "unsigned", f);
+                put("stream_snapshot", name, k | 2, b, n);
+            }
+            free(b);
+        }
+        vttt_stream_free(&s);
+        vttt_predictor_close(&p);
+        char cmd[2 * FUZZ_PATH_MAX];
+        snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+        if (system(cmd)) die("cannot remove the scratch directory");
+    }
+}
+
 int main(int argc, char **argv) {
     if (argc != 2) die("usage: fuzz_make_corpus OUT_DIR (tests/fuzz/corpus)");
     out_root = argv[1];
@@ -246,9 +302,11 @@ int main(int argc, char **argv) {
     safetensors_seeds(tmp);
     config_seeds(tmp);
     shard_seeds(tmp);
+    meta_seeds();
     bpe_seeds(tmp);
     png_seeds();
     snapshot_seeds();
+    stream_snapshot_seeds();
     printf("fuzz_make_corpus: seeds written under %s\n", out_root);
     return 0;
 }
