@@ -293,6 +293,52 @@ static void stream_snapshot_seeds(void) {
     }
 }
 
+/* Requests to the daemon as fuzz_serve_request.c reads them: "METHOD
+ * TARGET", header lines, a blank line, the body. */
+static void put_request(const char *name, const char *head, const void *body, size_t n) {
+    size_t hn = strlen(head);
+    uint8_t *b = malloc(hn + n + 1);
+    if (!b) die("out of memory");
+    memcpy(b, head, hn);
+    if (n) memcpy(b + hn, body, n);
+    put("serve_request", name, -1, b, hn + n);
+    free(b);
+}
+
+static void serve_request_seeds(void) {
+    static const char id[] = "/v1/streams/0123456789abcdef";
+    static const char *const plain[][2] = {
+        {"health", "GET /health\n\n"},
+        {"metrics", "GET /metrics\nAuthorization: Bearer fuzz-token\n\n"},
+        {"open", "POST /v1/streams\r\nAuthorization: Bearer fuzz-token\r\nContent-Type: application/json\r\n"
+                 "Content-Length: 2\r\n\r\n{}"},
+        {"info", "GET /v1/streams/0123456789abcdef\n\n"},
+        {"delete", "DELETE /v1/streams/0123456789abcdef/\nAuthorization: bearer  fuzz-token\n\n"},
+        {"snapshot", "POST /v1/streams/0123456789abcdef/snapshot\nContent-Length: 0\n\n"},
+        {"bad-framing", "GET /v1/str%65ams/%zz?x=%41&&y\nTransfer-Encoding: chunked\nContent-Length: 5\n\nabcde"},
+        {"not-allowed", "PUT /health\n\n"},
+    };
+    for (size_t i = 0; i < sizeof plain / sizeof plain[0]; i++) put_request(plain[i][0], plain[i][1], NULL, 0);
+    uint8_t rgb[16 * 16 * 3], *png = NULL;
+    size_t n = 0;
+    for (size_t i = 0; i < sizeof rgb; i++) rgb[i] = (uint8_t)(i * 7);
+    vttt_logger lg = FUZZ_QUIET;
+    ok(vttt_png_encode(rgb, 16, 16, &png, &n, &lg), "png");
+    char head[512];
+    snprintf(head, sizeof head, "POST %s/frames?horizon=2&format=json\nContent-Type: image/png\n"
+             "Authorization: Bearer fuzz-token\n\n", id);
+    put_request("frames-png", head, png, n);
+    free(png);
+    snprintf(head, sizeof head, "POST %s/frames?width=16&height=16&format=rgb24\n"
+             "Content-Type: application/octet-stream\n\n", id);
+    put_request("frames-raw", head, rgb, sizeof rgb);
+    snprintf(head, sizeof head, "POST %s/frames?horizon=8\nX-Frame-Width: 16\nX-Frame-Height: 16\n"
+             "Accept: application/json\n\n", id);
+    put_request("frames-raw-headers", head, rgb, sizeof rgb);
+    static const uint8_t snap[] = "VTTTSTRM\2\0\0\0\0\0\0\0 not a real snapshot";
+    put_request("open-snapshot", "POST /v1/streams/\nContent-Type: application/octet-stream\n\n", snap, sizeof snap);
+}
+
 int main(int argc, char **argv) {
     if (argc != 2) die("usage: fuzz_make_corpus OUT_DIR (tests/fuzz/corpus)");
     out_root = argv[1];
@@ -307,6 +353,7 @@ int main(int argc, char **argv) {
     png_seeds();
     snapshot_seeds();
     stream_snapshot_seeds();
+    serve_request_seeds();
     printf("fuzz_make_corpus: seeds written under %s\n", out_root);
     return 0;
 }
