@@ -104,25 +104,27 @@ static int parse_levels(vttt_encoder_config *c, const cJSON *v, const char *path
     return VTTT_OK;
 }
 
-/* One key of the file into c; seen[] marks the required ones. */
+/* One key of the file into c; seen[] marks the keys read, so that a key
+ * given twice is refused (a second "levels" would otherwise overwrite the
+ * first in part, leaving its extra levels behind). */
 static int parse_key(vttt_encoder_config *c, const cJSON *v, int *seen, int *num_levels, const char *path,
                      const vttt_logger *lg) {
     static const char *ints[] = {"image_size", "channels", "num_groups", "num_levels"};
     int *fields[] = {&c->image_size, &c->channels, &c->num_groups, num_levels};
     const char *k = v->string;
     if (!strcmp(k, "model_type")) {
+        if (seen[5]++) return fail(lg, path, "key given twice:", k);
         if (!cJSON_IsString(v) || strcmp(v->valuestring, ENC_MODEL_TYPE))
             return fail(lg, path, "\"model_type\" must be \"" ENC_MODEL_TYPE "\"", NULL);
-        seen[5] = 1;
         return VTTT_OK;
     }
     if (!strcmp(k, "levels")) {
-        seen[4] = 1;
+        if (seen[4]++) return fail(lg, path, "key given twice:", k);
         return parse_levels(c, v, path, lg);
     }
     for (int i = 0; i < 4; i++) {
         if (strcmp(k, ints[i])) continue;
-        seen[i] = 1;
+        if (seen[i]++) return fail(lg, path, "key given twice:", k);
         return get_int(v, 0, 1 << 20, fields[i]) ? fail(lg, path, "not a non-negative integer:", k) : VTTT_OK;
     }
     return fail(lg, path, "unknown key", k);
