@@ -30,7 +30,20 @@ extern "C" {
 
 #define VTTT_FSQ_MAX_LEVELS 8
 
+/* Kinds of tokenizer. FRAME codes each frame alone (8x down, the first
+ * design). DELTA codes each frame relative to the previous one: its encoder
+ * sees both frames, its decoder is given the previous frame and adds what
+ * the tokens say changed; the all-"no change" token grid (every cell the
+ * zero code, vttt_encoder_zero_token) decodes to the previous frame
+ * exactly. With no previous frame (the first frame of a video, a scene
+ * cut) a DELTA tokenizer codes against mid-grey: its intra mode. Its
+ * layers run on a grid G = S / factor of cells, each cell holding its
+ * factor×factor pixels as channels (space-to-depth; encoder/README.md). */
+enum { VTTT_ENCODER_FRAME = 0, VTTT_ENCODER_DELTA = 1 };
+
 typedef struct vttt_encoder_config {
+    int kind;                            /* VTTT_ENCODER_FRAME (0, default) or VTTT_ENCODER_DELTA */
+    int factor;                          /* S / G: 8 for FRAME; 4 or 8 for DELTA */
     int image_size;                      /* S: frames are S×S (64); a multiple of 8 */
     int channels;                        /* width of the first conv stage; later stages widen (see docs) */
     int num_groups;                      /* GroupNorm groups */
@@ -38,8 +51,11 @@ typedef struct vttt_encoder_config {
     int levels[VTTT_FSQ_MAX_LEVELS];     /* FSQ levels per channel (8,5,5,5: 1000 codes) */
 } vttt_encoder_config;
 
-/* S 64, levels 8,5,5,5 and the default widths. */
+/* S 64, levels 8,5,5,5 and the default widths (FRAME). */
 vttt_encoder_config vttt_encoder_default_config(void);
+/* The DELTA default: S 64, factor 4, channels 64, levels 7,5,5,5 (875
+ * codes; odd levels so that every channel has an exact zero). */
+vttt_encoder_config vttt_encoder_delta_default_config(void);
 /* VTTT_EINVAL with a message naming the field. */
 int vttt_encoder_config_check(const vttt_encoder_config *cfg, const vttt_logger *lg);
 /* Parses "8,5,5,5" into cfg->levels / num_levels. */
@@ -53,6 +69,9 @@ void vttt_encoder_free(vttt_encoder **e);
 const vttt_encoder_config *vttt_encoder_get_config(const vttt_encoder *e);
 int vttt_encoder_tokens_per_frame(const vttt_encoder *e);   /* G*G */
 int vttt_encoder_vocab_size(const vttt_encoder *e);         /* product of the levels */
+int vttt_encoder_latent_dim(const vttt_encoder *e);         /* d, the FSQ channels */
+/* DELTA: the "no change" token (every FSQ channel at 0); -1 for FRAME. */
+int vttt_encoder_zero_token(const vttt_encoder *e);
 
 /* Tokenizer directory: DIR/config.json + DIR/model.safetensors. Loading
  * validates everything (shapes, finiteness, unknown keys): VTTT_EFORMAT /
@@ -61,17 +80,38 @@ int vttt_encoder_vocab_size(const vttt_encoder *e);         /* product of the le
 int vttt_encoder_load(vttt_encoder **out, const char *dir, const vttt_logger *lg);
 int vttt_encoder_save(const vttt_encoder *e, const char *dir);
 
-/* frames (N, S, S, 3) -> tokens (N, G*G). */
-int vttt_encoder_encode(vttt_encoder *e, const uint8_t *frames, int N, int32_t *tokens);
-/* tokens (N, G*G) -> frames (N, S, S, 3). VTTT_EINVAL for a token outside
- * [0, vocab). */
-int vttt_encoder_decode(vttt_encoder *e, const int32_t *tokens, int N, uint8_t *frames);
+/* frames (N, S, S, 3) -> tokens (N, G*G). DELTA: frame n is coded
+ * against its reference ref[n] (ref (N, S, S, 3); for a video, the true
+ * frame before it), every frame against mid-grey (intra, pixel 128) when
+ * ref is NULL. FRAME ignores ref. */
+int vttt_encoder_encode(vttt_encoder *e, const uint8_t *ref, const uint8_t *frames, int N, int32_t *tokens);
+/* Consecutive frames of one video: frame n is coded against frame n-1 and
+ * frame 0 against before (S, S, 3; NULL: intra). FRAME ignores before. */
+int vttt_encoder_encode_video(vttt_encoder *e, const uint8_t *before, const uint8_t *frames, int N,
+                              int32_t *tokens);
+/* tokens (N, G*G) -> frames (N, S, S, 3). DELTA: frame n is decoded on
+ * the decoded frame n-1, frame 0 on prev (NULL: mid-grey). VTTT_EINVAL
+ * for a token outside [0, vocab). */
+int vttt_encoder_decode(vttt_encoder *e, const uint8_t *prev, const int32_t *tokens, int N, uint8_t *frames);
+/* Decodes latents instead of tokens: q (N, d, G*G), any real values (a
+ * token's latent has each channel on its FSQ level grid; an expectation
+ * over tokens lies between). DELTA: frame n on its own reference ref[n]
+ * (N, S, S, 3; NULL: mid-grey), a cell whose latent is all zero keeps the
+ * reference's pixels. */
+int vttt_encoder_decode_latent(vttt_encoder *e, const uint8_t *ref, const float *q, int N, uint8_t *frames);
+/* The expectation of the latent under the softmax of logits (P, V) with
+ * temperature 1: q (d, P). */
+void vttt_encoder_expected_latent(const vttt_encoder *e, const float *logits, int P, float *q);
+/* The latents q (N, d, G*G) of tokens (N, G*G); VTTT_EINVAL for a token
+ * outside [0, vocab). */
+int vttt_encoder_token_latent(const vttt_encoder *e, const int32_t *tokens, int N, float *q);
 
 /* Training: encoder -> FSQ (straight-through) -> decoder over N frames.
  * *loss (may be NULL) is the mean squared error of the reconstruction in
  * [0,1] pixel units; recon (N, S, S, 3) may be NULL. train != 0 keeps the
- * activations for vttt_encoder_backward. */
-int vttt_encoder_forward(vttt_encoder *e, const uint8_t *frames, int N, int train, float *loss,
+ * activations for vttt_encoder_backward. DELTA: frame n is coded against
+ * prev[n] (N, S, S, 3), or mid-grey when prev is NULL; FRAME ignores prev. */
+int vttt_encoder_forward(vttt_encoder *e, const uint8_t *prev, const uint8_t *frames, int N, int train, float *loss,
                          uint8_t *recon);
 /* Accumulates (+=) dloss * d(loss)/d(params) into the gradients. */
 int vttt_encoder_backward(vttt_encoder *e, float dloss);

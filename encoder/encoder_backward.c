@@ -55,14 +55,16 @@ static int loss_grad(vttt_encoder *e, float dloss) {
     size_t n = (size_t)e->N * 3 * S * S;
     float k = 2.0f * dloss / (float)n;
     for (size_t i = 0; i < n; i++) e->h_y[i] = k * (e->h_y[i] + 0.5f - e->h_img[i]);
+    if (e->cfg.kind == VTTT_ENCODER_DELTA) return enc_delta_loss_grad(e, e->N);
     return e->be->to_device(e->be->ctx, e->L[e->n_layers - 1].dy, e->h_y, n * sizeof(float));
 }
 
 /* dz from dq through FSQ's straight-through rule, on the host. */
 static int fsq_grad(vttt_encoder *e) {
-    int G = e->cfg.image_size / 8, P = G * G;
+    int P = e->P;
     size_t n = (size_t)e->N * e->cfg.num_levels * P;
-    int err = e->be->to_host(e->be->ctx, e->h_q, e->dq, n * sizeof(float));
+    int err = e->cfg.kind == VTTT_ENCODER_DELTA ? enc_delta_dq_to_host(e, e->h_q, e->N)
+                                                : e->be->to_host(e->be->ctx, e->h_q, e->dq, n * sizeof(float));
     if (err) return err;
     /* h_z still holds z from the forward */
     enc_fsq_backward(&e->cfg, e->h_q, e->h_q, e->h_z, e->N, P);

@@ -33,8 +33,10 @@ void enc_buffers_free(vttt_encoder *e) {
     }
     bfree(e, &e->x), bfree(e, &e->q), bfree(e, &e->dq), bfree(e, &e->dx);
     for (int i = 0; i < 3; i++) bfree(e, &e->scr[i]);
-    free(e->zeros), free(e->h_img), free(e->h_y), free(e->h_z), free(e->h_q);
-    e->zeros = e->h_img = e->h_y = e->h_z = e->h_q = NULL;
+    free(e->zeros), free(e->h_img), free(e->h_y), free(e->h_z), free(e->h_q), free(e->h_x), free(e->h_prev);
+    free(e->h_mask);
+    e->zeros = e->h_img = e->h_y = e->h_z = e->h_q = e->h_x = e->h_prev = NULL;
+    e->h_mask = NULL;
     e->cap = 0;
     e->has_fwd = 0;
 }
@@ -56,19 +58,22 @@ static int layer_alloc(vttt_encoder *e, enc_layer *L, size_t N, int *err) {
 int enc_buffers_reserve(vttt_encoder *e, int N) {
     if (N <= e->cap) return VTTT_OK;
     enc_buffers_free(e);
-    int err = VTTT_OK, S = e->cfg.image_size, G = S / 8;
-    size_t n = (size_t)N, img = n * 3 * S * S, zq = n * (size_t)e->cfg.num_levels * G * G;
+    int err = VTTT_OK, S = e->cfg.image_size, delta = e->cfg.kind == VTTT_ENCODER_DELTA;
+    size_t n = (size_t)N, img = n * 3 * S * S, z = n * (size_t)e->cfg.num_levels * e->P;
+    size_t xin = delta ? 2 * img : img, zq = n * (size_t)e->dec_cin * e->P;
     size_t big = n * enc_max_layer_floats(e);
     for (int l = 0; l < e->n_layers; l++) layer_alloc(e, &e->L[l], n, &err);
-    balloc(e, &e->x, img, &err);
+    balloc(e, &e->x, xin, &err);
     balloc(e, &e->q, zq, &err);
     balloc(e, &e->dq, zq, &err);
-    balloc(e, &e->dx, img, &err);
+    balloc(e, &e->dx, xin, &err);
     for (int i = 0; i < 3; i++) balloc(e, &e->scr[i], big, &err);
     e->zeros = calloc(big, sizeof(float));
     e->h_img = malloc(img * sizeof(float)), e->h_y = malloc(img * sizeof(float));
-    e->h_z = malloc(zq * sizeof(float)), e->h_q = malloc(zq * sizeof(float));
-    if (err || !e->zeros || !e->h_img || !e->h_y || !e->h_z || !e->h_q) {
+    e->h_z = malloc(z * sizeof(float)), e->h_q = malloc(zq * sizeof(float));
+    e->h_x = malloc(xin * sizeof(float)), e->h_prev = malloc(img * sizeof(float));
+    e->h_mask = malloc(n * (size_t)e->P);
+    if (err || !e->zeros || !e->h_img || !e->h_y || !e->h_z || !e->h_q || !e->h_x || !e->h_prev || !e->h_mask) {
         enc_buffers_free(e);
         vttt_log(&e->log, VTTT_LOG_ERROR, "tokenizer: out of memory for the buffers of %d frames (%s)", N,
                  e->be->name);

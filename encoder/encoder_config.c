@@ -20,11 +20,22 @@
 vttt_encoder_config vttt_encoder_default_config(void) {
     vttt_encoder_config c;
     memset(&c, 0, sizeof c);
+    c.kind = VTTT_ENCODER_FRAME;
+    c.factor = 8;
     c.image_size = 64;
     c.channels = 32;
     c.num_groups = 8;
     c.num_levels = 4;
     c.levels[0] = 8, c.levels[1] = 5, c.levels[2] = 5, c.levels[3] = 5;
+    return c;
+}
+
+vttt_encoder_config vttt_encoder_delta_default_config(void) {
+    vttt_encoder_config c = vttt_encoder_default_config();
+    c.kind = VTTT_ENCODER_DELTA;
+    c.factor = 4;
+    c.channels = 64;
+    c.levels[0] = 7;
     return c;
 }
 
@@ -36,6 +47,10 @@ static int bad(const vttt_logger *lg, const char *what) {
 int vttt_encoder_config_check(const vttt_encoder_config *c, const vttt_logger *lg) {
     if (c->image_size < 8 || c->image_size > 1024 || c->image_size % 8)
         return bad(lg, "image_size must be a multiple of 8 in [8, 1024]");
+    if (c->kind != VTTT_ENCODER_FRAME && c->kind != VTTT_ENCODER_DELTA) return bad(lg, "kind must be frame or delta");
+    if (c->kind == VTTT_ENCODER_FRAME && c->factor != 8) return bad(lg, "a frame tokenizer's factor is 8");
+    if (c->kind == VTTT_ENCODER_DELTA && c->factor != 4 && c->factor != 8)
+        return bad(lg, "a delta tokenizer's factor must be 4 or 8");
     if (c->channels < 1 || c->channels > 512) return bad(lg, "channels must be in [1, 512]");
     if (c->num_groups < 1 || c->channels % c->num_groups)
         return bad(lg, "num_groups must be >= 1 and divide channels");
@@ -44,6 +59,8 @@ int vttt_encoder_config_check(const vttt_encoder_config *c, const vttt_logger *l
     int64_t v = 1;
     for (int i = 0; i < c->num_levels; i++) {
         if (c->levels[i] < 2 || c->levels[i] > 256) return bad(lg, "each FSQ level must be in [2, 256]");
+        if (c->kind == VTTT_ENCODER_DELTA && c->levels[i] % 2 == 0)
+            return bad(lg, "a delta tokenizer needs odd FSQ levels (each channel needs an exact zero: 'no change')");
         v *= c->levels[i];
         if (v > 65536) return bad(lg, "the product of the FSQ levels (the vocabulary) must be <= 65536 (uint16 tokens)");
     }
@@ -122,6 +139,14 @@ static int parse_key(vttt_encoder_config *c, const cJSON *v, int *seen, int *num
         if (seen[4]++) return fail(lg, path, "key given twice:", k);
         return parse_levels(c, v, path, lg);
     }
+    if (!strcmp(k, "kind")) {
+        if (!cJSON_IsString(v) || (strcmp(v->valuestring, "frame") && strcmp(v->valuestring, "delta")))
+            return fail(lg, path, "\"kind\" must be \"frame\" or \"delta\"", NULL);
+        c->kind = strcmp(v->valuestring, "delta") ? VTTT_ENCODER_FRAME : VTTT_ENCODER_DELTA;
+        return VTTT_OK;
+    }
+    if (!strcmp(k, "factor")) return get_int(v, 1, 64, &c->factor) ? fail(lg, path, "not an integer in [1, 64]:", k)
+                                                                   : VTTT_OK;
     for (int i = 0; i < 4; i++) {
         if (strcmp(k, ints[i])) continue;
         if (seen[i]++) return fail(lg, path, "key given twice:", k);
@@ -134,11 +159,13 @@ static int parse_config(vttt_encoder_config *c, const cJSON *root, const char *p
     if (!cJSON_IsObject(root)) return fail(lg, path, "the top level must be a JSON object", NULL);
     int seen[6] = {0}, err = VTTT_OK, num_levels = -1;
     memset(c, 0, sizeof *c);
+    c->factor = -1; /* "kind" (frame) and "factor" (8 for frame, 4 for delta) may be left out */
     for (const cJSON *v = root->child; v && !err; v = v->next) err = parse_key(c, v, seen, &num_levels, path, lg);
     if (err) return err;
     for (int i = 0; i < 6; i++)
         if (!seen[i] && i != 3) return fail(lg, path, "a required key is missing (image_size, channels, num_groups, "
                                             "levels, model_type)", NULL);
+    if (c->factor < 0) c->factor = c->kind == VTTT_ENCODER_DELTA ? 4 : 8;
     if (num_levels >= 0 && num_levels != c->num_levels)
         return fail(lg, path, "\"num_levels\" disagrees with the length of \"levels\"", NULL);
     if (vttt_encoder_config_check(c, lg)) return fail(lg, path, "the settings are out of range (see above)", NULL);
@@ -165,6 +192,8 @@ int enc_config_read(vttt_encoder_config *c, const char *path, const vttt_logger 
 int enc_config_write(const vttt_encoder_config *c, const char *path, const vttt_logger *lg) {
     cJSON *j = cJSON_CreateObject();
     cJSON_AddStringToObject(j, "model_type", ENC_MODEL_TYPE);
+    cJSON_AddStringToObject(j, "kind", c->kind == VTTT_ENCODER_DELTA ? "delta" : "frame");
+    cJSON_AddNumberToObject(j, "factor", c->factor);
     cJSON_AddNumberToObject(j, "image_size", c->image_size);
     cJSON_AddNumberToObject(j, "channels", c->channels);
     cJSON_AddNumberToObject(j, "num_groups", c->num_groups);

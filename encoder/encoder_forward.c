@@ -62,7 +62,7 @@ static int layer_forward(vttt_encoder *e, int l, int N) {
 int enc_layers_forward(vttt_encoder *e, int l0, int l1, int N) {
     int err = VTTT_OK;
     for (int l = l0; l < l1 && !err; l++) err = layer_forward(e, l, N);
-    if (err) vttt_log(&e->log, VTTT_LOG_ERROR, "tokenizer: %s failed on %s (%s)", enc_layer_name(l1 - 1),
+    if (err) vttt_log(&e->log, VTTT_LOG_ERROR, "tokenizer: %s failed on %s (%s)", enc_layer_name(e, l1 - 1),
                       e->be->name, vttt_strerror(err));
     return err;
 }
@@ -87,15 +87,33 @@ static int check_finite(const vttt_encoder *e, const float *x, size_t n, const c
     return VTTT_OK;
 }
 
+/* The encoder's input on the backend from h_img (and h_prev for DELTA). */
+static int upload(vttt_encoder *e, int N) {
+    return e->cfg.kind == VTTT_ENCODER_DELTA ? enc_delta_upload_input(e, N) : upload_input(e, e->h_img, N);
+}
+
+/* The decoder's input on the backend from latents q (N, d, P) on the host. */
+static int upload_q(vttt_encoder *e, const float *q, int N) {
+    if (e->cfg.kind == VTTT_ENCODER_DELTA) return enc_delta_upload_q(e, q, N);
+    return e->be->to_device(e->be->ctx, e->q, q, (size_t)N * e->cfg.num_levels * e->P * sizeof(float));
+}
+
+/* The decoder's output into h_y (pixels - 0.5). */
+static int output(vttt_encoder *e, int N) {
+    if (e->cfg.kind == VTTT_ENCODER_DELTA) return enc_delta_output(e, N);
+    size_t ny = (size_t)N * 3 * e->cfg.image_size * e->cfg.image_size;
+    return e->be->to_host(e->be->ctx, e->h_y, e->L[e->n_layers - 1].y, ny * sizeof(float));
+}
+
 /* z (the encoder's output) to the host, FSQ, q back to the backend. */
 static int quantize(vttt_encoder *e, int N, int32_t *codes) {
-    int G = e->cfg.image_size / 8, P = G * G;
-    size_t n = (size_t)N * e->cfg.num_levels * P;
+    size_t n = (size_t)N * e->cfg.num_levels * e->P;
     int err = e->be->to_host(e->be->ctx, e->h_z, e->L[e->n_enc - 1].y, n * sizeof(float));
     if (!err) err = check_finite(e, e->h_z, n, "encoder's output (latents)");
     if (err) return err;
-    enc_fsq_forward(&e->cfg, e->h_q, codes, e->h_z, N, P, e->fsq_bypass);
-    return e->be->to_device(e->be->ctx, e->q, e->h_q, n * sizeof(float));
+    float *q = e->cfg.kind == VTTT_ENCODER_DELTA ? e->h_x : e->h_q; /* DELTA packs q into h_q with prev */
+    enc_fsq_forward(&e->cfg, q, codes, e->h_z, N, e->P, e->fsq_bypass);
+    return upload_q(e, q, N);
 }
 
 int enc_forward_f(vttt_encoder *e, const float *img, int N, float *loss) {
@@ -104,10 +122,9 @@ int enc_forward_f(vttt_encoder *e, const float *img, int N, float *loss) {
     size_t n = (size_t)N * 3 * S * S;
     if (err || (err = enc_params_sync(e))) return err;
     if (img != e->h_img) memcpy(e->h_img, img, n * sizeof(float));
-    if ((err = upload_input(e, e->h_img, N))) return err;
+    if ((err = upload(e, N))) return err;
     if ((err = enc_layers_forward(e, 0, e->n_enc, N)) || (err = quantize(e, N, NULL))) return err;
-    if ((err = enc_layers_forward(e, e->n_enc, e->n_layers, N))) return err;
-    if ((err = e->be->to_host(e->be->ctx, e->h_y, e->L[e->n_layers - 1].y, n * sizeof(float)))) return err;
+    if ((err = enc_layers_forward(e, e->n_enc, e->n_layers, N)) || (err = output(e, N))) return err;
     double s = 0.0;
     for (size_t i = 0; i < n; i++) {
         double r = (double)e->h_y[i] + 0.5 - (double)e->h_img[i];
@@ -119,7 +136,8 @@ int enc_forward_f(vttt_encoder *e, const float *img, int N, float *loss) {
     return VTTT_OK;
 }
 
-int vttt_encoder_forward(vttt_encoder *e, const uint8_t *frames, int N, int train, float *loss, uint8_t *recon) {
+int vttt_encoder_forward(vttt_encoder *e, const uint8_t *prev, const uint8_t *frames, int N, int train, float *loss,
+                         uint8_t *recon) {
     if (N < 1 || !frames) {
         vttt_log(&e->log, VTTT_LOG_ERROR, "tokenizer forward: %d frames", N);
         return VTTT_EINVAL;
@@ -127,6 +145,8 @@ int vttt_encoder_forward(vttt_encoder *e, const uint8_t *frames, int N, int trai
     int S = e->cfg.image_size, err = enc_buffers_reserve(e, N);
     if (err) return err;
     enc_frames_to_img(e->h_img, frames, N, S);
+    if (e->cfg.kind == VTTT_ENCODER_DELTA)
+        enc_delta_set_prev(e, prev, prev ? prev + (size_t)S * S * 3 : NULL, N);
     if ((err = enc_forward_f(e, e->h_img, N, loss))) return err;
     /* training: the trainer checks the loss (and says it stops there) */
     if (!train && (err = check_finite(e, e->h_y, (size_t)N * 3 * S * S, "decoder's output"))) return err;
@@ -144,35 +164,89 @@ static int chunks_begin(vttt_encoder *e, int N, int have_buffers) {
     return err ? err : enc_params_sync(e);
 }
 
-int vttt_encoder_encode(vttt_encoder *e, const uint8_t *frames, int N, int32_t *tokens) {
-    int S = e->cfg.image_size, P = (S / 8) * (S / 8), err = chunks_begin(e, N, frames && tokens);
+/* Encodes N frames in chunks. DELTA references: video 0: frame n's is
+ * ref[n] (NULL: mid-grey); video 1: frame n's is frame n-1, frame 0's is
+ * ref (one frame; NULL: mid-grey). */
+static int encode_chunks(vttt_encoder *e, const uint8_t *ref, int video, const uint8_t *frames, int N,
+                         int32_t *tokens) {
+    int S = e->cfg.image_size, P = e->P, err = chunks_begin(e, N, frames && tokens);
+    size_t fb = (size_t)S * S * 3;
     if (err) return err;
     for (int n0 = 0; n0 < N && !err; n0 += ENC_CHUNK) {
         int n = N - n0 < ENC_CHUNK ? N - n0 : ENC_CHUNK;
-        enc_frames_to_img(e->h_img, frames + (size_t)n0 * S * S * 3, n, S);
-        err = upload_input(e, e->h_img, n);
+        enc_frames_to_img(e->h_img, frames + (size_t)n0 * fb, n, S);
+        if (e->cfg.kind == VTTT_ENCODER_DELTA && video)
+            enc_delta_set_prev(e, n0 ? frames + (size_t)(n0 - 1) * fb : ref, frames + (size_t)n0 * fb, n);
+        else if (e->cfg.kind == VTTT_ENCODER_DELTA)
+            enc_delta_set_prev(e, ref ? ref + (size_t)n0 * fb : NULL, ref ? ref + (size_t)(n0 + 1) * fb : NULL, n);
+        err = upload(e, n);
         if (!err) err = enc_layers_forward(e, 0, e->n_enc, n);
         if (!err) err = quantize(e, n, tokens + (size_t)n0 * P);
     }
     return err;
 }
 
-int vttt_encoder_decode(vttt_encoder *e, const int32_t *tokens, int N, uint8_t *frames) {
-    int S = e->cfg.image_size, P = (S / 8) * (S / 8), err = chunks_begin(e, N, frames && tokens);
+int vttt_encoder_encode(vttt_encoder *e, const uint8_t *ref, const uint8_t *frames, int N, int32_t *tokens) {
+    return encode_chunks(e, ref, 0, frames, N, tokens);
+}
+
+int vttt_encoder_encode_video(vttt_encoder *e, const uint8_t *before, const uint8_t *frames, int N,
+                              int32_t *tokens) {
+    return encode_chunks(e, before, 1, frames, N, tokens);
+}
+
+/* Decodes n frames of latents q (host, (n, d, P)) whose references are
+ * already in h_prev (DELTA) into frames. */
+static int decode_q(vttt_encoder *e, const float *q, int n, uint8_t *frames) {
+    int err = upload_q(e, q, n);
+    if (!err) err = enc_layers_forward(e, e->n_enc, e->n_layers, n);
+    if (!err) err = output(e, n);
+    size_t ny = (size_t)n * 3 * e->cfg.image_size * e->cfg.image_size;
+    if (!err) err = check_finite(e, e->h_y, ny, "decoder's output");
+    if (!err) enc_y_to_frames(frames, e->h_y, n, e->cfg.image_size);
+    return err;
+}
+
+int vttt_encoder_decode(vttt_encoder *e, const uint8_t *prev, const int32_t *tokens, int N, uint8_t *frames) {
+    int S = e->cfg.image_size, P = e->P, err = chunks_begin(e, N, frames && tokens);
+    size_t fb = (size_t)S * S * 3;
+    /* DELTA decodes each frame on the one before it: one at a time */
+    int chunk = e->cfg.kind == VTTT_ENCODER_DELTA ? 1 : ENC_CHUNK;
+    float *q = e->cfg.kind == VTTT_ENCODER_DELTA ? e->h_x : e->h_q;
     if (err) return err;
-    for (int n0 = 0; n0 < N && !err; n0 += ENC_CHUNK) {
-        int n = N - n0 < ENC_CHUNK ? N - n0 : ENC_CHUNK;
-        size_t nq = (size_t)n * e->cfg.num_levels * P, ny = (size_t)n * 3 * S * S;
-        if (enc_fsq_codes_to_q(&e->cfg, e->h_q, tokens + (size_t)n0 * P, n, P)) {
+    for (int n0 = 0; n0 < N && !err; n0 += chunk) {
+        int n = N - n0 < chunk ? N - n0 : chunk;
+        if (enc_fsq_codes_to_q(&e->cfg, q, tokens + (size_t)n0 * P, n, P)) {
             vttt_log(&e->log, VTTT_LOG_ERROR, "tokenizer decode: a token of frames %d..%d is outside [0, %d) (tokens "
                      "of another tokenizer?)", n0, n0 + n - 1, enc_fsq_vocab(&e->cfg));
             return VTTT_EINVAL;
         }
-        err = e->be->to_device(e->be->ctx, e->q, e->h_q, nq * sizeof(float));
-        if (!err) err = enc_layers_forward(e, e->n_enc, e->n_layers, n);
-        if (!err) err = e->be->to_host(e->be->ctx, e->h_y, e->L[e->n_layers - 1].y, ny * sizeof(float));
-        if (!err) err = check_finite(e, e->h_y, ny, "decoder's output");
-        if (!err) enc_y_to_frames(frames + (size_t)n0 * S * S * 3, e->h_y, n, S);
+        if (e->cfg.kind == VTTT_ENCODER_DELTA) enc_delta_set_prev(e, n0 ? frames + (size_t)(n0 - 1) * fb : prev, NULL, 1);
+        err = decode_q(e, q, n, frames + (size_t)n0 * fb);
+    }
+    return err;
+}
+
+int vttt_encoder_token_latent(const vttt_encoder *e, const int32_t *tokens, int N, float *q) {
+    if (N < 0 || (N && (!tokens || !q))) return VTTT_EINVAL;
+    if (enc_fsq_codes_to_q(&e->cfg, q, tokens, N, e->P)) {
+        vttt_log(&e->log, VTTT_LOG_ERROR, "tokenizer: a token is outside [0, %d) (tokens of another tokenizer?)",
+                 enc_fsq_vocab(&e->cfg));
+        return VTTT_EINVAL;
+    }
+    return VTTT_OK;
+}
+
+int vttt_encoder_decode_latent(vttt_encoder *e, const uint8_t *ref, const float *q, int N, uint8_t *frames) {
+    int S = e->cfg.image_size, err = chunks_begin(e, N, frames && q);
+    size_t fb = (size_t)S * S * 3, nq = (size_t)e->cfg.num_levels * e->P;
+    float *stage = e->cfg.kind == VTTT_ENCODER_DELTA ? e->h_x : e->h_q;
+    for (int n0 = 0; n0 < N && !err; n0 += ENC_CHUNK) {
+        int n = N - n0 < ENC_CHUNK ? N - n0 : ENC_CHUNK;
+        memcpy(stage, q + (size_t)n0 * nq, (size_t)n * nq * sizeof(float));
+        if (e->cfg.kind == VTTT_ENCODER_DELTA)
+            enc_delta_set_prev(e, ref ? ref + (size_t)n0 * fb : NULL, ref ? ref + (size_t)(n0 + 1) * fb : NULL, n);
+        err = decode_q(e, stage, n, frames + (size_t)n0 * fb);
     }
     return err;
 }

@@ -10,6 +10,14 @@
  * Layers [0, n_enc) are the encoder (its last output is z, (N, d, G, G));
  * FSQ maps z to q; layers [n_enc, n_layers) are the decoder, from q to the
  * image y (N, 3, S, S) whose pixels are y + 0.5 in [0,1] units.
+ *
+ * DELTA (encoder_delta.c): every layer runs on the G×G grid of cells; with
+ * C = 3·factor² (a cell's pixels as channels, "space-to-depth"), the
+ * encoder's input x is (N, 2C, G, G) = [cells of (cur - prev), cells of
+ * prev] (pixels - 0.5), the decoder's input q is (N, d + C, G, G) = [FSQ
+ * output, cells of prev], and its output r (N, C, G, G) is the change:
+ * y = prev + mask · depth-to-space(r), mask 0 on cells whose latent is all
+ * zero (forward only: the backward takes the mask as 1, straight-through).
  */
 #ifndef VTTT_ENCODER_INTERNAL_H
 #define VTTT_ENCODER_INTERNAL_H
@@ -48,7 +56,10 @@ struct vttt_encoder {
     vttt_logger log;
     const vttt_backend *be;
     int n_layers, n_enc, groups;
+    int G, P, C;                 /* grid side, cells (G*G), channels of a cell's pixels (3*factor^2) */
+    int dec_cin;                 /* channels of the decoder's input q: d (FRAME) or d + C (DELTA) */
     enc_layer L[ENC_MAX_LAYERS];
+    const char *const *names;    /* (n_layers) layer names */
     int n_tensors;
     vttt_model_tensor tensors[ENC_MAX_LAYERS * ENC_P_COUNT];
     size_t n_params;
@@ -65,7 +76,10 @@ struct vttt_encoder {
     float *h_img;                /* (cap, 3, S, S) host: the target image in [0,1] */
     float *h_y;                  /* (cap, 3, S, S) host: the reconstruction's y */
     float *h_z;                  /* (cap, d, G, G) host staging of z / dz */
-    float *h_q;                  /* (cap, d, G, G) host staging of q / dq */
+    float *h_q;                  /* (cap, dec_cin, G, G) host staging of q / dq */
+    float *h_x;                  /* (cap, 6, S, S) host staging of a DELTA input (and of r) */
+    float *h_prev;               /* (cap, 3, S, S) host: DELTA's reference frames, pixels - 0.5 */
+    uint8_t *h_mask;             /* (cap, G*G) host: DELTA's changed cells */
     int N;                       /* frames of the last forward */
     int has_fwd;                 /* a training forward is ready for backward */
     /* test hooks */
@@ -83,7 +97,7 @@ int enc_config_write(const vttt_encoder_config *c, const char *path, const vttt_
 
 /* ---- encoder_model.c ---- */
 /* The name of layer l ("encoder.down.0", ...). */
-const char *enc_layer_name(int l);
+const char *enc_layer_name(const vttt_encoder *e, int l);
 /* Largest activation (floats per frame) over the layers. */
 size_t enc_max_layer_floats(const vttt_encoder *e);
 /* Weights from seed: convs uniform(+-1/sqrt(fan_in)) (PyTorch's default;
@@ -129,5 +143,22 @@ int enc_get_dx(vttt_encoder *e, float *dx, int N);
  * y (pixels y + 0.5), rounded and clamped. */
 void enc_frames_to_img(float *img, const uint8_t *frames, int N, int S);
 void enc_y_to_frames(uint8_t *frames, const float *y, int N, int S);
+
+/* ---- encoder_delta.c: the host side of a DELTA tokenizer ---- */
+/* h_prev of N reference frames (S, S, 3): frame 0's is ref0, frame n's
+ * (n >= 1) refs + (n-1)*S*S*3; NULL = mid-grey (the intra mode). */
+void enc_delta_set_prev(vttt_encoder *e, const uint8_t *ref0, const uint8_t *refs, int N);
+/* x (on the backend) from h_img (targets in [0,1]) and h_prev. */
+int enc_delta_upload_input(vttt_encoder *e, int N);
+/* The decoder's input from h_q's first d channels (already in place at
+ * the start of each frame's block, see enc_delta_pack_q) and h_prev; the
+ * mask; uploads to q. */
+int enc_delta_upload_q(vttt_encoder *e, const float *q, int N);
+/* h_y (pixels - 0.5) = prev + mask · depth-to-space(r), r from the last layer. */
+int enc_delta_output(vttt_encoder *e, int N);
+/* The last layer's dy from the loss gradient at the image (h_y). */
+int enc_delta_loss_grad(vttt_encoder *e, int N);
+/* dz (h_z-shaped, host) = the first d channels of dq per frame. */
+int enc_delta_dq_to_host(vttt_encoder *e, float *dq, int N);
 
 #endif

@@ -21,6 +21,21 @@
  * 10  decoder.up.2        y   y   3x3 s1      w1  -> w0     S/2 -> S
  * 11  decoder.conv_out    y   -   3x3 s1      w0  -> 3      S        (y)
  *
+ * DELTA (c = channels, C = 3·factor², all on the G×G grid; see
+ * encoder_internal.h for x, q and r):
+ *
+ *  l  name               norm conv   cin -> cout
+ *  0  encoder.conv_in     -   3x3    2C    -> c
+ *  1  encoder.mid.0       y   3x3    c     -> c
+ *  2  encoder.mid.1       y   3x3    c     -> c
+ *  3  encoder.conv_out    y   1x1    c     -> d      (z)
+ *     FSQ
+ *  4  decoder.conv_in     -   3x3    d + C -> c
+ *  5  decoder.mid.0       y   3x3    c     -> c
+ *  6  decoder.mid.1       y   3x3    c     -> c
+ *  7  decoder.mid.2       y   3x3    c     -> c
+ *  8  decoder.conv_out    y   3x3    c     -> C      (r)
+ *
  * Tensors of layer NAME: NAME.norm.weight (cin), NAME.norm.bias (cin) when
  * normed; NAME.conv.weight (cout, cin, k, k), NAME.conv.bias (cout).
  * "norm" is GroupNorm(num_groups, cin) then SiLU.
@@ -36,10 +51,12 @@ static const char *const layer_names[] = {
     "encoder.conv_in", "encoder.down.0", "encoder.down.1", "encoder.down.2", "encoder.mid", "encoder.conv_out",
     "decoder.conv_in", "decoder.mid",    "decoder.up.0",   "decoder.up.1",   "decoder.up.2", "decoder.conv_out",
 };
-#define N_LAYERS 12
-#define N_ENC 6
+static const char *const delta_names[] = {
+    "encoder.conv_in", "encoder.mid.0", "encoder.mid.1", "encoder.mid.2", "encoder.conv_out",
+    "decoder.conv_in", "decoder.mid.0", "decoder.mid.1", "decoder.mid.2", "decoder.conv_out",
+};
 
-const char *enc_layer_name(int l) { return l >= 0 && l < N_LAYERS ? layer_names[l] : "?"; }
+const char *enc_layer_name(const vttt_encoder *e, int l) { return l >= 0 && l < e->n_layers ? e->names[l] : "?"; }
 
 /* Fills layer l's shape from the table above; h is its input size. */
 static void layer_spec(enc_layer *L, int cin, int cout, int k, int stride, int norm, int up, int h) {
@@ -53,9 +70,31 @@ static void layer_spec(enc_layer *L, int cin, int cout, int k, int stride, int n
     L->numel[ENC_P_CONV_B] = cout;
 }
 
+static void build_delta(vttt_encoder *e) {
+    const vttt_encoder_config *c = &e->cfg;
+    int G = e->G, C = e->C, d = c->num_levels, w = c->channels;
+    enc_layer *L = e->L;
+    layer_spec(&L[0], 2 * C, w, 3, 1, 0, 0, G);
+    layer_spec(&L[1], w, w, 3, 1, 1, 0, G);
+    layer_spec(&L[2], w, w, 3, 1, 1, 0, G);
+    layer_spec(&L[3], w, w, 3, 1, 1, 0, G);
+    layer_spec(&L[4], w, d, 1, 1, 1, 0, G);
+    layer_spec(&L[5], d + C, w, 3, 1, 0, 0, G);
+    layer_spec(&L[6], w, w, 3, 1, 1, 0, G);
+    layer_spec(&L[7], w, w, 3, 1, 1, 0, G);
+    layer_spec(&L[8], w, w, 3, 1, 1, 0, G);
+    layer_spec(&L[9], w, C, 3, 1, 1, 0, G);
+    e->n_layers = 10, e->n_enc = 5, e->names = delta_names, e->dec_cin = d + C;
+}
+
 static void build_layers(vttt_encoder *e) {
     const vttt_encoder_config *c = &e->cfg;
-    int S = c->image_size, G = S / 8, d = c->num_levels;
+    int S = c->image_size, G = S / c->factor, d = c->num_levels;
+    e->G = G, e->P = G * G, e->C = 3 * c->factor * c->factor, e->groups = c->num_groups;
+    if (c->kind == VTTT_ENCODER_DELTA) {
+        build_delta(e);
+        return;
+    }
     int w0 = c->channels, w1 = c->channels, w2 = 2 * c->channels, w3 = 2 * c->channels;
     enc_layer *L = e->L;
     layer_spec(&L[0], 3, w0, 3, 1, 0, 0, S);
@@ -70,7 +109,7 @@ static void build_layers(vttt_encoder *e) {
     layer_spec(&L[9], w2, w1, 3, 1, 1, 1, S / 4);
     layer_spec(&L[10], w1, w0, 3, 1, 1, 1, S / 2);
     layer_spec(&L[11], w0, 3, 3, 1, 1, 0, S);
-    e->n_layers = N_LAYERS, e->n_enc = N_ENC, e->groups = c->num_groups;
+    e->n_layers = 12, e->n_enc = 6, e->names = layer_names, e->dec_cin = d;
 }
 
 static const char *const slot_names[ENC_P_COUNT] = {"norm.weight", "norm.bias", "conv.weight", "conv.bias"};
@@ -88,7 +127,7 @@ static void point_tensors(vttt_encoder *e) {
             L->g[s] = L->dg[s] = e->grads + off;
             vttt_model_tensor *t = &e->tensors[e->n_tensors++];
             memset(t, 0, sizeof *t);
-            snprintf(t->name, sizeof t->name, "%s.%s", layer_names[l], slot_names[s]);
+            snprintf(t->name, sizeof t->name, "%s.%s", e->names[l], slot_names[s]);
             t->data = L->p[s], t->grad = L->g[s], t->numel = L->numel[s];
             if (s == ENC_P_CONV_W) {
                 t->ndim = 4;
@@ -164,12 +203,18 @@ void vttt_encoder_free(vttt_encoder **ep) {
 
 const vttt_encoder_config *vttt_encoder_get_config(const vttt_encoder *e) { return &e->cfg; }
 
-int vttt_encoder_tokens_per_frame(const vttt_encoder *e) {
-    int G = e->cfg.image_size / 8;
-    return G * G;
-}
+int vttt_encoder_tokens_per_frame(const vttt_encoder *e) { return e->P; }
 
 int vttt_encoder_vocab_size(const vttt_encoder *e) { return enc_fsq_vocab(&e->cfg); }
+
+int vttt_encoder_latent_dim(const vttt_encoder *e) { return e->cfg.num_levels; }
+
+int vttt_encoder_zero_token(const vttt_encoder *e) {
+    if (e->cfg.kind != VTTT_ENCODER_DELTA) return -1;
+    int code = 0, base = 1;
+    for (int i = 0; i < e->cfg.num_levels; i++) code += (e->cfg.levels[i] / 2) * base, base *= e->cfg.levels[i];
+    return code;
+}
 
 const vttt_model_tensor *vttt_encoder_tensors(const vttt_encoder *e, int *n) {
     *n = e->n_tensors;
@@ -181,7 +226,7 @@ size_t vttt_encoder_num_params(const vttt_encoder *e) { return e->n_params; }
 void vttt_encoder_zero_grads(vttt_encoder *e) { memset(e->grads, 0, e->n_params * sizeof(float)); }
 
 size_t enc_max_layer_floats(const vttt_encoder *e) {
-    size_t m = (size_t)3 * e->cfg.image_size * e->cfg.image_size;
+    size_t m = (size_t)(e->cfg.kind == VTTT_ENCODER_DELTA ? 6 : 3) * e->cfg.image_size * e->cfg.image_size;
     for (int l = 0; l < e->n_layers; l++) {
         const enc_layer *L = &e->L[l];
         size_t in = (size_t)L->cin * L->h * L->w * (L->up ? 4 : 1), o = (size_t)L->cout * L->oh * L->ow;
@@ -205,6 +250,8 @@ static double flops(const vttt_encoder_config *cfg, int l0, int l1) {
     return f;
 }
 
-double vttt_encoder_forward_flops(const vttt_encoder_config *cfg) { return flops(cfg, 0, N_LAYERS); }
+double vttt_encoder_forward_flops(const vttt_encoder_config *cfg) { return flops(cfg, 0, ENC_MAX_LAYERS); }
 
-double vttt_encoder_encode_flops(const vttt_encoder_config *cfg) { return flops(cfg, 0, N_ENC); }
+double vttt_encoder_encode_flops(const vttt_encoder_config *cfg) {
+    return flops(cfg, 0, cfg->kind == VTTT_ENCODER_DELTA ? 5 : 6);
+}

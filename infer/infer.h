@@ -9,9 +9,12 @@
  * stream's state by those tokens (one prefill over the frame) and reads the
  * model's output at every token of the frame, which predicts the token at
  * the same place in frame t+1 (DESIGN.md "Video as tokens"). Greedy
- * (argmax) tokens are decoded into the predicted frame. A horizon K > 1
- * rolls forward on a copy of the state, feeding each predicted frame back;
- * the stream's own state only ever sees the true frames.
+ * tokens are decoded into the predicted frame (see VTTT_DECODE_*). A
+ * horizon K > 1 rolls forward on a copy of the state, feeding each
+ * predicted frame's tokens back; the stream's own state only ever sees the
+ * true frames. With a DELTA tokenizer the stream keeps its last true
+ * frame: the next frame is coded against it, and the prediction is
+ * decoded on it.
  *
  * Conventions as in ttt/ttt.h. A predictor's model and tokenizer are used
  * by one thread at a time: callers serialize vttt_stream_push* on one
@@ -33,6 +36,19 @@ extern "C" {
 
 typedef struct vttt_predictor vttt_predictor;
 
+/* How a predicted frame's pixels are made from the model's distribution
+ * over each cell's token: EXPECT (default) decodes the expectation of the
+ * latent (the prediction that minimizes the expected squared error when
+ * the decoder is near-linear in the latent; with a DELTA tokenizer, where
+ * the "no change" token makes the last frame, an unsure model predicts
+ * close to repeating the last frame); ARGMAX decodes the most likely
+ * tokens; SAMPLE draws tokens (deterministic per stream and frame). The
+ * tokens handed back and fed to roll-outs are the argmax (SAMPLE: the
+ * drawn) tokens in every mode. */
+enum { VTTT_DECODE_EXPECT = 0, VTTT_DECODE_ARGMAX = 1, VTTT_DECODE_SAMPLE = 2 };
+/* Parses "expect", "argmax", "sample"; -1 otherwise. */
+int vttt_decoding_parse(const char *s);
+
 /* Loads a video model directory (tokens_per_frame > 0; a training run
  * directory stands for its newest checkpoint, RUN/latest) and a tokenizer
  * directory (or its training run) and checks that they agree (vocabulary,
@@ -44,6 +60,7 @@ void vttt_predictor_close(vttt_predictor **p);
 int vttt_predictor_frame_size(const vttt_predictor *p);       /* S: frames are (S, S, 3) */
 int vttt_predictor_tokens_per_frame(const vttt_predictor *p);
 vttt_model *vttt_predictor_model(vttt_predictor *p);
+int vttt_predictor_set_decoding(vttt_predictor *p, int mode); /* VTTT_DECODE_*; VTTT_EINVAL otherwise */
 vttt_encoder *vttt_predictor_encoder(vttt_predictor *p);
 
 typedef struct vttt_stream vttt_stream;
@@ -57,6 +74,14 @@ size_t vttt_stream_state_bytes(const vttt_stream *s); /* constant for TTT models
  * pred_tokens (horizon, tokens_per_frame) receive the predicted next
  * `horizon` frames; either may be NULL. horizon >= 1. */
 int vttt_stream_push(vttt_stream *s, const uint8_t *rgb, int horizon, uint8_t *pred, int32_t *pred_tokens);
+/* vttt_stream_push with the frame's tokens already made (by
+ * vttt_encoder_encode against the stream's last frame, or intra for the
+ * first): what `vttt predict` runs, so that it can score the tokens. */
+int vttt_stream_push_encoded(vttt_stream *s, const uint8_t *rgb, const int32_t *tokens, int horizon, uint8_t *pred,
+                             int32_t *pred_tokens);
+/* The stream's last frame (S, S, 3), or NULL before the first push of
+ * pixels: the reference a DELTA tokenizer codes the next frame against. */
+const uint8_t *vttt_stream_last_frame(const vttt_stream *s);
 /* The model step of vttt_stream_push on an encoded frame: tokens
  * (tokens_per_frame) in, pred_tokens (horizon, tokens_per_frame) out (may
  * be NULL). vttt_stream_push is vttt_encoder_encode + this +
@@ -107,10 +132,15 @@ int vttt_snapshot_key_read(const char *path, uint8_t **key, size_t *n, const vtt
  *                  ceiling_ssim, model_token_acc, repeat_token_acc (the share of
  *                  frame j's tokens equal to the predicted ones / to frame
  *                  j-1's), then for k = 2..K model_psnr_k, repeat_psnr_k
- *                  (frame j as predicted from frame j-k; empty when j < k)
- *   summary.json   the means, per step k too, and timings
+ *                  (frame j as predicted from frame j-k; empty when j < k),
+ *                  then copy_psnr, copy_ssim (copying frame j-1's tokens)
+ *   summary.json   the means, per step k too (model, repeating the last
+ *                  frame, copying the last frame's tokens k times, the
+ *                  tokenizer's ceiling: PSNR and SSIM), and timings
  *   strip.png      columns every strip_every frames; rows: true, predicted,
- *                  tokenizer reconstruction
+ *                  repeat (the frame before), tokenizer reconstruction
+ * The ceiling is the tokenizer's reconstruction of the true frame (DELTA:
+ * coded against the true frame before it).
  *   rollout.png    K > 1: the K frames after frame strip_every, true over
  *                  predicted
  *   predicted.mp4  (or .mkv) side by side true | predicted, frames 1..
@@ -126,6 +156,7 @@ typedef struct vttt_predict_params {
     int strip_frames;         /* strip.png columns at most (8) */
     int64_t max_frames;       /* frames read at most; 0: all */
     int write_video;          /* predicted.mp4 (1) */
+    int decoding;             /* VTTT_DECODE_* (EXPECT) */
 } vttt_predict_params;
 vttt_predict_params vttt_predict_default_params(void);
 
@@ -135,8 +166,12 @@ typedef struct vttt_predict_summary {
     double model_psnr, model_ssim, repeat_psnr, repeat_ssim, ceiling_psnr, ceiling_ssim; /* means: dB, [0, 1] */
     double model_token_acc, repeat_token_acc; /* means: share of the true frame's tokens predicted / repeated */
     int horizon;
+    double copy_psnr, copy_ssim;  /* means: copying the last frame's tokens (DELTA: its change again) */
     double step_model_psnr[VTTT_PREDICT_MAX_HORIZON];  /* [k-1]: mean over frames predicted k ahead */
     double step_repeat_psnr[VTTT_PREDICT_MAX_HORIZON];
+    double step_model_ssim[VTTT_PREDICT_MAX_HORIZON], step_repeat_ssim[VTTT_PREDICT_MAX_HORIZON];
+    double step_copy_psnr[VTTT_PREDICT_MAX_HORIZON], step_copy_ssim[VTTT_PREDICT_MAX_HORIZON];
+    double step_ceiling_psnr[VTTT_PREDICT_MAX_HORIZON], step_ceiling_ssim[VTTT_PREDICT_MAX_HORIZON];
     int64_t step_count[VTTT_PREDICT_MAX_HORIZON];
     double model_ms_per_frame;   /* stream push (model step, horizon included) */
     double encode_ms_per_frame;  /* tokenizer encode + decodes */

@@ -24,12 +24,18 @@ struct vttt_predictor {
     vttt_model_state *roll; /* B = 1: horizon roll-outs (NULL until needed) */
     vttt_model_state *batch;/* B = batch_n: push_batch (NULL until needed) */
     int batch_n;
+    int decoding;           /* VTTT_DECODE_* */
+    float *q;               /* (d, P): the latent of one predicted frame */
+    uint8_t *ref;           /* (cap_frames, S, S, 3): push_batch's reference frames */
+    int cap_frames;
 };
 
 struct vttt_stream {
     vttt_predictor *p;
     vttt_model_state *st;   /* B = 1 */
     int64_t frames;
+    uint8_t *last;          /* (S, S, 3): the last true frame pushed (a DELTA tokenizer's reference) */
+    int has_last;
 };
 
 /* Makes the predictor's scratch hold `rows` token rows. */
@@ -38,5 +44,12 @@ int infer_scratch_reserve(vttt_predictor *p, size_t rows);
  * A non-finite logit is VTTT_ENAN with a message (out may be NULL: the
  * check alone). */
 int infer_argmax(const vttt_predictor *p, const float *logits, int n, int32_t *out);
+/* The next frame from the model's outputs (P rows of logits): its tokens
+ * (argmax, or drawn for VTTT_DECODE_SAMPLE with a hash of salt) and, when
+ * out is not NULL, its pixels decoded on ref (the frame before it): from
+ * the expected latent (VTTT_DECODE_EXPECT) or the tokens' latents.
+ * VTTT_ENAN for non-finite logits. */
+int infer_next_frame(vttt_predictor *p, const float *logits, uint64_t salt, const uint8_t *ref, int32_t *tokens,
+                     uint8_t *out);
 
 #endif

@@ -50,11 +50,15 @@ static int alloc_buffers(predict_run *r) {
     r->ptok = malloc((size_t)K * r->P * sizeof(int32_t));
     r->prev_tok = malloc((size_t)r->P * sizeof(int32_t));
     r->recon = malloc(r->fb);
+    r->cpred = malloc((size_t)K * K * r->fb);
+    r->ctok = malloc((size_t)K * r->P * sizeof(int32_t));
+    r->q = malloc((size_t)vttt_encoder_latent_dim(vttt_predictor_encoder(r->p)) * r->P * sizeof(float));
     r->side = malloc(2 * r->fb);
-    r->strip = calloc((size_t)3 * r->pp->strip_frames, r->fb);
+    r->strip = calloc((size_t)4 * r->pp->strip_frames, r->fb);
     r->roll = calloc((size_t)2 * K, r->fb);
     r->roll_t0 = -1;
-    if (!r->hist || !r->pred || !r->tok || !r->ptok || !r->prev_tok || !r->recon || !r->side || !r->strip || !r->roll)
+    if (!r->hist || !r->pred || !r->tok || !r->ptok || !r->prev_tok || !r->recon || !r->side || !r->strip || !r->roll ||
+        !r->cpred || !r->ctok || !r->q)
         return VTTT_ENOMEM;
     return VTTT_OK;
 }
@@ -68,26 +72,30 @@ static int alloc_run(predict_run *r) {
 static void free_run(predict_run *r) {
     vttt_stream_free(&r->stream);
     free(r->hist), free(r->pred), free(r->tok), free(r->ptok), free(r->prev_tok), free(r->recon), free(r->side);
-    free(r->strip), free(r->roll);
+    free(r->strip), free(r->roll), free(r->cpred), free(r->ctok), free(r->q);
 }
 
-/* Frame t is in the history ring: encode it (and decode: the ceiling),
- * score it, push it, decode the K predicted frames. */
+/* Frame t is in the history ring: encode it as the stream would (against
+ * the true frame before it) and decode it (the ceiling), copy its tokens
+ * K frames on, score it, push it (the K predicted frames). */
 static int step(predict_run *r, int64_t t) {
     vttt_encoder *e = vttt_predictor_encoder(r->p);
-    const uint8_t *rgb = r->hist + (size_t)(t % (r->K + 1)) * r->fb;
+    const uint8_t *rgb = r->hist + (size_t)(t % (r->K + 1)) * r->fb, *last = vttt_stream_last_frame(r->stream);
+    size_t slot = (size_t)(t % r->K) * r->K * r->fb;
     double t0 = now_s();
-    int err = vttt_encoder_encode(e, rgb, 1, r->tok);
-    if (!err) err = vttt_encoder_decode(e, r->tok, 1, r->recon);
+    int err = vttt_encoder_encode(e, last, rgb, 1, r->tok);
+    if (!err) err = vttt_encoder_token_latent(e, r->tok, 1, r->q);
+    if (!err) err = vttt_encoder_decode_latent(e, last, r->q, 1, r->recon);
+    for (int k = 0; k < r->K; k++) memcpy(r->ctok + (size_t)k * r->P, r->tok, (size_t)r->P * sizeof(int32_t));
+    if (!err) err = vttt_encoder_decode(e, rgb, r->ctok, r->K, r->cpred + slot);
     double t1 = now_s();
     if (!err && t >= 1) err = predict_score(r, t);
     double t2 = now_s();
-    if (!err) err = vttt_stream_push_tokens(r->stream, r->tok, r->K, r->ptok);
+    uint8_t *out = r->pred + slot;
+    if (!err) err = vttt_stream_push_encoded(r->stream, rgb, r->tok, r->K, out, r->ptok);
     double t3 = now_s();
-    uint8_t *out = r->pred + (size_t)(t % r->K) * r->K * r->fb;
-    if (!err) err = vttt_encoder_decode(e, r->ptok, r->K, out);
     memcpy(r->prev_tok, r->tok, (size_t)r->P * sizeof(int32_t));
-    r->t_codec += (t1 - t0) + (now_s() - t3);
+    r->t_codec += t1 - t0;
     r->t_model += t3 - t2;
     if (err) return err;
     if (r->tokens) {
@@ -148,6 +156,7 @@ int vttt_predict_run(vttt_predictor *p, const vttt_predict_params *pp, vttt_pred
     if (lg) r.log = *lg;
     r.S = vttt_predictor_frame_size(p), r.P = vttt_predictor_tokens_per_frame(p), r.K = pp->horizon;
     r.sum.horizon = r.K;
+    if ((err = vttt_predictor_set_decoding(p, pp->decoding))) return err;
     vttt_video *v = NULL;
     if (!(err = make_dir(pp->out_dir, lg)) && !(err = alloc_run(&r)) && !(err = open_video(&r, &v)) &&
         !(err = predict_outputs_open(&r)))

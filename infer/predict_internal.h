@@ -26,6 +26,9 @@ typedef struct predict_run {
     int32_t *ptok;            /* (K, P) predicted tokens of the last push */
     int32_t *prev_tok;        /* (P) tokens of the previous frame */
     uint8_t *recon;           /* (S, S, 3) the tokenizer's reconstruction of the current frame */
+    uint8_t *cpred;           /* (K, K, S, S, 3) copying push t's tokens 1..K times, at [t % K] */
+    int32_t *ctok;            /* (K, P) */
+    float *q;                 /* (d, P) */
     uint8_t *side;            /* (S, 2S, 3) side-by-side video frame */
     /* strips */
     uint8_t *strip;           /* (3S, strip_frames*S, 3) */
@@ -37,7 +40,8 @@ typedef struct predict_run {
     FILE *csv, *tokens;
     infer_video_writer *video;
     vttt_predict_summary sum;
-    double sums[8];           /* model psnr, ssim, repeat psnr, ssim, ceiling psnr, ssim, model and repeat token accuracy */
+    double sums[10];          /* model psnr, ssim, repeat psnr, ssim, ceiling psnr, ssim, model and repeat token
+                                 accuracy, copy-tokens psnr, ssim */
     double t_model, t_codec;  /* seconds */
 } predict_run;
 

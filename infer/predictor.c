@@ -80,6 +80,11 @@ int vttt_predictor_open(vttt_predictor **out, const char *model_dir, const char 
     p->P = vttt_encoder_tokens_per_frame(p->e);
     p->V = vttt_encoder_vocab_size(p->e);
     p->fingerprint = model_fingerprint(p->m);
+    p->q = malloc((size_t)vttt_encoder_latent_dim(p->e) * p->P * sizeof(float));
+    if (!p->q) {
+        vttt_predictor_close(&p);
+        return VTTT_ENOMEM;
+    }
     *out = p;
     return VTTT_OK;
 }
@@ -94,6 +99,8 @@ void vttt_predictor_close(vttt_predictor **pp) {
     vttt_predictor_set_snapshot_key(p, NULL, 0); /* wipes the key */
     free(p->logits);
     free(p->tok);
+    free(p->q);
+    free(p->ref);
     free(p);
     *pp = NULL;
 }
@@ -102,6 +109,18 @@ int vttt_predictor_frame_size(const vttt_predictor *p) { return p->S; }
 int vttt_predictor_tokens_per_frame(const vttt_predictor *p) { return p->P; }
 vttt_model *vttt_predictor_model(vttt_predictor *p) { return p->m; }
 vttt_encoder *vttt_predictor_encoder(vttt_predictor *p) { return p->e; }
+
+int vttt_decoding_parse(const char *s) {
+    if (!s) return -1;
+    return !strcmp(s, "expect") ? VTTT_DECODE_EXPECT : !strcmp(s, "argmax") ? VTTT_DECODE_ARGMAX
+         : !strcmp(s, "sample") ? VTTT_DECODE_SAMPLE : -1;
+}
+
+int vttt_predictor_set_decoding(vttt_predictor *p, int mode) {
+    if (!p || mode < VTTT_DECODE_EXPECT || mode > VTTT_DECODE_SAMPLE) return VTTT_EINVAL;
+    p->decoding = mode;
+    return VTTT_OK;
+}
 
 int infer_scratch_reserve(vttt_predictor *p, size_t rows) {
     if (rows <= p->cap_rows) return VTTT_OK;
@@ -115,6 +134,43 @@ int infer_scratch_reserve(vttt_predictor *p, size_t rows) {
     }
     p->cap_rows = rows;
     return VTTT_OK;
+}
+
+/* Tokens drawn from the softmax of each row, with a uniform number from a
+ * hash of (salt, row): the same stream, frame and row draw the same. */
+static void sample_rows(const float *logits, int n, int V, uint64_t salt, int32_t *out) {
+    for (int i = 0; i < n; i++) {
+        const float *r = logits + (size_t)i * V;
+        uint64_t z = salt * 0x9E3779B97F4A7C15ULL + (uint64_t)i * 0xD1B54A32D192ED03ULL + 1;
+        z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
+        z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
+        double u = (double)((z ^ (z >> 31)) >> 11) * (1.0 / 9007199254740992.0);
+        float mx = r[0];
+        for (int v = 1; v < V; v++) mx = r[v] > mx ? r[v] : mx;
+        double sum = 0.0;
+        for (int v = 0; v < V; v++) sum += exp((double)(r[v] - mx));
+        double acc = 0.0, target = u * sum;
+        int pick = V - 1;
+        for (int v = 0; v < V; v++) {
+            acc += exp((double)(r[v] - mx));
+            if (acc > target) {
+                pick = v;
+                break;
+            }
+        }
+        out[i] = pick;
+    }
+}
+
+int infer_next_frame(vttt_predictor *p, const float *logits, uint64_t salt, const uint8_t *ref, int32_t *tokens,
+                     uint8_t *out) {
+    int err = infer_argmax(p, logits, p->P, p->decoding == VTTT_DECODE_SAMPLE ? NULL : tokens);
+    if (err) return err;
+    if (p->decoding == VTTT_DECODE_SAMPLE) sample_rows(logits, p->P, p->V, salt, tokens);
+    if (!out) return VTTT_OK;
+    if (p->decoding == VTTT_DECODE_EXPECT) vttt_encoder_expected_latent(p->e, logits, p->P, p->q);
+    else err = vttt_encoder_token_latent(p->e, tokens, 1, p->q);
+    return err ? err : vttt_encoder_decode_latent(p->e, ref, p->q, 1, out);
 }
 
 int infer_argmax(const vttt_predictor *p, const float *logits, int n, int32_t *out) {

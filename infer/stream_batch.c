@@ -61,20 +61,49 @@ int vttt_stream_push_batch_tokens(vttt_stream **s, int n, const int32_t *tokens,
     if (!err) err = vttt_model_state_scatter(states, n, p->batch);
     free(states);
     if (err) return err;
-    for (int i = 0; i < n; i++) s[i]->frames++;
-    return infer_argmax(p, p->logits, (int)(P * n), pred_tokens);
+    for (int i = 0; pred_tokens && i < n && !err; i++)
+        err = infer_next_frame(p, p->logits + i * P * p->V, (uint64_t)s[i]->frames << 8, NULL, pred_tokens + i * P,
+                               NULL);
+    for (int i = 0; i < n; i++) s[i]->frames++, s[i]->has_last = 0;
+    return VTTT_OK;
 }
 
 int vttt_stream_push_batch(vttt_stream **s, int n, const uint8_t *rgb, uint8_t *pred, int32_t *pred_tokens) {
     if (!s || n <= 0 || !rgb || !s[0]) return VTTT_EINVAL;
+    int err = check_streams(s, n);
+    if (err) return err;
     vttt_predictor *p = s[0]->p;
-    size_t P = p->P;
+    size_t P = p->P, fb = (size_t)p->S * p->S * 3;
+    int attention = vttt_model_get_config(p->m)->seq_kind == VTTT_LAYER_ATTENTION;
+    if (n == 1 || (attention && !same_positions(s, n))) {
+        for (int i = 0; i < n && !err; i++)
+            err = vttt_stream_push(s[i], rgb + i * fb, 1, pred ? pred + i * fb : NULL,
+                                   pred_tokens ? pred_tokens + i * P : NULL);
+        return err;
+    }
+    if (p->cap_frames < n) { /* each stream's reference: its last frame, or mid-grey (intra) */
+        uint8_t *r = realloc(p->ref, (size_t)n * fb);
+        if (!r) return VTTT_ENOMEM;
+        p->ref = r, p->cap_frames = n;
+    }
+    for (int i = 0; i < n; i++) {
+        const uint8_t *last = vttt_stream_last_frame(s[i]);
+        if (last) memcpy(p->ref + i * fb, last, fb);
+        else memset(p->ref + i * fb, 128, fb);
+    }
     int32_t *buf = malloc(2 * P * n * sizeof(int32_t));
     if (!buf) return VTTT_ENOMEM;
     int32_t *in = buf, *out = pred_tokens ? pred_tokens : buf + P * n;
-    int err = vttt_encoder_encode(p->e, rgb, n, in);
-    if (!err) err = vttt_stream_push_batch_tokens(s, n, in, out);
-    if (!err && pred) err = vttt_encoder_decode(p->e, out, n, pred);
-    free(buf);
+    int64_t *frames0 = malloc((size_t)n * sizeof *frames0);
+    if (!frames0) err = VTTT_ENOMEM;
+    for (int i = 0; i < n && !err; i++) frames0[i] = s[i]->frames;
+    if (!err) err = vttt_encoder_encode(p->e, p->ref, rgb, n, in);
+    if (!err) err = vttt_stream_push_batch_tokens(s, n, in, NULL); /* the batch's outputs stay in p->logits */
+    for (int i = 0; i < n && !err; i++) {
+        err = infer_next_frame(p, p->logits + i * P * p->V, (uint64_t)frames0[i] << 8, rgb + i * fb, out + i * P,
+                               pred ? pred + i * fb : NULL);
+        memcpy(s[i]->last, rgb + i * fb, fb), s[i]->has_last = 1;
+    }
+    free(buf), free(frames0);
     return err;
 }

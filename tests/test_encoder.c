@@ -213,11 +213,11 @@ START_TEST(backward_accumulates) {
     size_t np = vttt_encoder_num_params(e);
     float *g1 = malloc(np * sizeof *g1);
     vttt_encoder_zero_grads(e);
-    ck_assert_int_eq(vttt_encoder_forward(e, fr, 2, 1, NULL, NULL), 0);
+    ck_assert_int_eq(vttt_encoder_forward(e, NULL, fr, 2, 1, NULL, NULL), 0);
     ck_assert_int_eq(vttt_encoder_backward(e, 1.0f), 0);
     memcpy(g1, e->grads, np * sizeof *g1);
     ck_assert_int_eq(vttt_encoder_backward(e, 1.0f), VTTT_EINVAL); /* the forward was used */
-    ck_assert_int_eq(vttt_encoder_forward(e, fr, 2, 1, NULL, NULL), 0);
+    ck_assert_int_eq(vttt_encoder_forward(e, NULL, fr, 2, 1, NULL, NULL), 0);
     ck_assert_int_eq(vttt_encoder_backward(e, 0.5f), 0);
     for (size_t i = 0; i < np; i++) ck_assert_float_eq_tol(e->grads[i], 1.5f * g1[i], 1e-5f * (1 + fabsf(g1[i])));
     free(g1);
@@ -348,23 +348,23 @@ START_TEST(encode_decode_roundtrip) {
     uint8_t *fr = smooth_frames(N, S, 8), *rec = malloc((size_t)N * S * S * 3), *dec = malloc((size_t)N * S * S * 3);
     int32_t *tok = malloc((size_t)N * P * sizeof *tok), *tok2 = malloc((size_t)N * P * sizeof *tok2);
     float loss;
-    ck_assert_int_eq(vttt_encoder_forward(e, fr, N, 0, &loss, rec), 0);
-    ck_assert_int_eq(vttt_encoder_encode(e, fr, N, tok), 0);
+    ck_assert_int_eq(vttt_encoder_forward(e, NULL, fr, N, 0, &loss, rec), 0);
+    ck_assert_int_eq(vttt_encoder_encode(e, NULL, fr, N, tok), 0);
     for (int i = 0; i < N * P; i++) ck_assert(tok[i] >= 0 && tok[i] < V);
-    ck_assert_int_eq(vttt_encoder_decode(e, tok, N, dec), 0);
+    ck_assert_int_eq(vttt_encoder_decode(e, NULL, tok, N, dec), 0);
     ck_assert_mem_eq(dec, rec, (size_t)N * S * S * 3);
     /* frame by frame: the same tokens (no batch effects) */
     for (int n = 0; n < N; n++) {
-        ck_assert_int_eq(vttt_encoder_encode(e, fr + (size_t)n * S * S * 3, 1, tok2), 0);
+        ck_assert_int_eq(vttt_encoder_encode(e, NULL, fr + (size_t)n * S * S * 3, 1, tok2), 0);
         ck_assert_mem_eq(tok2, tok + n * P, (size_t)P * sizeof *tok2);
     }
     tu_log lg;
     e->log = tu_log_capture(&lg, VTTT_LOG_ERROR, 0);
     tok[3] = V;
-    ck_assert_int_eq(vttt_encoder_decode(e, tok, N, dec), VTTT_EINVAL);
+    ck_assert_int_eq(vttt_encoder_decode(e, NULL, tok, N, dec), VTTT_EINVAL);
     ck_assert(strstr(lg.text, "outside") != NULL);
     tok[3] = -1;
-    ck_assert_int_eq(vttt_encoder_decode(e, tok, N, dec), VTTT_EINVAL);
+    ck_assert_int_eq(vttt_encoder_decode(e, NULL, tok, N, dec), VTTT_EINVAL);
     free(fr), free(rec), free(dec), free(tok), free(tok2);
     vttt_encoder_free(&e);
 }
@@ -443,8 +443,8 @@ START_TEST(device_path_matches_cpu) {
     size_t np = vttt_encoder_num_params(a);
     for (int step = 0; step < 2; step++) { /* the second forward sees updated host weights */
         vttt_encoder_zero_grads(a), vttt_encoder_zero_grads(b);
-        ck_assert_int_eq(vttt_encoder_forward(a, fr, N, 1, &la, ra), 0);
-        ck_assert_int_eq(vttt_encoder_forward(b, fr, N, 1, &lb, rb), 0);
+        ck_assert_int_eq(vttt_encoder_forward(a, NULL, fr, N, 1, &la, ra), 0);
+        ck_assert_int_eq(vttt_encoder_forward(b, NULL, fr, N, 1, &lb, rb), 0);
         ck_assert_float_eq(la, lb);
         ck_assert_mem_eq(ra, rb, sizeof ra);
         ck_assert_int_eq(vttt_encoder_backward(a, 1.0f), 0);
@@ -454,16 +454,16 @@ START_TEST(device_path_matches_cpu) {
         for (size_t i = 0; i < np; i++) a->params[i] -= 0.01f * a->grads[i], b->params[i] -= 0.01f * b->grads[i];
     }
     int32_t ta[N * P], tb[N * P];
-    ck_assert_int_eq(vttt_encoder_encode(a, fr, N, ta), 0);
-    ck_assert_int_eq(vttt_encoder_encode(b, fr, N, tb), 0);
+    ck_assert_int_eq(vttt_encoder_encode(a, NULL, fr, N, ta), 0);
+    ck_assert_int_eq(vttt_encoder_encode(b, NULL, fr, N, tb), 0);
     ck_assert_mem_eq(ta, tb, sizeof ta);
-    ck_assert_int_eq(vttt_encoder_decode(a, ta, N, ra), 0);
-    ck_assert_int_eq(vttt_encoder_decode(b, ta, N, rb), 0);
+    ck_assert_int_eq(vttt_encoder_decode(a, NULL, ta, N, ra), 0);
+    ck_assert_int_eq(vttt_encoder_decode(b, NULL, ta, N, rb), 0);
     ck_assert_mem_eq(ra, rb, sizeof ra);
     /* back to the CPU */
     ck_assert_int_eq(vttt_encoder_set_backend(b, NULL), 0);
     ck_assert_ptr_null(b->dparams);
-    ck_assert_int_eq(vttt_encoder_decode(b, ta, N, rb), 0);
+    ck_assert_int_eq(vttt_encoder_decode(b, NULL, ta, N, rb), 0);
     ck_assert_mem_eq(ra, rb, sizeof ra);
     /* a backend without the 2D ops is refused, and the tokenizer stays usable */
     dev.conv2d_backward = NULL;
@@ -471,7 +471,7 @@ START_TEST(device_path_matches_cpu) {
     b->log = tu_log_capture(&lg, VTTT_LOG_ERROR, 0);
     ck_assert_int_eq(vttt_encoder_set_backend(b, &dev), VTTT_ENOTSUP);
     ck_assert(strstr(lg.text, "stand-in device") != NULL);
-    ck_assert_int_eq(vttt_encoder_decode(b, ta, N, rb), 0);
+    ck_assert_int_eq(vttt_encoder_decode(b, NULL, ta, N, rb), 0);
     ck_assert_mem_eq(ra, rb, sizeof ra);
     free(fr);
     vttt_encoder_free(&a), vttt_encoder_free(&b);

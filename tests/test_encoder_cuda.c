@@ -51,8 +51,8 @@ START_TEST(cuda_matches_cpu) {
     for (size_t i = 0; i < sizeof fr; i++) fr[i] = (uint8_t)(127 + 100 * sin(0.05 * (double)i));
     float lc, lg;
     vttt_encoder_zero_grads(cpu), vttt_encoder_zero_grads(gpu);
-    ck_assert_int_eq(vttt_encoder_forward(cpu, fr, N, 1, &lc, rc), 0);
-    ck_assert_int_eq(vttt_encoder_forward(gpu, fr, N, 1, &lg, rg), 0);
+    ck_assert_int_eq(vttt_encoder_forward(cpu, NULL, fr, N, 1, &lc, rc), 0);
+    ck_assert_int_eq(vttt_encoder_forward(gpu, NULL, fr, N, 1, &lg, rg), 0);
     ck_assert_msg(fabs(lc - lg) <= TOL_LOSS * lc, "loss: CPU %.8g, GPU %.8g", lc, lg);
     for (size_t i = 0; i < sizeof fr; i++) ck_assert_int_le(abs((int)rc[i] - (int)rg[i]), 1);
     ck_assert_int_eq(vttt_encoder_backward(cpu, 1.0f), 0);
@@ -64,12 +64,12 @@ START_TEST(cuda_matches_cpu) {
         ck_assert_msg(err < TOL_GRAD, "%s: gradient relative error %.3g", tc[i].name, err);
     }
     int32_t kc[N * P], kg[N * P], diff = 0;
-    ck_assert_int_eq(vttt_encoder_encode(cpu, fr, N, kc), 0);
-    ck_assert_int_eq(vttt_encoder_encode(gpu, fr, N, kg), 0);
+    ck_assert_int_eq(vttt_encoder_encode(cpu, NULL, fr, N, kc), 0);
+    ck_assert_int_eq(vttt_encoder_encode(gpu, NULL, fr, N, kg), 0);
     for (int i = 0; i < N * P; i++) diff += kc[i] != kg[i];
     ck_assert_int_le(diff, (N * P) / 50);
-    ck_assert_int_eq(vttt_encoder_decode(cpu, kc, N, rc), 0);
-    ck_assert_int_eq(vttt_encoder_decode(gpu, kc, N, rg), 0);
+    ck_assert_int_eq(vttt_encoder_decode(cpu, NULL, kc, N, rc), 0);
+    ck_assert_int_eq(vttt_encoder_decode(gpu, NULL, kc, N, rg), 0);
     for (size_t i = 0; i < sizeof fr; i++) ck_assert_int_le(abs((int)rc[i] - (int)rg[i]), 1);
     vttt_encoder_free(&cpu), vttt_encoder_free(&gpu);
 }

@@ -99,6 +99,8 @@ static double compare(const int32_t *got, const int32_t *want, const float *marg
 static vttt_predictor *open_pred(const fixture *f, const char *model) {
     vttt_predictor *p = NULL;
     ck_assert_int_eq(vttt_predictor_open(&p, model, f->enc, NULL), VTTT_OK);
+    /* these tests compare predicted pixels with the decoding of the greedy tokens */
+    ck_assert_int_eq(vttt_predictor_set_decoding(p, VTTT_DECODE_ARGMAX), VTTT_OK);
     return p;
 }
 
@@ -111,7 +113,7 @@ START_TEST(test_stream_matches_forward) {
     uint8_t *video = make_video(F, 1);
     int32_t *tok = malloc((size_t)F * P * sizeof(int32_t)), *arg = malloc((size_t)F * P * sizeof(int32_t));
     float *margin = malloc((size_t)F * P * sizeof(float));
-    ck_assert_int_eq(vttt_encoder_encode(vttt_predictor_encoder(p), video, F, tok), VTTT_OK);
+    ck_assert_int_eq(vttt_encoder_encode(vttt_predictor_encoder(p), NULL, video, F, tok), VTTT_OK);
     oracle(vttt_predictor_model(p), tok, F * P, V, arg, margin);
     vttt_stream *s = NULL, *s2 = NULL;
     ck_assert_int_eq(vttt_stream_open(&s, p), VTTT_OK);
@@ -122,7 +124,7 @@ START_TEST(test_stream_matches_forward) {
     for (int t = 0; t < F; t++) {
         ck_assert_int_eq(vttt_stream_push(s, video + (size_t)t * S * S * 3, 1, pred, pt), VTTT_OK);
         decided += compare(pt, arg + (size_t)t * P, margin + (size_t)t * P, P, "stream vs forward") / F;
-        ck_assert_int_eq(vttt_encoder_decode(vttt_predictor_encoder(p), pt, 1, dec), VTTT_OK);
+        ck_assert_int_eq(vttt_encoder_decode(vttt_predictor_encoder(p), NULL, pt, 1, dec), VTTT_OK);
         ck_assert_msg(!memcmp(pred, dec, (size_t)S * S * 3), "frame %d: predicted frame is not the decoding", t);
         /* the encoded path (vttt predict's) gives the same tokens */
         ck_assert_int_eq(vttt_stream_push_tokens(s2, tok + (size_t)t * P, 1, pt2), VTTT_OK);
@@ -146,7 +148,7 @@ START_TEST(test_horizon) {
     uint8_t *video = make_video(F + 1, 2);
     int32_t *tok = malloc((size_t)(F + K) * P * sizeof(int32_t)), *arg = malloc((size_t)(F + K) * P * sizeof(int32_t));
     float *margin = malloc((size_t)(F + K) * P * sizeof(float));
-    ck_assert_int_eq(vttt_encoder_encode(vttt_predictor_encoder(p), video, F + 1, tok), VTTT_OK);
+    ck_assert_int_eq(vttt_encoder_encode(vttt_predictor_encoder(p), NULL, video, F + 1, tok), VTTT_OK);
     vttt_stream *s = NULL, *ref = NULL;
     ck_assert_int_eq(vttt_stream_open(&s, p), VTTT_OK);
     ck_assert_int_eq(vttt_stream_open(&ref, p), VTTT_OK);
@@ -172,7 +174,7 @@ START_TEST(test_horizon) {
     ck_assert_int_eq(vttt_stream_push(ref, video + (size_t)F * S * S * 3, 1, NULL, b), VTTT_OK);
     ck_assert_msg(!memcmp(a, b, (size_t)P * sizeof(int32_t)), "a horizon push changed the stream's state");
     uint8_t *dec = malloc((size_t)K * S * S * 3);
-    ck_assert_int_eq(vttt_encoder_decode(vttt_predictor_encoder(p), pk, K, dec), VTTT_OK);
+    ck_assert_int_eq(vttt_encoder_decode(vttt_predictor_encoder(p), NULL, pk, K, dec), VTTT_OK);
     ck_assert(!memcmp(dec, frames, (size_t)K * S * S * 3));
     ck_assert_int_eq(vttt_stream_push(s, video, 0, NULL, NULL), VTTT_EINVAL);
     vttt_stream_free(&s), vttt_stream_free(&ref);
@@ -195,7 +197,7 @@ START_TEST(test_push_batch) {
     for (int i = 0; i < N; i++) {
         video[i] = make_video(F + 1, 10 + i);
         tok[i] = malloc((size_t)(F + 1) * P * sizeof(int32_t));
-        ck_assert_int_eq(vttt_encoder_encode(vttt_predictor_encoder(p), video[i], F + 1, tok[i]), VTTT_OK);
+        ck_assert_int_eq(vttt_encoder_encode(vttt_predictor_encoder(p), NULL, video[i], F + 1, tok[i]), VTTT_OK);
         ck_assert_int_eq(vttt_stream_open(&s[i], p), VTTT_OK);
         ck_assert_int_eq(vttt_stream_open(&ref[i], p), VTTT_OK);
     }

@@ -37,6 +37,9 @@ static void train_usage(FILE *f) {
             "  *.vfr); the last --val-frames of each shard are held out. DIR gets step-N/ checkpoints (each a\n"
             "  tokenizer directory with optimizer.safetensors and trainer_state.json), latest, metrics.jsonl.\n"
             "tokenizer (new runs):\n"
+            "  --kind frame|delta  frame: each frame alone, 8x down (default); delta: each frame relative to the\n"
+            "                   previous one (factor 4, channels 64, levels 7,5,5,5 unless given after --kind)\n"
+            "  --factor F (delta: 4 or 8)  pixels per grid cell side\n"
             "  --channels C (32)  --groups G GroupNorm groups (8)  --levels L,L,... FSQ levels (8,5,5,5)\n"
             "batch and optimizer (AdamW, warmup then cosine):\n"
             "  --steps N (2000)  --batch B frames (16)  --lr X (2e-3)  --min-lr X (1e-5)  --warmup N (100)\n"
@@ -141,6 +144,15 @@ static int apply(vttt_encoder_train_params *p, train_extra *x, const char *a, co
         return 2;
     }
     if (IS("--levels")) return v && !vttt_encoder_levels_parse(&p->model, v, NULL) ? 2 : -1;
+    if (IS("--kind")) {
+        /* delta: the DELTA defaults (factor 4, channels 64, levels 7,5,5,5); later options override them */
+        if (!v || (strcmp(v, "delta") && strcmp(v, "frame"))) return -1;
+        int S = p->model.image_size;
+        p->model = strcmp(v, "delta") ? vttt_encoder_default_config() : vttt_encoder_delta_default_config();
+        p->model.image_size = S;
+        return 2;
+    }
+    if (IS("--factor")) NUM(4, 8, p->model.factor, int);
     if (IS("--channels")) NUM(1, 512, p->model.channels, int);
     if (IS("--groups")) NUM(1, 512, p->model.num_groups, int);
     if (IS("--steps")) NUM(1, 1e12, p->steps, int64_t);

@@ -35,17 +35,24 @@
 /* Frames [first, first + count) of s as tokens into a new shard at path. */
 static int encode_range(vttt_encoder *e, vttt_frame_shard *s, int64_t first, int64_t count, const char *path) {
     int S = vttt_encoder_get_config(e)->image_size, P = vttt_encoder_tokens_per_frame(e);
-    uint8_t *fr = malloc((size_t)CHUNK * S * S * 3);
+    size_t fb = (size_t)S * S * 3;
+    uint8_t *fr = malloc(CHUNK * fb), *before = malloc(fb);
     int32_t *tok = malloc((size_t)CHUNK * P * sizeof *tok);
     vttt_token_shard_writer *w = NULL;
-    int err = fr && tok ? vttt_token_shard_writer_open(&w, path, 2, NULL) : VTTT_ENOMEM;
+    int err = fr && tok && before ? vttt_token_shard_writer_open(&w, path, 2, NULL) : VTTT_ENOMEM;
+    /* a DELTA tokenizer codes each frame against the one before it (the
+     * shard's first frame: intra) */
+    int have = first > 0;
+    if (!err && have) err = vttt_frame_shard_read(s, first - 1, 1, before);
     for (int64_t i = 0; i < count && !err; i += CHUNK) {
         int k = (int)(count - i < CHUNK ? count - i : CHUNK);
-        if (!(err = vttt_frame_shard_read(s, first + i, k, fr)) && !(err = vttt_encoder_encode(e, fr, k, tok)))
+        if (!(err = vttt_frame_shard_read(s, first + i, k, fr)) &&
+            !(err = vttt_encoder_encode_video(e, have ? before : NULL, fr, k, tok)))
             err = vttt_token_shard_writer_append(w, tok, (size_t)k * P);
+        if (!err) memcpy(before, fr + (size_t)(k - 1) * fb, fb), have = 1;
     }
     if (w) err ? vttt_token_shard_writer_abort(&w) : (void)(err = vttt_token_shard_writer_close(&w));
-    free(fr), free(tok);
+    free(fr), free(tok), free(before);
     return err;
 }
 
@@ -208,11 +215,16 @@ static int decode_all(vttt_encoder *e, vttt_token_shard *ts, const char *out, in
     int32_t *tok = malloc((size_t)CHUNK * P * sizeof *tok);
     uint8_t *fr = malloc((size_t)CHUNK * S * S * 3);
     if (!err && (!tok || !fr)) err = VTTT_ENOMEM;
+    uint8_t *last = malloc((size_t)S * S * 3); /* a DELTA chain goes on from the chunk before */
+    if (!err && !last) err = VTTT_ENOMEM;
     for (int64_t i = 0; i < frames && !err; i += CHUNK) {
         int k = (int)(frames - i < CHUNK ? frames - i : CHUNK);
-        if (!(err = vttt_token_shard_read(ts, i * P, (int64_t)k * P, tok)) && !(err = vttt_encoder_decode(e, tok, k, fr)))
+        if (!(err = vttt_token_shard_read(ts, i * P, (int64_t)k * P, tok)) &&
+            !(err = vttt_encoder_decode(e, i ? last : NULL, tok, k, fr)))
             err = emit(w, out, i, fr, k, S);
+        if (!err) memcpy(last, fr + (size_t)(k - 1) * S * S * 3, (size_t)S * S * 3);
     }
+    free(last);
     if (w) err ? vttt_frame_shard_writer_abort(&w) : (void)(err = vttt_frame_shard_writer_finish(&w, 0));
     free(tok), free(fr);
     if (!err) fprintf(stderr, DECODE_CMD ": %lld frames -> %s\n", (long long)frames, out);

@@ -17,7 +17,9 @@
 
 static void usage(FILE *f) {
     fprintf(f,
-            "usage: vttt predict --model DIR --encoder DIR --video FILE --out OUT [options]\n"
+            "usage: vttt predict [--model DIR] [--encoder DIR] --video FILE --out OUT [options]\n"
+            "  --model DIR: a video model (default: the shipped general model for --size, 64 or 128);\n"
+            "  --encoder DIR: its tokenizer (default: DIR/encoder, as `vttt video fit` writes it)\n"
             "  runs the video through the tokenizer and the video model one frame at a time (a stream with a\n"
             "  constant-size state) and scores every predicted next frame against the true one, beside\n"
             "  two baselines: repeating the last frame, and the tokenizer's own reconstruction of the\n"
@@ -32,6 +34,8 @@ static void usage(FILE *f) {
             "  --fps R           decoding rate, e.g. 10 or 30000/1001 (default: every source frame)\n"
             "  --max-frames N    read at most N frames\n"
             "  --strip-every N   strip.png columns every N frames (10)  --strip-frames N columns (8)\n"
+            "  --decode M        expect (default: decode the expected latent, the least-squares choice),\n"
+            "                    argmax (the most likely tokens) or sample (drawn tokens)\n"
             "  --no-video        no predicted.mp4\n"
             "  --threads N       OpenMP/OpenBLAS threads  --quiet: no summary on stdout\n");
 }
@@ -48,6 +52,12 @@ static int parse_value(opts *o, const char *a, const char *v) {
     if (!strcmp(a, "--model")) o->model = v;
     else if (!strcmp(a, "--encoder")) o->encoder = v;
     else if (!strcmp(a, "--video")) o->pp.video = v;
+    else if (!strcmp(a, "--decode")) {
+        if ((o->pp.decoding = vttt_decoding_parse(v)) < 0) {
+            fprintf(stderr, CMD ": --decode '%s': expect, argmax or sample\n", v);
+            return 2;
+        }
+    }
     else if (!strcmp(a, "--out")) o->pp.out_dir = v;
     else if (!strcmp(a, "--fps")) {
         if (vttt_video_rate_parse(v, &o->pp.fps_num, &o->pp.fps_den)) {
@@ -89,8 +99,8 @@ static int parse(opts *o, int argc, char **argv) {
             return 2;
         }
     }
-    if (!o->model || !o->encoder || !o->pp.video || !o->pp.out_dir) {
-        fprintf(stderr, CMD ": --model, --encoder, --video and --out are required (see --help)\n");
+    if (!o->pp.video || !o->pp.out_dir) {
+        fprintf(stderr, CMD ": --video and --out are required (see --help)\n");
         return 2;
     }
     return 0;
@@ -101,11 +111,14 @@ static void print_summary(const vttt_predict_summary *s) {
            (long long)s->scored);
     printf("  model              %8.3f dB  %.4f\n", s->model_psnr, s->model_ssim);
     printf("  repeat last frame  %8.3f dB  %.4f\n", s->repeat_psnr, s->repeat_ssim);
+    printf("  copy last tokens   %8.3f dB  %.4f\n", s->copy_psnr, s->copy_ssim);
     printf("  tokenizer ceiling  %8.3f dB  %.4f\n", s->ceiling_psnr, s->ceiling_ssim);
     printf("next-frame token accuracy: model %.4f, repeat last frame %.4f\n", s->model_token_acc, s->repeat_token_acc);
     for (int k = 1; s->horizon > 1 && k <= s->horizon; k++)
-        printf("  step k=%-2d  model %8.3f dB  repeat %8.3f dB  (%lld frames)\n", k, s->step_model_psnr[k - 1],
-               s->step_repeat_psnr[k - 1], (long long)s->step_count[k - 1]);
+        printf("  step k=%-2d  model %7.3f dB %.4f  repeat %7.3f dB %.4f  copy tokens %7.3f dB  ceiling %7.3f dB  "
+               "(%lld frames)\n", k, s->step_model_psnr[k - 1], s->step_model_ssim[k - 1], s->step_repeat_psnr[k - 1],
+               s->step_repeat_ssim[k - 1], s->step_copy_psnr[k - 1], s->step_ceiling_psnr[k - 1],
+               (long long)s->step_count[k - 1]);
     printf("model %.3f ms/frame, tokenizer %.3f ms/frame, stream state %zu bytes\n", s->model_ms_per_frame,
            s->encode_ms_per_frame, s->state_bytes);
     if (s->video_path[0]) printf("video %s\n", s->video_path);
@@ -120,6 +133,8 @@ int cli_predict(int argc, char **argv) {
     }
     lm_set_threads((int)o.threads);
     av_log_set_level(AV_LOG_ERROR); /* FFmpeg's banners and statistics off; errors come back as codes */
+    char mbuf[4096], ebuf[4096];
+    if (cli_video_dirs(CMD, &o.model, &o.encoder, (int)o.size, mbuf, ebuf, sizeof mbuf)) return 2;
     vttt_predictor *p = NULL;
     int err = vttt_predictor_open(&p, o.model, o.encoder, NULL);
     if (err) {

@@ -138,11 +138,21 @@ void enc_data_close(enc_data *d) {
 int64_t enc_data_train(const enc_data *d) { return d->train_off[d->n]; }
 int64_t enc_data_val(const enc_data *d) { return d->val_off[d->n]; }
 
-int enc_data_read(const enc_data *d, int val, int64_t i, uint8_t *out) {
+int enc_data_read_pair(const enc_data *d, int val, int64_t i, int gap, uint8_t *prev, int *have_prev, uint8_t *out) {
     const int64_t *off = val ? d->val_off : d->train_off;
     if (i < 0 || i >= off[d->n]) return VTTT_EINVAL;
     int s = 0;
     while (off[s + 1] <= i) s++;
     int64_t local = i - off[s] + (val ? d->frames[s] - d->val_frames : 0);
-    return vttt_frame_shard_read(d->sh[s], local, 1, out);
+    int err = vttt_frame_shard_read(d->sh[s], local, 1, out);
+    if (have_prev) *have_prev = 0;
+    if (!err && prev && gap > 0 && local >= gap) {
+        err = vttt_frame_shard_read(d->sh[s], local - gap, 1, prev);
+        if (have_prev) *have_prev = !err;
+    }
+    return err;
+}
+
+int enc_data_read(const enc_data *d, int val, int64_t i, uint8_t *out) {
+    return enc_data_read_pair(d, val, i, 0, NULL, NULL, out);
 }

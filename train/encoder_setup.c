@@ -144,12 +144,14 @@ int enc_train_setup(enc_train_ctx *c, const vttt_encoder_train_params *p, const 
     c->sched = (train_schedule){.lr = c->p.lr, .min_lr = c->p.min_lr, .warmup = c->p.warmup, .steps = c->p.steps,
                                 .ttt_lr = 0.0f, .ttt_lr_init = -1.0f};
     if (!(c->batch = malloc((size_t)c->p.batch * c->data.S * c->data.S * 3))) return VTTT_ENOMEM;
+    if (!(c->prev = malloc((size_t)c->p.batch * c->data.S * c->data.S * 3))) return VTTT_ENOMEM;
     return train_metrics_open(&c->metrics, c->p.out, p->resume ? c->step : -1, lg);
 }
 
 void enc_train_teardown(enc_train_ctx *c) {
     if (c->metrics) fclose(c->metrics);
     free(c->batch);
+    free(c->prev);
     train_sampler_free(&c->sampler);
     train_adamw_free(&c->opt);
     vttt_encoder_free(&c->enc);

@@ -31,6 +31,10 @@ int64_t enc_data_train(const enc_data *d);
 int64_t enc_data_val(const enc_data *d);
 /* out (S, S, 3) = training frame i (val: held-out frame i). */
 int enc_data_read(const enc_data *d, int val, int64_t i, uint8_t *out);
+/* The same, and into prev the frame gap before it in the same shard
+ * (*have_prev 1), or nothing when the shard starts less than gap before
+ * (*have_prev 0): the pairs a DELTA tokenizer trains on. */
+int enc_data_read_pair(const enc_data *d, int val, int64_t i, int gap, uint8_t *prev, int *have_prev, uint8_t *out);
 
 /* ---- encoder_state.c: trainer_state.json of a tokenizer run ---- */
 typedef struct enc_state {
@@ -55,6 +59,7 @@ typedef struct enc_train_ctx {
     train_sampler sampler;
     train_schedule sched;
     uint8_t *batch;              /* (batch, S, S, 3) */
+    uint8_t *prev;               /* (batch, S, S, 3): DELTA's reference frames */
     int64_t step, frames, saved_step;
     FILE *metrics;
     volatile sig_atomic_t stop;

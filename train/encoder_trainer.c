@@ -17,14 +17,40 @@ static void report(enc_train_ctx *c, const vttt_train_report *r) {
     if (c->p.on_report) c->p.on_report(c->p.user, r);
 }
 
+static int is_delta(const enc_train_ctx *c) { return vttt_encoder_get_config(c->enc)->kind == VTTT_ENCODER_DELTA; }
+
+/* A deterministic hash of (seed, step, b): the per-sample choices of a
+ * DELTA batch, the same again after a resume. */
+static uint64_t sample_hash(uint64_t seed, int64_t step, int b) {
+    uint64_t z = seed ^ ((uint64_t)step * 0x9E3779B97F4A7C15ULL) ^ ((uint64_t)b * 0xD1B54A32D192ED03ULL);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
+    return z ^ (z >> 31);
+}
+
+/* Frame b of a batch (training: val 0, sample i) into c->batch, and for a
+ * DELTA tokenizer its reference into c->prev: the frame `gap` before it in
+ * the same shard, or mid-grey (the intra mode) at a shard's start and for
+ * one sample in ten of a training batch. Training draws gap 2 for a
+ * quarter of the samples (larger motion), else 1. */
+static int read_sample(enc_train_ctx *c, int val, int64_t i, int b) {
+    size_t fb = (size_t)c->data.S * c->data.S * 3;
+    if (!is_delta(c)) return enc_data_read(&c->data, val, i, c->batch + b * fb);
+    uint64_t h = val ? 1 : sample_hash(c->p.seed, c->step, b);
+    int gap = (h >> 8) % 4 == 0 ? 2 : 1, intra = h % 10 == 0, have = 0;
+    int err = enc_data_read_pair(&c->data, val, i, intra ? 0 : gap, c->prev + b * fb, &have, c->batch + b * fb);
+    if (!err && !have) memset(c->prev + b * fb, 128, fb);
+    return err;
+}
+
 /* One optimizer step over the next batch of training frames. */
 static int step(enc_train_ctx *c, float *loss, float *grad_norm) {
     int B = c->p.batch, err = VTTT_OK;
-    size_t fb = (size_t)c->data.S * c->data.S * 3;
-    for (int b = 0; b < B && !err; b++) err = enc_data_read(&c->data, 0, train_sampler_next(&c->sampler), c->batch + b * fb);
+    for (int b = 0; b < B && !err; b++) err = read_sample(c, 0, train_sampler_next(&c->sampler), b);
     if (err) return err;
     vttt_encoder_zero_grads(c->enc);
-    if ((err = vttt_encoder_forward(c->enc, c->batch, B, 1, loss, NULL)) || (err = vttt_encoder_backward(c->enc, 1.0f)))
+    if ((err = vttt_encoder_forward(c->enc, c->prev, c->batch, B, 1, loss, NULL)) ||
+        (err = vttt_encoder_backward(c->enc, 1.0f)))
         return err;
     int n = 0;
     const vttt_model_tensor *ts = vttt_encoder_tensors(c->enc, &n);
@@ -50,14 +76,13 @@ static int evaluate(void *ctx) {
     int64_t n = enc_data_val(&c->data);
     if (c->p.eval_frames > 0 && c->p.eval_frames < n) n = c->p.eval_frames;
     if (n == 0) return VTTT_OK;
-    size_t fb = (size_t)c->data.S * c->data.S * 3;
     double sum = 0.0;
     int err = VTTT_OK;
     for (int64_t i0 = 0; i0 < n && !err; i0 += c->p.batch) {
         int k = (int)(n - i0 < c->p.batch ? n - i0 : c->p.batch);
         float loss = 0.0f;
-        for (int b = 0; b < k && !err; b++) err = enc_data_read(&c->data, 1, i0 + b, c->batch + b * fb);
-        if (!err) err = vttt_encoder_forward(c->enc, c->batch, k, 0, &loss, NULL);
+        for (int b = 0; b < k && !err; b++) err = read_sample(c, 1, i0 + b, b);
+        if (!err) err = vttt_encoder_forward(c->enc, c->prev, c->batch, k, 0, &loss, NULL);
         sum += (double)loss * k;
     }
     if (!err && !isfinite(sum)) err = VTTT_ENAN;
