@@ -431,20 +431,26 @@ START_TEST(device_path_matches_cpu) {
     dev.name = "stand-in device", dev.device = VTTT_DEVICE_CUDA;
     dev.alloc = poison_alloc, dev.free = plain_free;
     vttt_encoder_config cfg = tiny_cfg();
+    if (_i) { /* DELTA: factor 4 on 16x16 frames, 4x4 cells; odd levels */
+        cfg.kind = VTTT_ENCODER_DELTA, cfg.factor = 4, cfg.levels[1] = 3;
+    }
     vttt_encoder *a = NULL, *b = NULL;
     ck_assert_int_eq(vttt_encoder_init(&a, &cfg, 21, NULL), 0);
     ck_assert_int_eq(vttt_encoder_init(&b, &cfg, 21, NULL), 0);
     perturb_norms(a, 2), perturb_norms(b, 2);
     ck_assert_int_eq(vttt_encoder_set_backend(b, &dev), 0);
     ck_assert_ptr_nonnull(b->dparams);
-    enum { N = 3, S = 16, P = 4 };
-    uint8_t *fr = smooth_frames(N, S, 17), ra[N * S * S * 3], rb[N * S * S * 3];
+    enum { N = 3, S = 16, PMAX = 16 };
+    int P = vttt_encoder_tokens_per_frame(a);
+    ck_assert_int_eq(P, _i ? 16 : 4);
+    /* prev: DELTA's references (the frames of another seed), ignored by FRAME */
+    uint8_t *fr = smooth_frames(N, S, 17), *prev = smooth_frames(N, S, 5), ra[N * S * S * 3], rb[N * S * S * 3];
     float la, lb;
     size_t np = vttt_encoder_num_params(a);
     for (int step = 0; step < 2; step++) { /* the second forward sees updated host weights */
         vttt_encoder_zero_grads(a), vttt_encoder_zero_grads(b);
-        ck_assert_int_eq(vttt_encoder_forward(a, NULL, fr, N, 1, &la, ra), 0);
-        ck_assert_int_eq(vttt_encoder_forward(b, NULL, fr, N, 1, &lb, rb), 0);
+        ck_assert_int_eq(vttt_encoder_forward(a, prev, fr, N, 1, &la, ra), 0);
+        ck_assert_int_eq(vttt_encoder_forward(b, prev, fr, N, 1, &lb, rb), 0);
         ck_assert_float_eq(la, lb);
         ck_assert_mem_eq(ra, rb, sizeof ra);
         ck_assert_int_eq(vttt_encoder_backward(a, 1.0f), 0);
@@ -453,10 +459,10 @@ START_TEST(device_path_matches_cpu) {
         for (size_t i = 0; i < np; i++) ck_assert(isfinite(b->grads[i]));
         for (size_t i = 0; i < np; i++) a->params[i] -= 0.01f * a->grads[i], b->params[i] -= 0.01f * b->grads[i];
     }
-    int32_t ta[N * P], tb[N * P];
-    ck_assert_int_eq(vttt_encoder_encode(a, NULL, fr, N, ta), 0);
-    ck_assert_int_eq(vttt_encoder_encode(b, NULL, fr, N, tb), 0);
-    ck_assert_mem_eq(ta, tb, sizeof ta);
+    int32_t ta[N * PMAX], tb[N * PMAX];
+    ck_assert_int_eq(vttt_encoder_encode(a, prev, fr, N, ta), 0);
+    ck_assert_int_eq(vttt_encoder_encode(b, prev, fr, N, tb), 0);
+    ck_assert_mem_eq(ta, tb, (size_t)N * P * sizeof *ta);
     ck_assert_int_eq(vttt_encoder_decode(a, NULL, ta, N, ra), 0);
     ck_assert_int_eq(vttt_encoder_decode(b, NULL, ta, N, rb), 0);
     ck_assert_mem_eq(ra, rb, sizeof ra);
@@ -473,7 +479,7 @@ START_TEST(device_path_matches_cpu) {
     ck_assert(strstr(lg.text, "stand-in device") != NULL);
     ck_assert_int_eq(vttt_encoder_decode(b, NULL, ta, N, rb), 0);
     ck_assert_mem_eq(ra, rb, sizeof ra);
-    free(fr);
+    free(fr), free(prev);
     vttt_encoder_free(&a), vttt_encoder_free(&b);
 }
 END_TEST
@@ -691,7 +697,7 @@ int main(void) {
     tcase_add_test(tc, oracle_dump);
     tcase_add_test(tc, encode_decode_roundtrip);
     tcase_add_test(tc, nonfinite_outputs_refused);
-    tcase_add_test(tc, device_path_matches_cpu);
+    tcase_add_loop_test(tc, device_path_matches_cpu, 0, 2);
     tcase_add_test(tc, save_load_roundtrip);
     tcase_add_test(tc, load_rejects_bad_dirs);
     tcase_add_test(tc, data_split_and_errors);

@@ -29,7 +29,8 @@ static int eval_usage(int status) {
 
 typedef struct {
     double psnr, ssim, mse;
-    int64_t n;
+    double rep_psnr, rep_ssim; /* repeating the frame before (frames with one), the trivial baseline */
+    int64_t n, n_rep;
     int64_t tok_same, tok_all; /* tokens of encode(decode(encode(x))) equal to encode(x) */
     uint8_t *grid;   /* (2S, K*S, 3) */
     int K, S;
@@ -81,7 +82,13 @@ static int eval_range(vttt_encoder *e, vttt_frame_shard *s, int64_t first, int64
             err = vttt_encoder_encode(e, ref, out, k, t2);
         for (size_t j = 0; j < (size_t)k * P && !err; j++) a->tok_same += t1[j] == t2[j];
         a->tok_all += (int64_t)k * (int64_t)P;
-        for (int j = 0; j < k && !err; j++) add_frame(a, in + j * fb, out + j * fb);
+        for (int j = 0; j < k && !err; j++) {
+            add_frame(a, in + j * fb, out + j * fb);
+            if (first + i + j == 0) continue; /* the shard's first frame has none before it */
+            a->rep_psnr += vttt_image_psnr(in + j * fb, ref + j * fb, a->S, a->S);
+            a->rep_ssim += vttt_image_ssim(in + j * fb, ref + j * fb, a->S, a->S);
+            a->n_rep++;
+        }
         memcpy(ref, in + (size_t)(k - 1) * fb, fb);
     }
     free(in), free(out), free(ref), free(t1), free(t2), free(q);
@@ -147,6 +154,9 @@ int cli_encoder_eval(int argc, char **argv) {
     if (!err && a.n) {
         printf("tokenizer %s: %lld held-out frames of %d shard(s): PSNR %.2f dB, SSIM %.4f (means over frames; "
                "MSE %.6f in [0,1] units)\n", used, (long long)a.n, n, a.psnr / a.n, a.ssim / a.n, a.mse / a.n);
+        if (a.n_rep)
+            printf("repeating the frame before (the baseline, %lld frames): PSNR %.2f dB, SSIM %.4f\n",
+                   (long long)a.n_rep, a.rep_psnr / a.n_rep, a.rep_ssim / a.n_rep);
         printf("token round trip: %.2f%% of the tokens of encode(decode(tokens)) equal the tokens\n",
                100.0 * (double)a.tok_same / (double)a.tok_all);
     }
