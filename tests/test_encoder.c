@@ -393,16 +393,16 @@ START_TEST(nonfinite_outputs_refused) {
     uint8_t *fr = smooth_frames(N, S, 8), *rec = malloc((size_t)N * S * S * 3);
     int32_t *tok = malloc((size_t)N * P * sizeof *tok);
     float loss;
-    ck_assert_int_eq(vttt_encoder_encode(e, fr, N, tok), 0);
+    ck_assert_int_eq(vttt_encoder_encode(e, NULL, fr, N, tok), 0);
     poison_conv(e, -1, 3e38f); /* the decoder's last conv */
-    ck_assert_int_eq(vttt_encoder_decode(e, tok, N, rec), VTTT_ENAN);
+    ck_assert_int_eq(vttt_encoder_decode(e, NULL, tok, N, rec), VTTT_ENAN);
     ck_assert_msg(strstr(lg.text, "decoder's output holds a non-finite value"), "message: %s", lg.text);
-    ck_assert_int_eq(vttt_encoder_forward(e, fr, N, 0, &loss, rec), VTTT_ENAN);
-    ck_assert_int_eq(vttt_encoder_forward(e, fr, N, 1, &loss, NULL), VTTT_OK); /* the trainer checks the loss */
+    ck_assert_int_eq(vttt_encoder_forward(e, NULL, fr, N, 0, &loss, rec), VTTT_ENAN);
+    ck_assert_int_eq(vttt_encoder_forward(e, NULL, fr, N, 1, &loss, NULL), VTTT_OK); /* the trainer checks the loss */
     ck_assert(!isfinite(loss));
     poison_conv(e, 0, 3e38f); /* the encoder's first conv */
     lg.text[0] = 0;
-    ck_assert_int_eq(vttt_encoder_encode(e, fr, N, tok), VTTT_ENAN);
+    ck_assert_int_eq(vttt_encoder_encode(e, NULL, fr, N, tok), VTTT_ENAN);
     ck_assert_msg(strstr(lg.text, "latents"), "message: %s", lg.text);
     free(fr), free(rec), free(tok);
     vttt_encoder_free(&e);
