@@ -204,6 +204,7 @@ typedef struct vttt_server_params {
     const uint8_t *snapshot_key; /* (snapshot_key_n) signs and checks snapshots (vttt_predictor_set_snapshot_key),
                                   * or NULL; must stay valid until vttt_server_stop */
     size_t snapshot_key_n;
+    int decoding;              /* VTTT_DECODE_* of the predicted frames (EXPECT) */
     int max_connections;       /* open client connections (1024, fewer if the descriptor limit is lower);
                                   more are answered 503 and closed */
     int max_connections_per_ip;/* per client address (256); more are closed at once; 0: no limit */

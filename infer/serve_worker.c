@@ -34,6 +34,7 @@ static int load(serve_worker *w) {
     double t0 = serve_now_s();
     int err = vttt_predictor_open(&w->pred, srv->model_dir, srv->encoder_dir, &w->lg);
     if (!err) err = vttt_predictor_set_snapshot_key(w->pred, srv->p.snapshot_key, srv->p.snapshot_key_n);
+    if (!err) err = vttt_predictor_set_decoding(w->pred, srv->p.decoding);
     if (err) return err;
     w->S = vttt_predictor_frame_size(w->pred);
     w->T = vttt_predictor_tokens_per_frame(w->pred);

@@ -4,6 +4,8 @@
  *           predictor model's fingerprint, i64 frames seen, u64 the length
  *           of the state bytes                                  (40 bytes)
  *   state   the model state's own snapshot (ttt/model_state_io.c)
+ *   frame   flags bit 1 only: the stream's last frame (S*S*3 bytes), the
+ *           reference a DELTA tokenizer codes the next frame against
  *   tag     32 bytes over everything before it: HMAC-SHA256 with the
  *           predictor's snapshot key when signed, else SHA-256
  * The tag covers every byte, so a flipped bit anywhere is refused; the
@@ -29,6 +31,7 @@
 #define STREAM_HEADER 40 /* magic 8, version 4, flags 4, fingerprint 8, frames 8, state bytes 8 */
 #define STREAM_TAG 32    /* SHA-256 or HMAC-SHA256 */
 #define STREAM_SIGNED 1u /* flags: the tag is an HMAC */
+#define STREAM_FRAME 2u  /* flags: the last frame follows the state */
 
 /* tag (32) = HMAC-SHA256(key, d) when key_n > 0, else SHA-256(d). */
 static int snapshot_tag(const uint8_t *key, size_t key_n, const uint8_t *d, size_t n, uint8_t *tag) {
@@ -46,13 +49,14 @@ int vttt_stream_snapshot(const vttt_stream *s, uint8_t **out, size_t *n) {
     size_t ns = 0;
     int err = vttt_model_state_save(s->st, &st, &ns);
     if (err) return err;
-    size_t total = STREAM_HEADER + ns + STREAM_TAG;
+    size_t fb = s->has_last ? (size_t)p->S * p->S * 3 : 0;
+    size_t total = STREAM_HEADER + ns + fb + STREAM_TAG;
     uint8_t *buf = malloc(total);
     if (!buf) {
         free(st);
         return VTTT_ENOMEM;
     }
-    uint32_t ver = STREAM_VERSION, flags = p->key_n ? STREAM_SIGNED : 0;
+    uint32_t ver = STREAM_VERSION, flags = (p->key_n ? STREAM_SIGNED : 0) | (fb ? STREAM_FRAME : 0);
     uint64_t nst = ns;
     memcpy(buf, STREAM_MAGIC, 8);
     memcpy(buf + 8, &ver, 4);
@@ -61,6 +65,7 @@ int vttt_stream_snapshot(const vttt_stream *s, uint8_t **out, size_t *n) {
     memcpy(buf + 24, &s->frames, 8);
     memcpy(buf + 32, &nst, 8);
     memcpy(buf + STREAM_HEADER, st, ns);
+    if (fb) memcpy(buf + STREAM_HEADER + ns, s->last, fb);
     free(st);
     if ((err = snapshot_tag(p->key, p->key_n, buf, total - STREAM_TAG, buf + total - STREAM_TAG))) {
         free(buf);
@@ -92,8 +97,10 @@ static int check_tag(const vttt_predictor *p, const uint8_t *d, size_t n, uint32
                               : "damaged: the checksum does not match");
 }
 
-/* Header and tag checks; *frames receives the frames seen. */
-static int check_header(const vttt_predictor *p, const uint8_t *d, size_t n, int64_t *frames) {
+/* Header and tag checks; *frames receives the frames seen, *nst the
+ * state's bytes, *flags the flags. */
+static int check_header(const vttt_predictor *p, const uint8_t *d, size_t n, int64_t *frames, uint64_t *nst_out,
+                        uint32_t *flags_out) {
     if (n < 12 || memcmp(d, STREAM_MAGIC, 8)) return refuse(p, "not a vttt stream snapshot");
     uint32_t ver, flags;
     uint64_t fp, nst;
@@ -107,8 +114,11 @@ static int check_header(const vttt_predictor *p, const uint8_t *d, size_t n, int
     memcpy(&fp, d + 16, 8);
     memcpy(frames, d + 24, 8);
     memcpy(&nst, d + 32, 8);
-    if (nst != n - STREAM_HEADER - STREAM_TAG) return refuse(p, "truncated or padded (the length does not match its header)");
-    if (flags & ~STREAM_SIGNED) return refuse(p, "unknown flags");
+    if (flags & ~(STREAM_SIGNED | STREAM_FRAME)) return refuse(p, "unknown flags");
+    size_t fb = flags & STREAM_FRAME ? (size_t)p->S * p->S * 3 : 0;
+    if (n - STREAM_HEADER - STREAM_TAG < fb || nst != n - STREAM_HEADER - STREAM_TAG - fb)
+        return refuse(p, "truncated or padded (the length does not match its header)");
+    *nst_out = nst, *flags_out = flags;
     int err = check_tag(p, d, n, flags);
     if (err) return err;
     if (fp != p->fingerprint) return refuse(p, "it was taken with another model (configuration or weights differ)");
@@ -120,11 +130,13 @@ int vttt_stream_restore(vttt_stream **out, vttt_predictor *p, const uint8_t *dat
     if (!out || !p || !data) return VTTT_EINVAL;
     *out = NULL;
     int64_t frames;
-    int err = check_header(p, data, n, &frames);
+    uint64_t nst = 0;
+    uint32_t flags = 0;
+    int err = check_header(p, data, n, &frames, &nst, &flags);
     if (err) return err;
     vttt_stream *s = NULL;
     if ((err = vttt_stream_open(&s, p))) return err;
-    if ((err = vttt_model_state_load(s->st, data + STREAM_HEADER, n - STREAM_HEADER - STREAM_TAG))) {
+    if ((err = vttt_model_state_load(s->st, data + STREAM_HEADER, (size_t)nst))) {
         vttt_stream_free(&s);
         return err;
     }
@@ -133,6 +145,7 @@ int vttt_stream_restore(vttt_stream **out, vttt_predictor *p, const uint8_t *dat
         return refuse(p, "the state's position does not match its frame count");
     }
     s->frames = frames;
+    if (flags & STREAM_FRAME) memcpy(s->last, data + STREAM_HEADER + nst, (size_t)p->S * p->S * 3), s->has_last = 1;
     *out = s;
     return VTTT_OK;
 }

@@ -403,7 +403,7 @@ START_TEST(test_snapshot_signed) {
     expect_restore_refused(p, bad, sn, &cap, "signature does not match");
     /* clearing the key flag and resealing with a plain SHA-256 */
     memcpy(bad, signed_snap, sn);
-    bad[12] = 0;
+    bad[12] &= (uint8_t)~1u; /* the signed bit only (bit 1 says a last frame follows) */
     reseal(bad, sn);
     expect_restore_refused(p, bad, sn, &cap, "not signed");
     ck_assert_int_eq(vttt_predictor_set_snapshot_key(p, NULL, 0), VTTT_OK);
@@ -507,12 +507,89 @@ START_TEST(test_mismatch_refused) {
 }
 END_TEST
 
+/* A DELTA tokenizer's stream: each frame is coded against the frame before
+ * (the first against mid-grey), the EXPECT prediction is the expected
+ * latent decoded on the pushed frame, a snapshot carries the last frame
+ * (a restored stream continues exactly), and push_batch equals separate
+ * pushes. */
+START_TEST(test_delta_stream) {
+    fixture f;
+    tu_tmpdir(f.dir, sizeof f.dir, "infer_delta");
+    snprintf(f.model, sizeof f.model, "%s/model", f.dir);
+    snprintf(f.enc, sizeof f.enc, "%s/enc", f.dir);
+    ck_assert_int_eq(vf_save_delta_tokenizer(f.enc, S, &f.P, &f.V), VTTT_OK);
+    ck_assert_int_eq(vf_save_model(f.model, f.P, f.V, VTTT_LAYER_TTT_MLP, 0.2f, 100), VTTT_OK);
+    vttt_predictor *p = NULL;
+    ck_assert_int_eq(vttt_predictor_open(&p, f.model, f.enc, NULL), VTTT_OK);
+    vttt_encoder *e = vttt_predictor_encoder(p);
+    vttt_model *m = vttt_predictor_model(p);
+    int F = 5, P = f.P, V = f.V, d = vttt_encoder_latent_dim(e);
+    size_t fb = (size_t)S * S * 3;
+    uint8_t *video = make_video(F + 1, 3), *pred = malloc(fb), *want = malloc(fb), *pred2 = malloc(fb);
+    int32_t *tok = malloc((size_t)(F + 1) * P * sizeof *tok), *pt = malloc((size_t)P * sizeof *pt);
+    int32_t *pt2 = malloc((size_t)P * sizeof *pt2);
+    float *lg = malloc((size_t)P * V * sizeof *lg), *q = malloc((size_t)d * P * sizeof *q);
+    ck_assert_int_eq(vttt_encoder_encode_video(e, NULL, video, F + 1, tok), VTTT_OK);
+    vttt_model_state *st = NULL;
+    ck_assert_int_eq(vttt_model_state_init(&st, m, 1, 0), VTTT_OK);
+    vttt_stream *s = NULL, *r = NULL;
+    ck_assert_int_eq(vttt_stream_open(&s, p), VTTT_OK);
+    ck_assert_ptr_null(vttt_stream_last_frame(s));
+    uint8_t *snap = NULL;
+    size_t sn = 0;
+    for (int t = 0; t < F; t++) {
+        const uint8_t *rgb = video + t * fb;
+        ck_assert_int_eq(vttt_stream_push(s, rgb, 1, pred, pt), VTTT_OK);
+        ck_assert_mem_eq(vttt_stream_last_frame(s), rgb, fb);
+        /* the oracle: the model on the tokens of frame t (coded against frame t-1), the expected latent */
+        ck_assert_int_eq(vttt_model_prefill(m, st, tok + (size_t)t * P, P, lg, 1), VTTT_OK);
+        vttt_encoder_expected_latent(e, lg, P, q);
+        ck_assert_int_eq(vttt_encoder_decode_latent(e, rgb, q, 1, want), VTTT_OK);
+        ck_assert_msg(!memcmp(pred, want, fb), "frame %d: the prediction is not the expected latent decoded", t);
+        if (t == 2) ck_assert_int_eq(vttt_stream_snapshot(s, &snap, &sn), VTTT_OK);
+    }
+    /* a stream restored after frame 2 continues as the original did */
+    ck_assert_int_eq(vttt_stream_restore(&r, p, snap, sn), VTTT_OK);
+    ck_assert_mem_eq(vttt_stream_last_frame(r), video + 2 * fb, fb);
+    vttt_stream *s3 = NULL;
+    ck_assert_int_eq(vttt_stream_open(&s3, p), VTTT_OK);
+    for (int t = 0; t < 3; t++) ck_assert_int_eq(vttt_stream_push(s3, video + t * fb, 1, NULL, NULL), VTTT_OK);
+    ck_assert_int_eq(vttt_stream_push(r, video + 3 * fb, 1, pred, pt), VTTT_OK);
+    ck_assert_int_eq(vttt_stream_push(s3, video + 3 * fb, 1, pred2, pt2), VTTT_OK);
+    ck_assert_mem_eq(pred, pred2, fb);
+    ck_assert_mem_eq(pt, pt2, (size_t)P * sizeof *pt);
+    /* push_batch: r and s3 are at the same frame with the same last frame; a fresh stream (intra) beside them */
+    vttt_stream *fresh = NULL, *fresh2 = NULL, *b[3];
+    ck_assert_int_eq(vttt_stream_open(&fresh, p), VTTT_OK);
+    ck_assert_int_eq(vttt_stream_open(&fresh2, p), VTTT_OK);
+    ck_assert_int_eq(vttt_stream_push(fresh, video, 1, NULL, NULL), VTTT_OK);
+    ck_assert_int_eq(vttt_stream_push(fresh2, video, 1, NULL, NULL), VTTT_OK);
+    b[0] = r, b[1] = fresh;
+    uint8_t *in = malloc(2 * fb), *out = malloc(2 * fb);
+    memcpy(in, video + 4 * fb, fb), memcpy(in + fb, video + 1 * fb, fb);
+    ck_assert_int_eq(vttt_stream_push_batch(b, 2, in, out, NULL), VTTT_OK);
+    ck_assert_int_eq(vttt_stream_push(s3, video + 4 * fb, 1, pred2, NULL), VTTT_OK);
+    ck_assert_mem_eq(out, pred2, fb);
+    ck_assert_int_eq(vttt_stream_push(fresh2, video + 1 * fb, 1, pred2, NULL), VTTT_OK);
+    ck_assert_mem_eq(out + fb, pred2, fb);
+    (void)b[2];
+    vttt_model_state_free(&st);
+    vttt_stream_free(&s), vttt_stream_free(&r), vttt_stream_free(&s3), vttt_stream_free(&fresh);
+    vttt_stream_free(&fresh2);
+    free(video), free(pred), free(want), free(pred2), free(tok), free(pt), free(pt2), free(lg), free(q), free(snap);
+    free(in), free(out);
+    vttt_predictor_close(&p);
+    tu_rm_rf(f.dir);
+}
+END_TEST
+
 int main(void) {
     TCase *tc = tcase_create("infer");
     tcase_set_timeout(tc, 120);
     tcase_add_loop_test(tc, test_stream_matches_forward, 0, 2);
     tcase_add_test(tc, test_horizon);
     tcase_add_loop_test(tc, test_push_batch, 0, 2);
+    tcase_add_test(tc, test_delta_stream);
     tcase_add_test(tc, test_snapshot);
     tcase_add_test(tc, test_snapshot_every_byte);
     tcase_add_test(tc, test_snapshot_signed);

@@ -111,7 +111,7 @@ static int write_meta(vttt_encoder *e, const char *out, const char *encdir, cJSO
     cJSON_AddNumberToObject(j, "vocab_size", vttt_encoder_vocab_size(e));
     cJSON_AddNumberToObject(j, "tokens_per_frame", vttt_encoder_tokens_per_frame(e));
     cJSON_AddNumberToObject(j, "image_size", c->image_size);
-    cJSON_AddNumberToObject(j, "grid", c->image_size / 8);
+    cJSON_AddNumberToObject(j, "grid", c->image_size / c->factor);
     cJSON_AddStringToObject(j, "fps", rate);
     cJSON_AddStringToObject(j, "encoder", abs);
     cJSON_AddItemToObject(j, "sources", sources);

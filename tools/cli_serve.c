@@ -20,7 +20,9 @@
 
 static int usage(int status) {
     fprintf(status ? stderr : stdout,
-            "usage: vttt serve --model DIR --encoder DIR [options]\n"
+            "usage: vttt serve [--model DIR] [--encoder DIR] [options]\n"
+            "  --model DIR (default: the shipped general video model for --size S, 64 or 128), --encoder\n"
+            "  DIR (default: DIR/encoder); --decode expect|argmax|sample (expect: the expected latent)\n"
             "  serves next-frame prediction over HTTP: POST /v1/streams opens a stream, POST\n"
             "  /v1/streams/{id}/frames takes a frame (PNG, or raw rgb24 with ?width=&height=) and answers the\n"
             "  predicted next frame (PNG; ?format=json for token ids, ?format=rgb24 for raw; ?horizon=K for\n"
@@ -70,7 +72,7 @@ static int parse_num(const char *opt, const char *s, double lo, double hi, doubl
 }
 
 /* Parses argv into p; 0, or the usage exit status (2). */
-static int parse_args(int argc, char **argv, vttt_server_params *p, int *quiet, const char **key_file) {
+static int parse_args(int argc, char **argv, vttt_server_params *p, int *quiet, const char **key_file, int *size) {
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "--quiet")) {
@@ -87,6 +89,13 @@ static int parse_args(int argc, char **argv, vttt_server_params *p, int *quiet, 
         if (!strcmp(a, "--model")) p->model_dir = v;
         else if (!strcmp(a, "--encoder")) p->encoder_dir = v;
         else if (!strcmp(a, "--listen")) p->listen = v;
+        else if (!strcmp(a, "--size")) bad = parse_num(a, v, 8, 1024, &x), *size = (int)x;
+        else if (!strcmp(a, "--decode")) {
+            if ((p->decoding = vttt_decoding_parse(v)) < 0) {
+                fprintf(stderr, CMD ": --decode %s: expect, argmax or sample\n", v);
+                return 2;
+            }
+        }
         else if (!strcmp(a, "--token")) p->token = v;
         else if (!strcmp(a, "--snapshot-key")) *key_file = v;
         else if (!strcmp(a, "--max-streams")) bad = parse_num(a, v, 1, 1e6, &x), p->max_streams = (int)x;
@@ -108,10 +117,6 @@ static int parse_args(int argc, char **argv, vttt_server_params *p, int *quiet, 
             return 2;
         }
         if (bad) return 2;
-    }
-    if (!p->model_dir || !p->encoder_dir) {
-        fprintf(stderr, CMD ": --model DIR and --encoder DIR are required (vttt serve --help)\n");
-        return 2;
     }
     return 0;
 }
@@ -172,8 +177,11 @@ int cli_serve(int argc, char **argv) {
     p.token = getenv("VTTT_SERVE_TOKEN");
     if (p.token && !*p.token) p.token = NULL;
     const char *key_file = NULL;
-    int st = parse_args(argc, argv, &p, &quiet, &key_file);
+    int size = 0;
+    int st = parse_args(argc, argv, &p, &quiet, &key_file, &size);
     if (st) return st;
+    char mbuf[4096], ebuf[4096];
+    if (cli_video_dirs(CMD, &p.model_dir, &p.encoder_dir, size, mbuf, ebuf, sizeof mbuf)) return 2;
     p.log.level = quiet ? VTTT_LOG_ERROR : VTTT_LOG_INFO;
     uint8_t *key = NULL;
     size_t key_n = 0;
