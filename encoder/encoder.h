@@ -113,6 +113,13 @@ int vttt_encoder_token_latent(const vttt_encoder *e, const int32_t *tokens, int 
  * prev[n] (N, S, S, 3), or mid-grey when prev is NULL; FRAME ignores prev. */
 int vttt_encoder_forward(vttt_encoder *e, const uint8_t *prev, const uint8_t *frames, int N, int train, float *loss,
                          uint8_t *recon);
+/* Training: the loss also gets weight * the mean over latents of their
+ * distance from the zero level (in level steps, before rounding), which
+ * pulls small changes to the "no change" code (a sparse, predictable
+ * token grid). *loss of vttt_encoder_forward stays the squared error;
+ * vttt_encoder_rate gives the term of the last forward. 0 (default): off. */
+void vttt_encoder_set_rate_weight(vttt_encoder *e, float weight);
+double vttt_encoder_rate(const vttt_encoder *e);
 /* Accumulates (+=) dloss * d(loss)/d(params) into the gradients. */
 int vttt_encoder_backward(vttt_encoder *e, float dloss);
 /* Every parameter tensor with its gradient (names as in model.safetensors).

@@ -59,7 +59,8 @@ static int loss_grad(vttt_encoder *e, float dloss) {
     return e->be->to_device(e->be->ctx, e->L[e->n_layers - 1].dy, e->h_y, n * sizeof(float));
 }
 
-/* dz from dq through FSQ's straight-through rule, on the host. */
+/* dz from dq through FSQ's straight-through rule, plus the rate term's
+ * gradient, on the host. */
 static int fsq_grad(vttt_encoder *e) {
     int P = e->P;
     size_t n = (size_t)e->N * e->cfg.num_levels * P;
@@ -68,6 +69,8 @@ static int fsq_grad(vttt_encoder *e) {
     if (err) return err;
     /* h_z still holds z from the forward */
     enc_fsq_backward(&e->cfg, e->h_q, e->h_q, e->h_z, e->N, P);
+    if (e->rate_weight > 0.0f)
+        enc_fsq_rate(&e->cfg, e->h_z, e->N, P, e->dloss * e->rate_weight / (float)n, e->h_q);
     return e->be->to_device(e->be->ctx, e->L[e->n_enc - 1].dy, e->h_q, n * sizeof(float));
 }
 
@@ -98,6 +101,7 @@ int vttt_encoder_backward(vttt_encoder *e, float dloss) {
              done += chunk)
             err = enc_buf_zero(e, e->dgrads + done, e->n_params - done < chunk ? e->n_params - done : chunk);
     }
+    e->dloss = dloss;
     if (!err) err = loss_grad(e, dloss);
     for (int l = e->n_layers - 1; l >= e->n_enc && !err; l--) err = layer_backward(e, l, e->N);
     if (!err) err = fsq_grad(e);

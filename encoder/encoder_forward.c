@@ -131,6 +131,7 @@ int enc_forward_f(vttt_encoder *e, const float *img, int N, float *loss) {
         s += r * r;
     }
     if (loss) *loss = (float)(s / (double)n);
+    e->rate = enc_fsq_rate(&e->cfg, e->h_z, N, e->P, 0.0f, NULL) / ((double)N * e->cfg.num_levels * e->P);
     e->N = N;
     e->has_fwd = 1;
     return VTTT_OK;
@@ -250,3 +251,7 @@ int vttt_encoder_decode_latent(vttt_encoder *e, const uint8_t *ref, const float 
     }
     return err;
 }
+
+void vttt_encoder_set_rate_weight(vttt_encoder *e, float weight) { e->rate_weight = weight; }
+
+double vttt_encoder_rate(const vttt_encoder *e) { return e->rate; }

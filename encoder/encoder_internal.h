@@ -83,6 +83,9 @@ struct vttt_encoder {
     int N;                       /* frames of the last forward */
     int has_fwd;                 /* a training forward is ready for backward */
     /* test hooks */
+    float rate_weight;           /* training: weight of the rate term (vttt_encoder_set_rate_weight) */
+    double rate;                 /* the rate term's mean of the last forward */
+    float dloss;                 /* the backward's loss scale */
     int fsq_bypass;              /* 1: q = bound(z) / half_width, no rounding (a smooth path for FD) */
     int want_dx;                 /* 1: backward also fills dx (d loss / d image in [0,1], both paths) */
 };
@@ -128,6 +131,10 @@ void enc_fsq_backward(const vttt_encoder_config *cfg, float *dz, const float *dq
 /* q (N, d, P) of codes (N, P); VTTT_EINVAL for a code outside [0, vocab). */
 int enc_fsq_codes_to_q(const vttt_encoder_config *cfg, float *q, const int32_t *codes, int N, int P);
 int enc_fsq_vocab(const vttt_encoder_config *cfg);
+/* The rate term: the sum over z (N, d, P) of |b| / hw (each latent's
+ * distance from the zero level, in level steps before rounding); with dz,
+ * also dz += scale * its gradient. */
+double enc_fsq_rate(const vttt_encoder_config *cfg, const float *z, int N, int P, float scale, float *dz);
 
 /* ---- encoder_forward.c / encoder_backward.c ---- */
 /* img (N, 3, S, S) host, pixels in [0,1]. Runs the whole tokenizer; *loss

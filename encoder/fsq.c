@@ -81,3 +81,20 @@ int enc_fsq_codes_to_q(const vttt_encoder_config *cfg, float *q, const int32_t *
     }
     return VTTT_OK;
 }
+
+double enc_fsq_rate(const vttt_encoder_config *cfg, const float *z, int N, int P, float scale, float *dz) {
+    int d = cfg->num_levels;
+    double sum = 0.0;
+    for (int n = 0; n < N; n++) {
+        for (int i = 0; i < d; i++) {
+            fsq_chan c = chan(cfg->levels[i]);
+            for (int p = 0; p < P; p++) {
+                size_t at = ((size_t)n * d + i) * P + p;
+                float t = tanhf(z[at] + c.shift), b = t * c.hl - c.off;
+                sum += fabsf(b) / c.hw;
+                if (dz) dz[at] += scale * (b > 0.0f ? 1.0f : b < 0.0f ? -1.0f : 0.0f) / c.hw * c.hl * (1.0f - t * t);
+            }
+        }
+    }
+    return sum;
+}

@@ -64,12 +64,13 @@ static double fd_loss(void *p) {
     fd_ctx *c = p;
     float loss;
     ck_assert_int_eq(enc_forward_f(c->e, c->img, c->N, &loss), 0);
-    return loss;
+    return loss + c->e->rate_weight * vttt_encoder_rate(c->e); /* the rate term is part of what backward follows */
 }
 
 START_TEST(fd_params) {
     vttt_encoder *e = make(3);
     e->fsq_bypass = 1; /* smooth: q = bound(z) / half-width, never exactly 0, so every cell is "changed" */
+    vttt_encoder_set_rate_weight(e, 0.005f); /* and the rate term's gradient (|b| is smooth away from 0) */
     int N = 2;
     size_t ni = (size_t)N * 3 * S * S;
     uint8_t *fr = moving(N + 1, 4);
@@ -97,6 +98,39 @@ START_TEST(fd_params) {
     }
     free(fr), free(img);
     vttt_encoder_free(&e);
+}
+END_TEST
+
+/* The rate term's gradient against central differences, with latents
+ * away from the kink at 0. */
+typedef struct {
+    vttt_encoder_config cfg;
+    float *z;
+    int P;
+} rate_ctx;
+
+static double rate_of(void *p) {
+    rate_ctx *c = p;
+    return enc_fsq_rate(&c->cfg, c->z, 1, c->P, 0.0f, NULL);
+}
+
+START_TEST(rate_grad) {
+    rate_ctx c = {delta_cfg(), NULL, 7};
+    int n = c.cfg.num_levels * c.P;
+    float *z = malloc((size_t)n * sizeof *z), *dz = calloc((size_t)n, sizeof *dz);
+    tu_rng r;
+    tu_seed(&r, 13);
+    for (int i = 0; i < n; i++) z[i] = (tu_uniform(&r) < 0.5f ? -1.0f : 1.0f) * (0.2f + 1.5f * tu_uniform(&r));
+    c.z = z;
+    enc_fsq_rate(&c.cfg, z, 1, c.P, 2.0f, dz);
+    for (int i = 0; i < n; i++) {
+        double fd = 2.0 * tu_central_diff(&z[i], 1e-3f, rate_of, &c);
+        ck_assert_msg(fabs(fd - dz[i]) <= 1e-3 * (fabs(fd) + 1.0), "dz[%d] %g, differences %g", i, dz[i], fd);
+    }
+    /* the zero level costs nothing, the outer levels most */
+    float zero[2] = {0.0f, 0.0f};
+    ck_assert(enc_fsq_rate(&c.cfg, zero, 1, 1, 0.0f, NULL) == 0.0);
+    free(z), free(dz);
 }
 END_TEST
 
@@ -231,6 +265,7 @@ int main(void) {
     TCase *tc = tcase_create("delta");
     tcase_set_timeout(tc, 120);
     tcase_add_test(tc, fd_params);
+    tcase_add_test(tc, rate_grad);
     tcase_add_test(tc, no_change_token);
     tcase_add_test(tc, encode_decode_consistent);
     tcase_add_test(tc, expected_latent);

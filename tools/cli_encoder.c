@@ -40,6 +40,8 @@ static void train_usage(FILE *f) {
             "  --kind frame|delta  frame: each frame alone, 8x down (default); delta: each frame relative to the\n"
             "                   previous one (factor 4, channels 64, levels 7,5,5,5 unless given after --kind)\n"
             "  --factor F (delta: 4 or 8)  pixels per grid cell side\n"
+            "  --rate W (0)     weight of the rate term: pulls small changes to the \"no change\" token\n"
+            "  --init DIR       start from this tokenizer (fine-tuning; any frame size) instead of the seed\n"
             "  --channels C (32)  --groups G GroupNorm groups (8)  --levels L,L,... FSQ levels (8,5,5,5)\n"
             "batch and optimizer (AdamW, warmup then cosine):\n"
             "  --steps N (2000)  --batch B frames (16)  --lr X (2e-3)  --min-lr X (1e-5)  --warmup N (100)\n"
@@ -153,6 +155,12 @@ static int apply(vttt_encoder_train_params *p, train_extra *x, const char *a, co
         return 2;
     }
     if (IS("--factor")) NUM(4, 8, p->model.factor, int);
+    if (IS("--rate")) NUM(0, 100, p->rate_weight, float);
+    if (IS("--init")) {
+        if (!v) return -1;
+        p->init = v;
+        return 2;
+    }
     if (IS("--channels")) NUM(1, 512, p->model.channels, int);
     if (IS("--groups")) NUM(1, 512, p->model.num_groups, int);
     if (IS("--steps")) NUM(1, 1e12, p->steps, int64_t);

@@ -36,7 +36,7 @@ static int check_params(const vttt_encoder_train_params *p, const vttt_logger *l
     if (!(p->lr > 0.0f) || !(p->min_lr >= 0.0f) || p->warmup < 0) return bad(lg, "--lr must be > 0, --min-lr >= 0, "
                                                                                "--warmup >= 0");
     if (!(p->weight_decay >= 0.0f) || !(p->beta1 >= 0.0f && p->beta1 < 1.0f) || !(p->beta2 >= 0.0f && p->beta2 < 1.0f) ||
-        !(p->eps > 0.0f) || !(p->grad_clip >= 0.0f))
+        !(p->eps > 0.0f) || !(p->grad_clip >= 0.0f) || !(p->rate_weight >= 0.0f && p->rate_weight <= 100.0f))
         return bad(lg, "optimizer settings out of range (weight decay, betas in [0,1), eps > 0, clip >= 0)");
     if (p->val_frames < 0 || p->eval_every < 0 || p->eval_frames < 0 || p->ckpt_every < 0 || p->keep < 1)
         return bad(lg, "--val-frames, --eval-every, --eval-frames, --ckpt-every must be >= 0 and --keep >= 1");
@@ -108,8 +108,17 @@ static int setup_new(enc_train_ctx *c) {
     }
     int err = open_data(c, c->p.frames, c->p.n_frames);
     vttt_encoder_config cfg = c->p.model;
+    vttt_encoder *from = NULL;
+    if (!err && c->p.init) err = vttt_encoder_load_any(&from, c->p.init, NULL, 0, &c->log);
+    if (from) cfg = *vttt_encoder_get_config(from);
     cfg.image_size = c->data.S;
     if (!err) err = vttt_encoder_init(&c->enc, &cfg, c->p.seed, &c->log);
+    if (!err && from) { /* the same layers (convolutions) at any frame size: copy every tensor */
+        int n = 0, m = 0;
+        const vttt_model_tensor *dst = vttt_encoder_tensors(c->enc, &n), *src = vttt_encoder_tensors(from, &m);
+        for (int i = 0; i < n && i < m; i++) memcpy(dst[i].data, src[i].data, (size_t)dst[i].numel * sizeof(float));
+    }
+    vttt_encoder_free(&from);
     int n = 0;
     const vttt_model_tensor *ts = c->enc ? vttt_encoder_tensors(c->enc, &n) : NULL;
     if (!err) err = train_adamw_init_tensors(&c->opt, ts, n, c->p.beta1, c->p.beta2, c->p.eps, c->p.weight_decay,
@@ -140,6 +149,7 @@ int enc_train_setup(enc_train_ctx *c, const vttt_encoder_train_params *p, const 
     err = p->resume ? setup_resume(c, ck) : setup_new(c);
     if (!err && (err = check_params(&c->p, lg))) return err;
     if (err) return err;
+    vttt_encoder_set_rate_weight(c->enc, c->p.rate_weight);
     *from = p->resume ? c->step : -1;
     c->sched = (train_schedule){.lr = c->p.lr, .min_lr = c->p.min_lr, .warmup = c->p.warmup, .steps = c->p.steps,
                                 .ttt_lr = 0.0f, .ttt_lr_init = -1.0f};

@@ -30,7 +30,7 @@ static const struct {
     F(val_frames, F_INT), F(steps, F_I64),       F(batch, F_INT),     F(lr, F_F32),
     F(min_lr, F_F32),     F(warmup, F_I64),      F(weight_decay, F_F32), F(beta1, F_F32),
     F(beta2, F_F32),      F(eps, F_F32),         F(grad_clip, F_F32), F(eval_every, F_I64),
-    F(eval_frames, F_INT), F(ckpt_every, F_I64), F(keep, F_INT),
+    F(eval_frames, F_INT), F(ckpt_every, F_I64), F(keep, F_INT), F(rate_weight, F_F32),
 #undef F
 };
 #define N_FIELDS (sizeof fields / sizeof *fields)

@@ -47,6 +47,10 @@ typedef struct vttt_encoder_train_params {
     char out[VTTT_TRAIN_PATH_MAX];  /* run directory */
     /* tokenizer of a new run (image_size is the data's) */
     vttt_encoder_config model;
+    const char *init;               /* a new run starts from this tokenizer's weights and settings (its
+                                     * training run or checkpoint; any frame size: the layers are
+                                     * convolutions) instead of model; NULL: from the seed */
+    float rate_weight;              /* vttt_encoder_set_rate_weight during training (0: off) */
     /* batch and optimizer */
     int64_t steps;                  /* optimizer steps */
     int batch;                      /* frames per step */

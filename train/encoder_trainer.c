@@ -140,9 +140,9 @@ static int step_and_report(void *ctx, double t_start, int64_t step0) {
     r.step = c->step, r.tokens = c->frames;
     train_report_rates(&r, (double)p->batch, t0, train_now_s(), t_start, step0);
     if (c->metrics) {
-        fprintf(c->metrics, "{\"step\":%lld,\"loss\":%.9g,\"psnr\":%.9g,\"lr\":%.9g,\"grad_norm\":%.9g,\"frames\":%lld,"
-                "\"frames_per_s\":%.1f}\n", (long long)r.step, (double)r.loss, psnr_of(r.loss), (double)r.lr,
-                (double)r.grad_norm, (long long)r.tokens, r.tokens_per_s);
+        fprintf(c->metrics, "{\"step\":%lld,\"loss\":%.9g,\"psnr\":%.9g,\"rate\":%.6g,\"lr\":%.9g,\"grad_norm\":%.9g,"
+                "\"frames\":%lld,\"frames_per_s\":%.1f}\n", (long long)r.step, (double)r.loss, psnr_of(r.loss),
+                vttt_encoder_rate(c->enc), (double)r.lr, (double)r.grad_norm, (long long)r.tokens, r.tokens_per_s);
         fflush(c->metrics);
     }
     report(c, &r);
