@@ -100,8 +100,16 @@ int vttt_encoder_decode(vttt_encoder *e, const uint8_t *prev, const int32_t *tok
  * reference's pixels. */
 int vttt_encoder_decode_latent(vttt_encoder *e, const uint8_t *ref, const float *q, int N, uint8_t *frames);
 /* The expectation of the latent under the softmax of logits (P, V) with
- * temperature 1: q (d, P). */
-void vttt_encoder_expected_latent(const vttt_encoder *e, const float *logits, int P, float *q);
+ * temperature 1: q (d, P). With p_zero (P) (DELTA only): p_zero[p] is the
+ * probability of cell p's "no change" token and q the expectation over
+ * the other tokens (0 where p_zero is 1). */
+void vttt_encoder_expected_latent(const vttt_encoder *e, const float *logits, int P, float *q, float *p_zero);
+/* DELTA: frames (N, S, S, 3) = p_zero * ref + (1 - p_zero) * frames, cell
+ * by cell (p_zero (N, G*G), ref (N, S, S, 3), NULL: mid-grey), rounded:
+ * the expected frame when a cell keeps the reference with probability
+ * p_zero and becomes the decoded frame otherwise. */
+void vttt_encoder_blend_unchanged(const vttt_encoder *e, const uint8_t *ref, const float *p_zero, int N,
+                                  uint8_t *frames);
 /* The latents q (N, d, G*G) of tokens (N, G*G); VTTT_EINVAL for a token
  * outside [0, vocab). */
 int vttt_encoder_token_latent(const vttt_encoder *e, const int32_t *tokens, int N, float *q);

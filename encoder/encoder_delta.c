@@ -110,17 +110,21 @@ int enc_delta_dq_to_host(vttt_encoder *e, float *dq, int N) {
     return err;
 }
 
-void vttt_encoder_expected_latent(const vttt_encoder *e, const float *logits, int P, float *q) {
+void vttt_encoder_expected_latent(const vttt_encoder *e, const float *logits, int P, float *q, float *p_zero) {
     const vttt_encoder_config *c = &e->cfg;
-    int d = c->num_levels, V = enc_fsq_vocab(c);
+    int d = c->num_levels, V = enc_fsq_vocab(c), zero = p_zero ? vttt_encoder_zero_token(e) : -1;
     for (int p = 0; p < P; p++) {
         const float *r = logits + (size_t)p * V;
         float mx = r[0];
         for (int v = 1; v < V; v++) mx = r[v] > mx ? r[v] : mx;
-        double acc[VTTT_FSQ_MAX_LEVELS] = {0}, sum = 0.0;
+        double acc[VTTT_FSQ_MAX_LEVELS] = {0}, sum = 0.0, w0 = 0.0;
         for (int v = 0; v < V; v++) {
             double w = exp((double)(r[v] - mx));
             sum += w;
+            if (v == zero) {
+                w0 = w;
+                continue;
+            }
             int code = v;
             for (int i = 0; i < d; i++) {
                 int L = c->levels[i];
@@ -128,6 +132,26 @@ void vttt_encoder_expected_latent(const vttt_encoder *e, const float *logits, in
                 code /= L;
             }
         }
-        for (int i = 0; i < d; i++) q[(size_t)i * P + p] = (float)(acc[i] / sum);
+        double rest = sum - w0;
+        for (int i = 0; i < d; i++) q[(size_t)i * P + p] = rest > 0.0 ? (float)(acc[i] / rest) : 0.0f;
+        if (p_zero) p_zero[p] = (float)(w0 / sum);
+    }
+}
+
+void vttt_encoder_blend_unchanged(const vttt_encoder *e, const uint8_t *ref, const float *p_zero, int N,
+                                  uint8_t *frames) {
+    int S = e->cfg.image_size, f = e->cfg.factor, G = e->G;
+    for (int n = 0; n < N; n++) {
+        const float *pz = p_zero + (size_t)n * e->P;
+        for (int y = 0; y < S; y++)
+            for (int x = 0; x < S; x++) {
+                float w = pz[(y / f) * G + x / f];
+                for (int c = 0; c < 3; c++) {
+                    size_t i = (((size_t)n * S + y) * S + x) * 3 + c;
+                    float r = ref ? (float)ref[i] : 128.0f, v = w * r + (1.0f - w) * (float)frames[i];
+                    v = rintf(v);
+                    frames[i] = (uint8_t)(v < 0.0f ? 0.0f : v > 255.0f ? 255.0f : v);
+                }
+            }
     }
 }

@@ -39,9 +39,12 @@ typedef struct vttt_predictor vttt_predictor;
 /* How a predicted frame's pixels are made from the model's distribution
  * over each cell's token: EXPECT (default) decodes the expectation of the
  * latent (the prediction that minimizes the expected squared error when
- * the decoder is near-linear in the latent; with a DELTA tokenizer, where
- * the "no change" token makes the last frame, an unsure model predicts
- * close to repeating the last frame); ARGMAX decodes the most likely
+ * the decoder is near-linear in the latent); with a DELTA tokenizer each
+ * cell is the last frame with the probability of its "no change" token
+ * and the decoding of the expected latent of the other tokens otherwise
+ * (vttt_encoder_blend_unchanged), so an unsure model predicts close to
+ * repeating the last frame and a sure "no change" repeats it exactly;
+ * ARGMAX decodes the most likely
  * tokens; SAMPLE draws tokens (deterministic per stream and frame). The
  * tokens handed back and fed to roll-outs are the argmax (SAMPLE: the
  * drawn) tokens in every mode. */

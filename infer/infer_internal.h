@@ -26,6 +26,7 @@ struct vttt_predictor {
     int batch_n;
     int decoding;           /* VTTT_DECODE_* */
     float *q;               /* (d, P): the latent of one predicted frame */
+    float *pz;              /* (P): DELTA: each cell's probability of "no change" */
     uint8_t *ref;           /* (cap_frames, S, S, 3): push_batch's reference frames */
     int cap_frames;
 };

@@ -81,7 +81,8 @@ int vttt_predictor_open(vttt_predictor **out, const char *model_dir, const char 
     p->V = vttt_encoder_vocab_size(p->e);
     p->fingerprint = model_fingerprint(p->m);
     p->q = malloc((size_t)vttt_encoder_latent_dim(p->e) * p->P * sizeof(float));
-    if (!p->q) {
+    p->pz = malloc((size_t)p->P * sizeof(float));
+    if (!p->q || !p->pz) {
         vttt_predictor_close(&p);
         return VTTT_ENOMEM;
     }
@@ -100,6 +101,7 @@ void vttt_predictor_close(vttt_predictor **pp) {
     free(p->logits);
     free(p->tok);
     free(p->q);
+    free(p->pz);
     free(p->ref);
     free(p);
     *pp = NULL;
@@ -168,9 +170,14 @@ int infer_next_frame(vttt_predictor *p, const float *logits, uint64_t salt, cons
     if (err) return err;
     if (p->decoding == VTTT_DECODE_SAMPLE) sample_rows(logits, p->P, p->V, salt, tokens);
     if (!out) return VTTT_OK;
-    if (p->decoding == VTTT_DECODE_EXPECT) vttt_encoder_expected_latent(p->e, logits, p->P, p->q);
+    /* EXPECT with a DELTA tokenizer: each cell keeps the reference with the probability of its "no change"
+     * token, and takes the decoding of the expected latent of the other tokens otherwise */
+    int split = p->decoding == VTTT_DECODE_EXPECT && vttt_encoder_zero_token(p->e) >= 0;
+    if (p->decoding == VTTT_DECODE_EXPECT) vttt_encoder_expected_latent(p->e, logits, p->P, p->q, split ? p->pz : NULL);
     else err = vttt_encoder_token_latent(p->e, tokens, 1, p->q);
-    return err ? err : vttt_encoder_decode_latent(p->e, ref, p->q, 1, out);
+    if (!err) err = vttt_encoder_decode_latent(p->e, ref, p->q, 1, out);
+    if (!err && split) vttt_encoder_blend_unchanged(p->e, ref, p->pz, 1, out);
+    return err;
 }
 
 int infer_argmax(const vttt_predictor *p, const float *logits, int n, int32_t *out) {

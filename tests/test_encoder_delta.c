@@ -219,18 +219,42 @@ START_TEST(expected_latent) {
     /* near one-hot rows: the tokens' latents */
     for (int p = 0; p < P; p++)
         for (int v = 0; v < V; v++) lg[p * V + v] = v == tok[p] ? 60.0f : 0.0f;
-    vttt_encoder_expected_latent(e, lg, P, q);
+    vttt_encoder_expected_latent(e, lg, P, q, NULL);
     ck_assert_int_eq(vttt_encoder_token_latent(e, tok, 1, qt), 0);
     for (int i = 0; i < d * P; i++) ck_assert_msg(fabsf(q[i] - qt[i]) < 1e-6f, "%d: %g vs %g", i, q[i], qt[i]);
     /* uniform rows: the mean of each channel's symmetric level grid, 0 */
     for (int i = 0; i < P * V; i++) lg[i] = 1.5f;
-    vttt_encoder_expected_latent(e, lg, P, q);
+    vttt_encoder_expected_latent(e, lg, P, q, NULL);
     for (int i = 0; i < d * P; i++) ck_assert_msg(fabsf(q[i]) < 1e-6f, "%d: %g", i, q[i]);
     /* two tokens at even odds: the midpoint */
     for (int i = 0; i < P * V; i++) lg[i] = -80.0f;
     lg[0] = lg[1] = 0.0f; /* codes 0 and 1 of row 0: channel 0 at -1 and -0.5 */
-    vttt_encoder_expected_latent(e, lg, 1, q);
+    vttt_encoder_expected_latent(e, lg, 1, q, NULL);
     ck_assert(fabsf(q[0] + 0.75f) < 1e-6f); /* channel 0 of cell 0 (q is (d, 1) for one row) */
+    /* split off the "no change" token: its probability, and the expectation over the rest */
+    int z = vttt_encoder_zero_token(e);
+    float pz[16];
+    for (int i = 0; i < P * V; i++) lg[i] = -80.0f;
+    lg[z] = logf(3.0f), lg[0] = 0.0f; /* row 0: "no change" 3/4, code 0 1/4 */
+    vttt_encoder_expected_latent(e, lg, 1, q, pz);
+    ck_assert(fabsf(pz[0] - 0.75f) < 1e-6f);
+    ck_assert(fabsf(q[0] + 1.0f) < 1e-6f && fabsf(q[1] + 1.0f) < 1e-6f); /* code 0: every channel at its lowest */
+    /* blending: p_zero 1 keeps the reference, 0 the frame, 1/2 the rounded mean, cell by cell */
+    size_t fb = (size_t)S * S * 3;
+    uint8_t *ref = moving(1, 3), *fr = moving(1, 4), *out = malloc(fb);
+    float w[16];
+    for (int p = 0; p < 16; p++) w[p] = p == 0 ? 1.0f : p == 1 ? 0.0f : 0.5f;
+    memcpy(out, fr, fb);
+    vttt_encoder_blend_unchanged(e, ref, w, 1, out);
+    for (int y = 0; y < S; y++)
+        for (int x = 0; x < S; x++)
+            for (int c = 0; c < 3; c++) {
+                size_t i = ((size_t)y * S + x) * 3 + c;
+                int cell = (y / 4) * 4 + x / 4;
+                int want = cell == 0 ? ref[i] : cell == 1 ? fr[i] : (int)rintf(0.5f * ref[i] + 0.5f * fr[i]);
+                ck_assert_int_eq(out[i], want);
+            }
+    free(ref), free(fr), free(out);
     free(lg);
     vttt_encoder_free(&e);
 }

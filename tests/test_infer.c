@@ -529,6 +529,7 @@ START_TEST(test_delta_stream) {
     int32_t *tok = malloc((size_t)(F + 1) * P * sizeof *tok), *pt = malloc((size_t)P * sizeof *pt);
     int32_t *pt2 = malloc((size_t)P * sizeof *pt2);
     float *lg = malloc((size_t)P * V * sizeof *lg), *q = malloc((size_t)d * P * sizeof *q);
+    float *pz = malloc((size_t)P * sizeof *pz);
     ck_assert_int_eq(vttt_encoder_encode_video(e, NULL, video, F + 1, tok), VTTT_OK);
     vttt_model_state *st = NULL;
     ck_assert_int_eq(vttt_model_state_init(&st, m, 1, 0), VTTT_OK);
@@ -543,8 +544,9 @@ START_TEST(test_delta_stream) {
         ck_assert_mem_eq(vttt_stream_last_frame(s), rgb, fb);
         /* the oracle: the model on the tokens of frame t (coded against frame t-1), the expected latent */
         ck_assert_int_eq(vttt_model_prefill(m, st, tok + (size_t)t * P, P, lg, 1), VTTT_OK);
-        vttt_encoder_expected_latent(e, lg, P, q);
+        vttt_encoder_expected_latent(e, lg, P, q, pz);
         ck_assert_int_eq(vttt_encoder_decode_latent(e, rgb, q, 1, want), VTTT_OK);
+        vttt_encoder_blend_unchanged(e, rgb, pz, 1, want);
         ck_assert_msg(!memcmp(pred, want, fb), "frame %d: the prediction is not the expected latent decoded", t);
         if (t == 2) ck_assert_int_eq(vttt_stream_snapshot(s, &snap, &sn), VTTT_OK);
     }
@@ -576,7 +578,7 @@ START_TEST(test_delta_stream) {
     vttt_model_state_free(&st);
     vttt_stream_free(&s), vttt_stream_free(&r), vttt_stream_free(&s3), vttt_stream_free(&fresh);
     vttt_stream_free(&fresh2);
-    free(video), free(pred), free(want), free(pred2), free(tok), free(pt), free(pt2), free(lg), free(q), free(snap);
+    free(video), free(pred), free(want), free(pred2), free(tok), free(pt), free(pt2), free(lg), free(q), free(snap), free(pz);
     free(in), free(out);
     vttt_predictor_close(&p);
     tu_rm_rf(f.dir);
