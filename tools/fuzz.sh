@@ -39,8 +39,13 @@ echo "fuzz: built ${#targets[@]} targets in $(($(date +%s) - start)) s; ${secs} 
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
 export OMP_NUM_THREADS=1 OMP_WAIT_POLICY=passive
-# the targets write their inputs to scratch files: in memory where possible
-if [ -z "${TMPDIR:-}" ] && [ -d /dev/shm ] && [ -w /dev/shm ]; then export TMPDIR=/dev/shm; fi
+# the targets write their inputs to scratch files: in memory where possible,
+# in a directory of this run's that goes with it (a crashed target leaves its own)
+base=${TMPDIR:-/tmp}
+if [ -z "${TMPDIR:-}" ] && [ -d /dev/shm ] && [ -w /dev/shm ]; then base=/dev/shm; fi
+TMPDIR=$(mktemp -d "$base/vttt-fuzz.XXXXXX")
+export TMPDIR
+trap 'rm -rf "$TMPDIR"' EXIT
 failed=()
 for t in "${targets[@]}"; do
     corpus="$B"/corpus/$t crashes="$B"/crashes/$t log="$B"/logs/$t.log

@@ -1,9 +1,9 @@
 /* The fuzz targets' scratch files (see fuzz.h). */
-#define _POSIX_C_SOURCE 200809L
+#define _XOPEN_SOURCE 700 /* nftw */
 #include "fuzz.h"
 
-#include <dirent.h>
 #include <fcntl.h>
+#include <ftw.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -19,19 +19,15 @@ long fuzz_accepted_count(void) { return accepted; }
  * a time in one process, and libFuzzer offers no context pointer. */
 static char scratch[512];
 
-
-static void scratch_remove(void) {
-    DIR *d = opendir(scratch);
-    if (!d) return;
-    char path[FUZZ_PATH_MAX];
-    for (struct dirent *e; (e = readdir(d));) {
-        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
-        snprintf(path, sizeof path, "%s/%s", scratch, e->d_name);
-        unlink(path);
-    }
-    closedir(d);
-    rmdir(scratch);
+static int remove_entry(const char *path, const struct stat *sb, int type, struct FTW *ftw) {
+    (void)sb, (void)type, (void)ftw;
+    remove(path);
+    return 0;
 }
+
+/* Removes the scratch directory and everything in it (the stream snapshot
+ * target keeps model directories there). */
+static void scratch_remove(void) { nftw(scratch, remove_entry, 16, FTW_DEPTH | FTW_PHYS); }
 
 const char *fuzz_dir(void) {
     if (scratch[0]) return scratch;
