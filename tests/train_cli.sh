@@ -69,6 +69,31 @@ expect_status 0 "uninterrupted run" -- "$VTTT" train "${RUN[@]}" --out "$T/full"
 [ "$(readlink "$T/full/latest")" = step-00000120 ] || fail "latest -> $(readlink "$T/full/latest")"
 [ "$(ls -d "$T"/full/step-* | wc -l)" = 2 ] || fail "not 2 checkpoints kept: $(ls "$T/full")"
 
+# --init: a new run fine-tuned from a model (a run stands for its newest
+# checkpoint) starts from its weights: its first loss is near the model's
+# last, far below a fresh model's first; it resumes with its settings; the
+# options of a new model, an unreadable model and data of another
+# vocabulary or tokens per frame are refused.
+first_loss() { sed -n 's/.*"step":1,"loss":\([0-9.]*\).*/\1/p' "$1/metrics.jsonl"; }
+last_loss() { sed -n 's/.*"step":[0-9]*,"loss":\([0-9.]*\).*/\1/p' "$1/metrics.jsonl" | tail -1; }
+expect_status 0 "--init from a run" -- "$VTTT" train "${RUN[@]}" --out "$T/ft" --steps 4 --init "$T/full"
+F0=$(first_loss "$T/full") F1=$(last_loss "$T/full") I0=$(first_loss "$T/ft")
+echo "--init: fresh first loss $F0, source last loss $F1, fine-tuned first loss $I0"
+awk -v f0="$F0" -v f1="$F1" -v i0="$I0" 'BEGIN { exit !(i0 != "" && i0 < f1 + 0.3 * (f0 - f1)) }' ||
+    fail "--init: the first loss $I0 is not near the source model's last $F1 (fresh: $F0)"
+expect_status 0 "resume a finished --init run" -- "$VTTT" train --out "$T/ft" --resume --quiet
+grep -q "\"init\":.*full" "$T/ft/latest/trainer_state.json" || fail "--init is not saved in trainer_state.json"
+expect_status 1 "--init with --config" "cannot go with --init" -- \
+    "$VTTT" train "${RUN[@]}" --out "$T/ft2" --steps 2 --init "$T/full" --config "$T/bad_config.json"
+expect_status 1 "--init from nothing" "cannot load the model" -- \
+    "$VTTT" train "${RUN[@]}" --out "$T/ft3" --steps 2 --init "$T/nowhere"
+expect_status 1 "--init text model on video shards" "tokens_per_frame" -- \
+    "$VTTT" train "${RUN[@]/#$T\/data/$T/bigmeta}" --out "$T/ft4" --steps 2 --init "$T/full"
+mkdir -p "$T/vocab400" && cp "$T"/data/*.bin "$T/vocab400/"
+sed 's/"vocab_size":[[:space:]]*[0-9]*/"vocab_size": 400/' "$T/data/meta.json" >"$T/vocab400/meta.json"
+expect_status 1 "--init on another vocabulary" "vocabulary has 300 tokens" -- \
+    "$VTTT" train "${RUN[@]/#$T\/data/$T/vocab400}" --out "$T/ft5" --steps 2 --init "$T/full"
+
 # the same run killed with SIGKILL after its second checkpoint, then resumed
 tl_bg "$T/cut.err" "$VTTT" train "${RUN[@]}" --out "$T/cut" --steps 120 --ckpt-every 10
 tl_sigkill_at "$T/cut/step-00000020" 0.05

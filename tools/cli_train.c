@@ -29,6 +29,9 @@ static void usage(FILE *f) {
             "  --layer KIND         ttt_mlp (preset default), ttt_linear, attention\n"
             "  --backbone NAME      transformer (preset default), mamba\n"
             "  --vocab-size N       default: the data's meta.json, else the largest token id + 1\n"
+            "  --init DIR           fine-tune: start from this model directory (or a run's newest checkpoint),\n"
+            "                       its config and weights; the data must have its vocabulary (and tokens per\n"
+            "                       frame); the TTT inner base lr stays the model's. Not with the options above.\n"
             "batch:\n"
             "  --steps N (1000)  --batch B sequences per step, all ranks (8)  --seq T tokens (256)\n"
             "  --window W        train each sequence in windows of W tokens, the TTT state carried and the\n"
@@ -142,6 +145,7 @@ static int apply(vttt_train_params *p, cli_extra *x, const char *a, const char *
     if (IS("--out")) return str(a, v, p->out, sizeof p->out) ? -1 : 2;
     if (IS("--model-preset") || IS("--preset")) return str(a, v, p->model_preset, sizeof p->model_preset) ? -1 : 2;
     if (IS("--config")) return str(a, v, p->model_config, sizeof p->model_config) ? -1 : 2;
+    if (IS("--init")) return str(a, v, p->init, sizeof p->init) ? -1 : 2;
     if (IS("--layer")) return str(a, v, p->layer, sizeof p->layer) ? -1 : 2;
     if (IS("--backbone")) return str(a, v, p->backbone, sizeof p->backbone) ? -1 : 2;
     if (IS("--vocab-size")) NUM(1, 1 << 24, p->vocab_size, int);

@@ -35,15 +35,17 @@ static const struct {
     field_type type;
     size_t off, size;
     int run;
+    int optional; /* may be missing from a saved trainer_state.json (added later; missing = zero) */
 } fields[] = {
-#define S(k, o, r) {#k, o, F_STR, offsetof(vttt_train_params, k), sizeof(((vttt_train_params *)0)->k), r}
-#define N(k, o, t, r) {#k, o, t, offsetof(vttt_train_params, k), 0, r}
+#define S(k, o, r) {#k, o, F_STR, offsetof(vttt_train_params, k), sizeof(((vttt_train_params *)0)->k), r, 0}
+#define N(k, o, t, r) {#k, o, t, offsetof(vttt_train_params, k), 0, r, 0}
     S(data, "--data", 1),
     S(val, "--val", 0),
     S(model_preset, "--model-preset", 1),
     S(model_config, "--config", 1),
     S(layer, "--layer", 1),
     S(backbone, "--backbone", 1),
+    {"init", "--init", F_STR, offsetof(vttt_train_params, init), sizeof(((vttt_train_params *)0)->init), 1, 1},
     N(vocab_size, "--vocab-size", F_INT, 1),
     N(steps, "--steps", F_I64, 1),
     N(batch, "--batch", F_INT, 1),
@@ -150,6 +152,7 @@ int train_params_from_json(vttt_train_params *p, const cJSON *j, const char *pat
     }
     for (size_t i = 0; i < N_FIELDS; i++) {
         v = cJSON_GetObjectItemCaseSensitive(j, fields[i].key);
+        if (!v && fields[i].optional) continue; /* p holds the default */
         if (!v) return json_fail(lg, path, fields[i].key, "is missing");
         int err = set_field(p, i, v, path, lg);
         if (err) return err;

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "train_internal.h"
 
@@ -84,9 +85,10 @@ static int data_frames(train_ctx *c, vttt_model_config *cfg) {
     return err;
 }
 
-/* Fills the settings the user left to the recipe (see train.h). */
+/* Fills the settings the user left to the recipe (see train.h). A run
+ * fine-tuned from --init keeps its model's inner base lr, without warmup. */
 static void resolve(vttt_train_params *p, const vttt_model_config *cfg) {
-    int mlp = cfg->seq_kind == VTTT_LAYER_TTT_MLP;
+    int mlp = cfg->seq_kind == VTTT_LAYER_TTT_MLP && !p->init[0];
     if (p->window == 0) p->window = p->seq;
     if (p->ttt_base_lr < 0.0f) p->ttt_base_lr = mlp ? 0.1f : cfg->ttt_base_lr;
     if (p->ttt_base_lr_init < 0.0f) p->ttt_base_lr_init = mlp ? 0.01f : -1.0f;
@@ -154,6 +156,62 @@ static int setup_new(train_ctx *c, train_state *st) {
     resolve(&c->p, &cfg);
     if ((err = vttt_model_init(&c->model, &cfg, &c->log))) return err;
     vttt_model_init_weights(c->model, c->p.seed);
+    memset(st, 0, sizeof *st);
+    st->seed = c->p.seed;
+    return VTTT_OK;
+}
+
+/* The options that describe a new model cannot go with --init, whose
+ * model is taken as it is. */
+static int init_conflicts(const vttt_train_params *p, const vttt_logger *lg) {
+    const char *opt = p->model_config[0] ? "--config" : p->layer[0] ? "--layer" : p->backbone[0] ? "--backbone"
+                                                      : p->vocab_size ? "--vocab-size" : NULL;
+    if (!opt) return VTTT_OK;
+    vttt_log(lg, VTTT_LOG_ERROR, "%s cannot go with --init %s: the run takes that model's own config; leave %s out",
+             opt, p->init, opt);
+    return VTTT_EINVAL;
+}
+
+/* The data of a run fine-tuned from a model must be in its vocabulary and,
+ * for a video model, have its tokens per frame (and the reverse). */
+static int init_data_match(const train_ctx *c, const vttt_model_config *cfg, const char *dir) {
+    int P = train_data_meta_tokens_per_frame(c->data), V = train_data_meta_vocab(c->data);
+    int64_t max_id = train_data_max_id(c->data);
+    if (P != cfg->tokens_per_frame && (P > 0 || cfg->tokens_per_frame > 0)) {
+        vttt_log(&c->log, VTTT_LOG_ERROR, "--init %s: the model has tokens_per_frame %d but the token shards of %s "
+                 "have %d (meta.json; 0: text); encode the frames with this model's tokenizer", dir,
+                 cfg->tokens_per_frame, c->p.data, P);
+        return VTTT_EINVAL;
+    }
+    if ((V > 0 && V != cfg->vocab_size) || max_id >= cfg->vocab_size) {
+        vttt_log(&c->log, VTTT_LOG_ERROR, "--init %s: the model's vocabulary has %d tokens but the token shards of "
+                 "%s have %s %d; use shards made with this model's tokenizer", dir, cfg->vocab_size, c->p.data,
+                 V > 0 && V != cfg->vocab_size ? "vocab_size (meta.json)" : "token id", V > 0 &&
+                 V != cfg->vocab_size ? V : (int)max_id);
+        return VTTT_EINVAL;
+    }
+    return VTTT_OK;
+}
+
+/* A new run fine-tuned from a model directory (--init; a training run
+ * stands for its newest checkpoint): its config and weights. */
+static int setup_init(train_ctx *c, train_state *st) {
+    char dir[VTTT_TRAIN_PATH_MAX + 32];
+    const char *from = c->p.init;
+    int err = init_conflicts(&c->p, &c->log);
+    if (err) return err;
+    snprintf(dir, sizeof dir, "%s/config.json", from);
+    if (access(dir, F_OK) != 0 && train_ckpt_latest(from, dir, sizeof dir) >= 0) from = dir;
+    if ((err = vttt_model_load(&c->model, from, &c->log))) {
+        vttt_log(&c->log, VTTT_LOG_ERROR, "--init %s: cannot load the model (%s); give a model directory "
+                 "(config.json, model.safetensors) or a training run", c->p.init, vttt_strerror(err));
+        return err;
+    }
+    const vttt_model_config *cfg = vttt_model_get_config(c->model);
+    if ((err = open_data(c, cfg)) || (err = init_data_match(c, cfg, c->p.init))) return err;
+    resolve(&c->p, cfg);
+    vttt_log(&c->log, VTTT_LOG_INFO, "fine-tuning %s (vocabulary %d, %d tokens per frame)", from, cfg->vocab_size,
+             cfg->tokens_per_frame);
     memset(st, 0, sizeof *st);
     st->seed = c->p.seed;
     return VTTT_OK;
@@ -228,7 +286,7 @@ int train_setup(train_ctx *c, const vttt_train_params *p, const vttt_logger *lg,
         vttt_log(lg, VTTT_LOG_WARNING, "%s: no checkpoint to resume from; starting a new run", p->out);
     if (rank0 && (err = make_dirs(p->out, lg))) return err;
     train_state st;
-    err = latest >= 0 ? setup_resume(c, &st, dir) : setup_new(c, &st);
+    err = latest >= 0 ? setup_resume(c, &st, dir) : p->init[0] ? setup_init(c, &st) : setup_new(c, &st);
     if (!err) err = check_shape(c, vttt_model_get_config(c->model));
     if (!err) err = setup_training(c, &st, latest >= 0 ? dir : NULL);
     if (!err && rank0) err = train_metrics_open(&c->metrics, p->out, latest, lg);

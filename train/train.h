@@ -83,6 +83,11 @@ typedef struct vttt_train_params {
     char layer[16];                  /* "ttt_mlp", "ttt_linear", "attention"; "" = the config's (preset: ttt_mlp) */
     char backbone[16];               /* "transformer", "mamba"; "" = the config's */
     int vocab_size;                  /* 0: the data's meta.json vocab_size, else largest id + 1 */
+    char init[VTTT_TRAIN_PATH_MAX];  /* "" or a model directory (or a training run: its newest checkpoint) a
+                                      * new run starts from: its config and weights instead of the preset,
+                                      * config and seed (fine-tuning); the data must match its vocabulary
+                                      * and tokens_per_frame. The TTT inner base lr stays the model's
+                                      * (no warmup) unless given. */
     /* batch */
     int64_t steps;                   /* optimizer steps in the run */
     int batch;                       /* sequences per step, all ranks and micro-batches together */
