@@ -130,6 +130,9 @@ static void config_seeds(const char *tmp) {
     e.num_levels = 3, e.levels[0] = 7, e.levels[1] = 5, e.levels[2] = 3, e.image_size = 32;
     ok(enc_config_write(&e, tmp, &lg), "encoder config");
     put_file("encoder_config", "small", tmp, 0);
+    e.kind = VTTT_ENCODER_DELTA, e.factor = 4, e.levels[0] = 5;
+    ok(enc_config_write(&e, tmp, &lg), "encoder config");
+    put_file("encoder_config", "delta", tmp, 0);
     static const char wrong[] = "{\"model_type\": \"vttt-fsq\", \"image_size\": 64.5, \"levels\": [8, \"5\"]}";
     put("encoder_config", "wrong-types", -1, wrong, sizeof wrong - 1);
 }
