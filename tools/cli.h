@@ -34,6 +34,7 @@ int cli_predict(int argc, char **argv);      /* cli_predict.c: `vttt predict` */
 int cli_bench_stream(int argc, char **argv); /* bench_stream.c: `vttt bench stream` (cost per frame, batching) */
 int cli_serve(int argc, char **argv);        /* cli_serve.c: `vttt serve` (HTTP daemon) */
 int cli_bench_serve(int argc, char **argv);  /* bench_serve.c: `vttt bench serve` (daemon load generator) */
+int cli_video(int argc, char **argv);        /* cli_video.c: `vttt video fit` (fine-tuning on one's own clips) */
 /* The video model and tokenizer directories a command uses (cli_video_dirs.c):
  * *model NULL -> the shipped general model for frame size `size` (0: 64)
  * under VTTT_MODELS (default: the source tree's models/); *encoder NULL ->

@@ -35,6 +35,9 @@ static const cli_command commands[] = {
               "`vttt serve --help`); `vttt bench serve [--streams 1,8,64]` measures it", cli_serve},
     {"predict", "next-frame prediction over a video file, scored against baselines: `vttt predict --model DIR "
                 "--encoder DIR --video FILE --out OUT [--horizon K]`; `vttt bench stream` times a stream", cli_predict},
+    {"video", "fine-tune a video model and its tokenizer on your clips within a time budget, keeping the best "
+              "on held-out frames: `vttt video fit --out DIR [--minutes 10] [--size S] [--init MODELDIR] "
+              "[--heldout 0.2] [--threads N] FILES...` (DIR works with `vttt predict/serve --model DIR`)", cli_video},
     {"lm", "use a language model: `vttt lm score|loss-by-position|sample --model DIR ...`", cli_lm},
     {"version", "print the version", cli_version},
 };
