@@ -140,13 +140,16 @@ static int parse_key(vttt_encoder_config *c, const cJSON *v, int *seen, int *num
         return parse_levels(c, v, path, lg);
     }
     if (!strcmp(k, "kind")) {
+        if (seen[6]++) return fail(lg, path, "key given twice:", k);
         if (!cJSON_IsString(v) || (strcmp(v->valuestring, "frame") && strcmp(v->valuestring, "delta")))
             return fail(lg, path, "\"kind\" must be \"frame\" or \"delta\"", NULL);
         c->kind = strcmp(v->valuestring, "delta") ? VTTT_ENCODER_FRAME : VTTT_ENCODER_DELTA;
         return VTTT_OK;
     }
-    if (!strcmp(k, "factor")) return get_int(v, 1, 64, &c->factor) ? fail(lg, path, "not an integer in [1, 64]:", k)
-                                                                   : VTTT_OK;
+    if (!strcmp(k, "factor")) {
+        if (seen[7]++) return fail(lg, path, "key given twice:", k);
+        return get_int(v, 1, 64, &c->factor) ? fail(lg, path, "not an integer in [1, 64]:", k) : VTTT_OK;
+    }
     for (int i = 0; i < 4; i++) {
         if (strcmp(k, ints[i])) continue;
         if (seen[i]++) return fail(lg, path, "key given twice:", k);
@@ -157,7 +160,7 @@ static int parse_key(vttt_encoder_config *c, const cJSON *v, int *seen, int *num
 
 static int parse_config(vttt_encoder_config *c, const cJSON *root, const char *path, const vttt_logger *lg) {
     if (!cJSON_IsObject(root)) return fail(lg, path, "the top level must be a JSON object", NULL);
-    int seen[6] = {0}, err = VTTT_OK, num_levels = -1;
+    int seen[8] = {0}, err = VTTT_OK, num_levels = -1; /* [6] kind, [7] factor: optional */
     memset(c, 0, sizeof *c);
     c->factor = -1; /* "kind" (frame) and "factor" (8 for frame, 4 for delta) may be left out */
     for (const cJSON *v = root->child; v && !err; v = v->next) err = parse_key(c, v, seen, &num_levels, path, lg);

