@@ -83,7 +83,9 @@ int vttt_encoder_save(const vttt_encoder *e, const char *dir);
 /* frames (N, S, S, 3) -> tokens (N, G*G). DELTA: frame n is coded
  * against its reference ref[n] (ref (N, S, S, 3); for a video, the true
  * frame before it), every frame against mid-grey (intra, pixel 128) when
- * ref is NULL. FRAME ignores ref. */
+ * ref is NULL; a cell whose decoding is no closer to the frame than the
+ * reference's pixels is coded "no change" (a codec's mode decision).
+ * FRAME ignores ref. */
 int vttt_encoder_encode(vttt_encoder *e, const uint8_t *ref, const uint8_t *frames, int N, int32_t *tokens);
 /* Consecutive frames of one video: frame n is coded against frame n-1 and
  * frame 0 against before (S, S, 3; NULL: intra). FRAME ignores before. */

@@ -6,6 +6,7 @@
  * The layers themselves run on the backend like a FRAME tokenizer's.
  */
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "encoder_internal.h"
@@ -93,6 +94,30 @@ int enc_delta_output(vttt_encoder *e, int N) {
                 }
     }
     return VTTT_OK;
+}
+
+int enc_delta_keep_better(vttt_encoder *e, int N, int32_t *tokens) {
+    int S = e->cfg.image_size, f = e->cfg.factor, G = e->G, P = e->P, zero = vttt_encoder_zero_token(e), kept = 0;
+    size_t im = (size_t)3 * S * S;
+    double *sse = calloc((size_t)2 * P, sizeof *sse);
+    if (!sse) return VTTT_ENOMEM;
+    for (int n = 0; n < N; n++) {
+        const float *y = e->h_y + n * im, *prev = e->h_prev + n * im, *img = e->h_img + n * im;
+        memset(sse, 0, (size_t)2 * P * sizeof *sse);
+        for (int c = 0; c < 3; c++)
+            for (int py = 0; py < S; py++)
+                for (int px = 0; px < S; px++) {
+                    size_t i = ((size_t)c * S + py) * S + px;
+                    int cell = (py / f) * G + px / f;
+                    double a = (double)y[i] + 0.5 - img[i], b = (double)prev[i] + 0.5 - img[i];
+                    sse[2 * cell] += a * a, sse[2 * cell + 1] += b * b;
+                }
+        for (int p = 0; p < P; p++)
+            if (tokens[(size_t)n * P + p] != zero && sse[2 * p + 1] <= sse[2 * p])
+                tokens[(size_t)n * P + p] = zero, kept++;
+    }
+    free(sse);
+    return kept;
 }
 
 int enc_delta_loss_grad(vttt_encoder *e, int N) {

@@ -183,6 +183,11 @@ static int encode_chunks(vttt_encoder *e, const uint8_t *ref, int video, const u
         err = upload(e, n);
         if (!err) err = enc_layers_forward(e, 0, e->n_enc, n);
         if (!err) err = quantize(e, n, tokens + (size_t)n0 * P);
+        if (!err && e->cfg.kind == VTTT_ENCODER_DELTA) { /* keep the reference where the code does not beat it */
+            err = enc_layers_forward(e, e->n_enc, e->n_layers, n);
+            if (!err) err = output(e, n);
+            if (!err && enc_delta_keep_better(e, n, tokens + (size_t)n0 * P) < 0) err = VTTT_ENOMEM;
+        }
     }
     return err;
 }

@@ -163,6 +163,11 @@ int enc_delta_upload_input(vttt_encoder *e, int N);
 int enc_delta_upload_q(vttt_encoder *e, const float *q, int N);
 /* h_y (pixels - 0.5) = prev + mask · depth-to-space(r), r from the last layer. */
 int enc_delta_output(vttt_encoder *e, int N);
+/* Encoding's mode decision (as a video codec's): with h_y the decoding of
+ * tokens (N, P) on h_prev, a cell whose decoded pixels are no closer to
+ * the target (h_img) than the reference's own becomes "no change". The
+ * number of cells changed, or VTTT_ENOMEM. */
+int enc_delta_keep_better(vttt_encoder *e, int N, int32_t *tokens);
 /* The last layer's dy from the loss gradient at the image (h_y). */
 int enc_delta_loss_grad(vttt_encoder *e, int N);
 /* dz (h_z-shaped, host) = the first d channels of dq per frame. */

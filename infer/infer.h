@@ -48,8 +48,13 @@ typedef struct vttt_predictor vttt_predictor;
  * tokens; SAMPLE draws tokens (deterministic per stream and frame). The
  * tokens handed back and fed to roll-outs are the argmax (SAMPLE: the
  * drawn) tokens in every mode. */
-enum { VTTT_DECODE_EXPECT = 0, VTTT_DECODE_ARGMAX = 1, VTTT_DECODE_SAMPLE = 2 };
-/* Parses "expect", "argmax", "sample"; -1 otherwise. */
+enum { VTTT_DECODE_EXPECT = 0, VTTT_DECODE_ARGMAX = 1, VTTT_DECODE_SAMPLE = 2, VTTT_DECODE_MIXTURE = 3 };
+/* MIXTURE (DELTA only): the expected frame over "no change" and each
+ * cell's VTTT_DECODE_TOP most likely other tokens, decoded one rank at a
+ * time (VTTT_DECODE_TOP decodes) and averaged pixel by pixel with their
+ * renormalized probabilities. */
+#define VTTT_DECODE_TOP 3
+/* Parses "expect", "argmax", "sample", "mixture"; -1 otherwise. */
 int vttt_decoding_parse(const char *s);
 
 /* Loads a video model directory (tokens_per_frame > 0; a training run

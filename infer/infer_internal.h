@@ -27,6 +27,10 @@ struct vttt_predictor {
     int decoding;           /* VTTT_DECODE_* */
     float *q;               /* (d, P): the latent of one predicted frame */
     float *pz;              /* (P): DELTA: each cell's probability of "no change" */
+    float *mix;             /* (S*S*3): MIXTURE's weighted sum */
+    uint8_t *rank_frame;    /* (S*S*3): MIXTURE: the decoding of one rank */
+    int32_t *rank_tok;      /* (TOP, P) MIXTURE: each cell's ranked tokens */
+    float *rank_p;          /* (TOP, P) their probabilities */
     uint8_t *ref;           /* (cap_frames, S, S, 3): push_batch's reference frames */
     int cap_frames;
 };

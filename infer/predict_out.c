@@ -165,7 +165,7 @@ static int write_summary(predict_run *r) {
             s->repeat_ssim, s->repeat_token_acc);
     fprintf(f, " \"tokenizer_ceiling\": {\"psnr\": %.4f, \"ssim\": %.5f},\n", s->ceiling_psnr, s->ceiling_ssim);
     fprintf(f, " \"copy_tokens\": {\"psnr\": %.4f, \"ssim\": %.5f},\n", s->copy_psnr, s->copy_ssim);
-    static const char *const modes[] = {"expect", "argmax", "sample"};
+    static const char *const modes[] = {"expect", "argmax", "sample", "mixture"};
     fprintf(f, " \"decoding\": \"%s\",\n", modes[r->pp->decoding]);
     fprintf(f, " \"steps\": [");
     for (int k = 0; k < s->horizon; k++)

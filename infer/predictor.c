@@ -82,7 +82,11 @@ int vttt_predictor_open(vttt_predictor **out, const char *model_dir, const char 
     p->fingerprint = model_fingerprint(p->m);
     p->q = malloc((size_t)vttt_encoder_latent_dim(p->e) * p->P * sizeof(float));
     p->pz = malloc((size_t)p->P * sizeof(float));
-    if (!p->q || !p->pz) {
+    size_t fb = (size_t)p->S * p->S * 3;
+    p->mix = malloc(fb * sizeof(float)), p->rank_frame = malloc(fb);
+    p->rank_tok = malloc((size_t)VTTT_DECODE_TOP * p->P * sizeof(int32_t));
+    p->rank_p = malloc((size_t)VTTT_DECODE_TOP * p->P * sizeof(float));
+    if (!p->q || !p->pz || !p->mix || !p->rank_frame || !p->rank_tok || !p->rank_p) {
         vttt_predictor_close(&p);
         return VTTT_ENOMEM;
     }
@@ -102,6 +106,7 @@ void vttt_predictor_close(vttt_predictor **pp) {
     free(p->tok);
     free(p->q);
     free(p->pz);
+    free(p->mix), free(p->rank_frame), free(p->rank_tok), free(p->rank_p);
     free(p->ref);
     free(p);
     *pp = NULL;
@@ -115,11 +120,15 @@ vttt_encoder *vttt_predictor_encoder(vttt_predictor *p) { return p->e; }
 int vttt_decoding_parse(const char *s) {
     if (!s) return -1;
     return !strcmp(s, "expect") ? VTTT_DECODE_EXPECT : !strcmp(s, "argmax") ? VTTT_DECODE_ARGMAX
-         : !strcmp(s, "sample") ? VTTT_DECODE_SAMPLE : -1;
+         : !strcmp(s, "sample") ? VTTT_DECODE_SAMPLE : !strcmp(s, "mixture") ? VTTT_DECODE_MIXTURE : -1;
 }
 
 int vttt_predictor_set_decoding(vttt_predictor *p, int mode) {
-    if (!p || mode < VTTT_DECODE_EXPECT || mode > VTTT_DECODE_SAMPLE) return VTTT_EINVAL;
+    if (!p || mode < VTTT_DECODE_EXPECT || mode > VTTT_DECODE_MIXTURE) return VTTT_EINVAL;
+    if (mode == VTTT_DECODE_MIXTURE && vttt_encoder_zero_token(p->e) < 0) {
+        vttt_log(&p->log, VTTT_LOG_ERROR, "predictor: --decode mixture needs a DELTA tokenizer");
+        return VTTT_EINVAL;
+    }
     p->decoding = mode;
     return VTTT_OK;
 }
@@ -164,12 +173,69 @@ static void sample_rows(const float *logits, int n, int V, uint64_t salt, int32_
     }
 }
 
+/* MIXTURE: rank_tok/rank_p (TOP, P) = each cell's most likely tokens other
+ * than "no change" and their probabilities; pz = "no change"'s. */
+static void rank_cells(vttt_predictor *p, const float *logits, int zero) {
+    int P = p->P, V = p->V;
+    for (int c = 0; c < P; c++) {
+        const float *r = logits + (size_t)c * V;
+        float mx = r[0];
+        for (int v = 1; v < V; v++) mx = r[v] > mx ? r[v] : mx;
+        double sum = 0.0;
+        for (int v = 0; v < V; v++) sum += exp((double)(r[v] - mx));
+        p->pz[c] = (float)(exp((double)(r[zero] - mx)) / sum);
+        for (int k = 0; k < VTTT_DECODE_TOP; k++) { /* the k-th best, skipping "no change" and earlier ranks */
+            int best = -1;
+            for (int v = 0; v < V; v++) {
+                if (v == zero) continue;
+                int taken = 0;
+                for (int j = 0; j < k; j++) taken |= p->rank_tok[(size_t)j * P + c] == v;
+                if (!taken && (best < 0 || r[v] > r[best])) best = v;
+            }
+            p->rank_tok[(size_t)k * P + c] = best;
+            p->rank_p[(size_t)k * P + c] = (float)(exp((double)(r[best] - mx)) / sum);
+        }
+    }
+}
+
+/* MIXTURE's frame: (pz * ref + sum_k p_k * decode(rank k)) / (pz + sum_k p_k), cell by cell. */
+static int mixture_frame(vttt_predictor *p, const float *logits, const uint8_t *ref, uint8_t *out) {
+    int S = p->S, P = p->P, f = vttt_encoder_get_config(p->e)->factor, G = S / f;
+    size_t fb = (size_t)S * S * 3;
+    rank_cells(p, logits, vttt_encoder_zero_token(p->e));
+    for (size_t i = 0; i < fb; i++) {
+        size_t px = i / 3;
+        int cell = (int)(px / S / f) * G + (int)(px % S) / f;
+        p->mix[i] = p->pz[cell] * (ref ? (float)ref[i] : 128.0f);
+    }
+    int err = VTTT_OK;
+    for (int k = 0; k < VTTT_DECODE_TOP && !err; k++) {
+        err = vttt_encoder_token_latent(p->e, p->rank_tok + (size_t)k * P, 1, p->q);
+        if (!err) err = vttt_encoder_decode_latent(p->e, ref, p->q, 1, p->rank_frame);
+        for (size_t i = 0; i < fb && !err; i++) {
+            size_t px = i / 3;
+            int cell = (int)(px / S / f) * G + (int)(px % S) / f;
+            p->mix[i] += p->rank_p[(size_t)k * P + cell] * (float)p->rank_frame[i];
+        }
+    }
+    for (size_t i = 0; i < fb && !err; i++) {
+        size_t px = i / 3;
+        int cell = (int)(px / S / f) * G + (int)(px % S) / f;
+        float w = p->pz[cell];
+        for (int k = 0; k < VTTT_DECODE_TOP; k++) w += p->rank_p[(size_t)k * P + cell];
+        float v = rintf(p->mix[i] / w);
+        out[i] = (uint8_t)(v < 0.0f ? 0.0f : v > 255.0f ? 255.0f : v);
+    }
+    return err;
+}
+
 int infer_next_frame(vttt_predictor *p, const float *logits, uint64_t salt, const uint8_t *ref, int32_t *tokens,
                      uint8_t *out) {
     int err = infer_argmax(p, logits, p->P, p->decoding == VTTT_DECODE_SAMPLE ? NULL : tokens);
     if (err) return err;
     if (p->decoding == VTTT_DECODE_SAMPLE) sample_rows(logits, p->P, p->V, salt, tokens);
     if (!out) return VTTT_OK;
+    if (p->decoding == VTTT_DECODE_MIXTURE) return mixture_frame(p, logits, ref, out);
     /* EXPECT with a DELTA tokenizer: each cell keeps the reference with the probability of its "no change"
      * token, and takes the decoding of the expected latent of the other tokens otherwise */
     int split = p->decoding == VTTT_DECODE_EXPECT && vttt_encoder_zero_token(p->e) >= 0;
