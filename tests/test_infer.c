@@ -18,6 +18,7 @@
  * exceeds MARGIN (batched BLAS may round differently), and at least
  * MIN_DECIDED of the positions must be that clear for a test to count.
  */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -585,6 +586,83 @@ START_TEST(test_delta_stream) {
 }
 END_TEST
 
+/* MIXTURE: the prediction is, cell by cell, the average of the last frame
+ * (weight: "no change"'s probability) and the decodings of each rank of
+ * the cells' most likely other tokens (weights: their probabilities),
+ * renormalized; computed here from the model's logits with the public
+ * calls. FRAME tokenizers refuse the mode. */
+START_TEST(test_mixture) {
+    fixture f;
+    tu_tmpdir(f.dir, sizeof f.dir, "infer_mix");
+    snprintf(f.model, sizeof f.model, "%s/model", f.dir);
+    snprintf(f.enc, sizeof f.enc, "%s/enc", f.dir);
+    ck_assert_int_eq(vf_save_delta_tokenizer(f.enc, S, &f.P, &f.V), VTTT_OK);
+    ck_assert_int_eq(vf_save_model(f.model, f.P, f.V, VTTT_LAYER_TTT_MLP, 0.2f, 100), VTTT_OK);
+    vttt_predictor *p = NULL;
+    ck_assert_int_eq(vttt_predictor_open(&p, f.model, f.enc, NULL), VTTT_OK);
+    ck_assert_int_eq(vttt_predictor_set_decoding(p, VTTT_DECODE_MIXTURE), VTTT_OK);
+    vttt_encoder *e = vttt_predictor_encoder(p);
+    int P = f.P, V = f.V, d = vttt_encoder_latent_dim(e), z = vttt_encoder_zero_token(e), T = VTTT_DECODE_TOP;
+    size_t fb = (size_t)S * S * 3;
+    uint8_t *video = make_video(3, 9), *pred = malloc(fb), *dec = malloc((size_t)T * fb);
+    int32_t tok[64], rk[VTTT_DECODE_TOP][64];
+    float *lg = malloc((size_t)P * V * sizeof *lg), *q = malloc((size_t)d * P * sizeof *q), pz[64], pr[VTTT_DECODE_TOP][64];
+    ck_assert_int_le(P, 64);
+    vttt_model_state *st = NULL;
+    ck_assert_int_eq(vttt_model_state_init(&st, vttt_predictor_model(p), 1, 0), VTTT_OK);
+    vttt_stream *s = NULL;
+    ck_assert_int_eq(vttt_stream_open(&s, p), VTTT_OK);
+    for (int t = 0; t < 3; t++) {
+        const uint8_t *rgb = video + t * fb;
+        ck_assert_int_eq(vttt_encoder_encode(e, t ? rgb - fb : NULL, rgb, 1, tok), VTTT_OK);
+        ck_assert_int_eq(vttt_stream_push(s, rgb, 1, pred, NULL), VTTT_OK);
+        ck_assert_int_eq(vttt_model_prefill(vttt_predictor_model(p), st, tok, P, lg, 1), VTTT_OK);
+        for (int c = 0; c < P; c++) { /* softmax, "no change", the ranks */
+            const float *r = lg + (size_t)c * V;
+            double mx = r[0], sum = 0;
+            for (int v = 1; v < V; v++) mx = r[v] > mx ? r[v] : mx;
+            for (int v = 0; v < V; v++) sum += exp(r[v] - mx);
+            pz[c] = (float)(exp(r[z] - mx) / sum);
+            for (int k = 0; k < T; k++) {
+                int b = -1;
+                for (int v = 0; v < V; v++) {
+                    int taken = v == z;
+                    for (int j = 0; j < k; j++) taken |= rk[j][c] == v;
+                    if (!taken && (b < 0 || r[v] > r[b])) b = v;
+                }
+                rk[k][c] = b, pr[k][c] = (float)(exp(r[b] - mx) / sum);
+            }
+        }
+        for (int k = 0; k < T; k++) {
+            ck_assert_int_eq(vttt_encoder_token_latent(e, rk[k], 1, q), VTTT_OK);
+            ck_assert_int_eq(vttt_encoder_decode_latent(e, rgb, q, 1, dec + k * fb), VTTT_OK);
+        }
+        int off = 0;
+        for (size_t i = 0; i < fb; i++) {
+            int y = (int)(i / 3 / S), x = (int)(i / 3 % S), c = (y / 4) * (S / 4) + x / 4;
+            double num = pz[c] * rgb[i], den = pz[c];
+            for (int k = 0; k < T; k++) num += pr[k][c] * dec[k * fb + i], den += pr[k][c];
+            off += abs((int)pred[i] - (int)lrint(num / den)) > 1; /* float summation order: one level at most */
+        }
+        ck_assert_msg(off == 0, "frame %d: %d pixels differ from the mixture", t, off);
+    }
+    vttt_stream_free(&s);
+    vttt_model_state_free(&st);
+    free(video), free(pred), free(dec), free(lg), free(q);
+    vttt_predictor_close(&p);
+    tu_rm_rf(f.dir);
+    /* a FRAME tokenizer has no "no change" token */
+    make_fixture(&f, VTTT_LAYER_TTT_MLP);
+    tu_log lg2;
+    vttt_logger l = tu_log_capture(&lg2, VTTT_LOG_ERROR, 0);
+    ck_assert_int_eq(vttt_predictor_open(&p, f.model, f.enc, &l), VTTT_OK);
+    ck_assert_int_eq(vttt_predictor_set_decoding(p, VTTT_DECODE_MIXTURE), VTTT_EINVAL);
+    ck_assert(strstr(lg2.text, "DELTA") != NULL);
+    vttt_predictor_close(&p);
+    tu_rm_rf(f.dir);
+}
+END_TEST
+
 int main(void) {
     TCase *tc = tcase_create("infer");
     tcase_set_timeout(tc, 120);
@@ -592,6 +670,7 @@ int main(void) {
     tcase_add_test(tc, test_horizon);
     tcase_add_loop_test(tc, test_push_batch, 0, 2);
     tcase_add_test(tc, test_delta_stream);
+    tcase_add_test(tc, test_mixture);
     tcase_add_test(tc, test_snapshot);
     tcase_add_test(tc, test_snapshot_every_byte);
     tcase_add_test(tc, test_snapshot_signed);
