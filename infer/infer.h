@@ -48,13 +48,17 @@ typedef struct vttt_predictor vttt_predictor;
  * tokens; SAMPLE draws tokens (deterministic per stream and frame). The
  * tokens handed back and fed to roll-outs are the argmax (SAMPLE: the
  * drawn) tokens in every mode. */
-enum { VTTT_DECODE_EXPECT = 0, VTTT_DECODE_ARGMAX = 1, VTTT_DECODE_SAMPLE = 2, VTTT_DECODE_MIXTURE = 3 };
+enum { VTTT_DECODE_AUTO = -1, VTTT_DECODE_EXPECT = 0, VTTT_DECODE_ARGMAX = 1, VTTT_DECODE_SAMPLE = 2,
+       VTTT_DECODE_MIXTURE = 3 };
+/* AUTO (a predictor's default): MIXTURE with a DELTA tokenizer (measured
+ * better than EXPECT on held-out real clips, models/README.md), EXPECT
+ * with a FRAME one. */
 /* MIXTURE (DELTA only): the expected frame over "no change" and each
  * cell's VTTT_DECODE_TOP most likely other tokens, decoded one rank at a
  * time (VTTT_DECODE_TOP decodes) and averaged pixel by pixel with their
  * renormalized probabilities. */
 #define VTTT_DECODE_TOP 3
-/* Parses "expect", "argmax", "sample", "mixture"; -1 otherwise. */
+/* Parses "auto", "expect", "argmax", "sample", "mixture"; -2 otherwise. */
 int vttt_decoding_parse(const char *s);
 
 /* Loads a video model directory (tokens_per_frame > 0; a training run
@@ -69,6 +73,7 @@ int vttt_predictor_frame_size(const vttt_predictor *p);       /* S: frames are (
 int vttt_predictor_tokens_per_frame(const vttt_predictor *p);
 vttt_model *vttt_predictor_model(vttt_predictor *p);
 int vttt_predictor_set_decoding(vttt_predictor *p, int mode); /* VTTT_DECODE_*; VTTT_EINVAL otherwise */
+int vttt_predictor_decoding(const vttt_predictor *p);         /* the mode in use (never AUTO) */
 vttt_encoder *vttt_predictor_encoder(vttt_predictor *p);
 
 typedef struct vttt_stream vttt_stream;
@@ -164,7 +169,7 @@ typedef struct vttt_predict_params {
     int strip_frames;         /* strip.png columns at most (8) */
     int64_t max_frames;       /* frames read at most; 0: all */
     int write_video;          /* predicted.mp4 (1) */
-    int decoding;             /* VTTT_DECODE_* (EXPECT) */
+    int decoding;             /* VTTT_DECODE_* (AUTO) */
 } vttt_predict_params;
 vttt_predict_params vttt_predict_default_params(void);
 
@@ -212,7 +217,7 @@ typedef struct vttt_server_params {
     const uint8_t *snapshot_key; /* (snapshot_key_n) signs and checks snapshots (vttt_predictor_set_snapshot_key),
                                   * or NULL; must stay valid until vttt_server_stop */
     size_t snapshot_key_n;
-    int decoding;              /* VTTT_DECODE_* of the predicted frames (EXPECT) */
+    int decoding;              /* VTTT_DECODE_* of the predicted frames (AUTO) */
     int max_connections;       /* open client connections (1024, fewer if the descriptor limit is lower);
                                   more are answered 503 and closed */
     int max_connections_per_ip;/* per client address (256); more are closed at once; 0: no limit */

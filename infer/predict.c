@@ -19,6 +19,7 @@ vttt_predict_params vttt_predict_default_params(void) {
     p.strip_every = 10;
     p.strip_frames = 8;
     p.write_video = 1;
+    p.decoding = VTTT_DECODE_AUTO;
     return p;
 }
 

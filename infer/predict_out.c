@@ -166,7 +166,7 @@ static int write_summary(predict_run *r) {
     fprintf(f, " \"tokenizer_ceiling\": {\"psnr\": %.4f, \"ssim\": %.5f},\n", s->ceiling_psnr, s->ceiling_ssim);
     fprintf(f, " \"copy_tokens\": {\"psnr\": %.4f, \"ssim\": %.5f},\n", s->copy_psnr, s->copy_ssim);
     static const char *const modes[] = {"expect", "argmax", "sample", "mixture"};
-    fprintf(f, " \"decoding\": \"%s\",\n", modes[r->pp->decoding]);
+    fprintf(f, " \"decoding\": \"%s\",\n", modes[vttt_predictor_decoding(r->p)]);
     fprintf(f, " \"steps\": [");
     for (int k = 0; k < s->horizon; k++)
         fprintf(f, "%s\n  {\"k\": %d, \"model_psnr\": %.4f, \"repeat_psnr\": %.4f, \"frames\": %lld, "

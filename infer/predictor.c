@@ -80,6 +80,7 @@ int vttt_predictor_open(vttt_predictor **out, const char *model_dir, const char 
     p->P = vttt_encoder_tokens_per_frame(p->e);
     p->V = vttt_encoder_vocab_size(p->e);
     p->fingerprint = model_fingerprint(p->m);
+    p->decoding = vttt_encoder_zero_token(p->e) >= 0 ? VTTT_DECODE_MIXTURE : VTTT_DECODE_EXPECT; /* AUTO */
     p->q = malloc((size_t)vttt_encoder_latent_dim(p->e) * p->P * sizeof(float));
     p->pz = malloc((size_t)p->P * sizeof(float));
     size_t fb = (size_t)p->S * p->S * 3;
@@ -118,13 +119,17 @@ vttt_model *vttt_predictor_model(vttt_predictor *p) { return p->m; }
 vttt_encoder *vttt_predictor_encoder(vttt_predictor *p) { return p->e; }
 
 int vttt_decoding_parse(const char *s) {
-    if (!s) return -1;
+    if (!s) return -2;
     return !strcmp(s, "expect") ? VTTT_DECODE_EXPECT : !strcmp(s, "argmax") ? VTTT_DECODE_ARGMAX
-         : !strcmp(s, "sample") ? VTTT_DECODE_SAMPLE : !strcmp(s, "mixture") ? VTTT_DECODE_MIXTURE : -1;
+         : !strcmp(s, "sample") ? VTTT_DECODE_SAMPLE : !strcmp(s, "mixture") ? VTTT_DECODE_MIXTURE
+         : !strcmp(s, "auto") ? VTTT_DECODE_AUTO : -2;
 }
 
+int vttt_predictor_decoding(const vttt_predictor *p) { return p->decoding; }
+
 int vttt_predictor_set_decoding(vttt_predictor *p, int mode) {
-    if (!p || mode < VTTT_DECODE_EXPECT || mode > VTTT_DECODE_MIXTURE) return VTTT_EINVAL;
+    if (!p || mode < VTTT_DECODE_AUTO || mode > VTTT_DECODE_MIXTURE) return VTTT_EINVAL;
+    if (mode == VTTT_DECODE_AUTO) mode = vttt_encoder_zero_token(p->e) >= 0 ? VTTT_DECODE_MIXTURE : VTTT_DECODE_EXPECT;
     if (mode == VTTT_DECODE_MIXTURE && vttt_encoder_zero_token(p->e) < 0) {
         vttt_log(&p->log, VTTT_LOG_ERROR, "predictor: --decode mixture needs a DELTA tokenizer");
         return VTTT_EINVAL;

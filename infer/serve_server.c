@@ -24,6 +24,7 @@ vttt_server_params vttt_server_default_params(void) {
     p.max_streams = 64;
     p.max_body = (size_t)16 << 20;
     p.max_horizon = 16;
+    p.decoding = VTTT_DECODE_AUTO;
     p.idle_timeout_s = 600;
     p.request_timeout_s = 30;
     p.queue_size = 256;

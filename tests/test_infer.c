@@ -522,6 +522,8 @@ START_TEST(test_delta_stream) {
     ck_assert_int_eq(vf_save_model(f.model, f.P, f.V, VTTT_LAYER_TTT_MLP, 0.2f, 100), VTTT_OK);
     vttt_predictor *p = NULL;
     ck_assert_int_eq(vttt_predictor_open(&p, f.model, f.enc, NULL), VTTT_OK);
+    ck_assert_int_eq(vttt_predictor_decoding(p), VTTT_DECODE_MIXTURE); /* AUTO with a DELTA tokenizer */
+    ck_assert_int_eq(vttt_predictor_set_decoding(p, VTTT_DECODE_EXPECT), VTTT_OK);
     vttt_encoder *e = vttt_predictor_encoder(p);
     vttt_model *m = vttt_predictor_model(p);
     int F = 5, P = f.P, V = f.V, d = vttt_encoder_latent_dim(e);

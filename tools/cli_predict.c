@@ -34,8 +34,9 @@ static void usage(FILE *f) {
             "  --fps R           decoding rate, e.g. 10 or 30000/1001 (default: every source frame)\n"
             "  --max-frames N    read at most N frames\n"
             "  --strip-every N   strip.png columns every N frames (10)  --strip-frames N columns (8)\n"
-            "  --decode M        expect (default: decode the expected latent, the least-squares choice),\n"
-            "                    argmax (the most likely tokens) or sample (drawn tokens)\n"
+            "  --decode M        auto (default: mixture for a DELTA tokenizer, else expect), mixture (the\n"
+            "                    expected frame over \"no change\" and each cell's 3 likeliest other tokens),\n"
+            "                    expect (decode the expected latent), argmax (the most likely tokens), sample\n"
             "  --no-video        no predicted.mp4\n"
             "  --threads N       OpenMP/OpenBLAS threads  --quiet: no summary on stdout\n");
 }
@@ -53,8 +54,8 @@ static int parse_value(opts *o, const char *a, const char *v) {
     else if (!strcmp(a, "--encoder")) o->encoder = v;
     else if (!strcmp(a, "--video")) o->pp.video = v;
     else if (!strcmp(a, "--decode")) {
-        if ((o->pp.decoding = vttt_decoding_parse(v)) < 0) {
-            fprintf(stderr, CMD ": --decode '%s': expect, argmax or sample\n", v);
+        if ((o->pp.decoding = vttt_decoding_parse(v)) < -1) {
+            fprintf(stderr, CMD ": --decode '%s': auto, mixture, expect, argmax or sample\n", v);
             return 2;
         }
     }

@@ -22,7 +22,7 @@ static int usage(int status) {
     fprintf(status ? stderr : stdout,
             "usage: vttt serve [--model DIR] [--encoder DIR] [options]\n"
             "  --model DIR (default: the shipped general video model for --size S, 64 or 128), --encoder\n"
-            "  DIR (default: DIR/encoder); --decode expect|argmax|sample (expect: the expected latent)\n"
+            "  DIR (default: DIR/encoder); --decode auto|mixture|expect|argmax|sample (as vttt predict)\n"
             "  serves next-frame prediction over HTTP: POST /v1/streams opens a stream, POST\n"
             "  /v1/streams/{id}/frames takes a frame (PNG, or raw rgb24 with ?width=&height=) and answers the\n"
             "  predicted next frame (PNG; ?format=json for token ids, ?format=rgb24 for raw; ?horizon=K for\n"
@@ -91,8 +91,8 @@ static int parse_args(int argc, char **argv, vttt_server_params *p, int *quiet, 
         else if (!strcmp(a, "--listen")) p->listen = v;
         else if (!strcmp(a, "--size")) bad = parse_num(a, v, 8, 1024, &x), *size = (int)x;
         else if (!strcmp(a, "--decode")) {
-            if ((p->decoding = vttt_decoding_parse(v)) < 0) {
-                fprintf(stderr, CMD ": --decode %s: expect, argmax or sample\n", v);
+            if ((p->decoding = vttt_decoding_parse(v)) < -1) {
+                fprintf(stderr, CMD ": --decode %s: auto, mixture, expect, argmax or sample\n", v);
                 return 2;
             }
         }

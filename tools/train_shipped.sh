@@ -19,14 +19,15 @@ VTTT=${VTTT:-build/vttt}
 CORPUS=${CORPUS:-$WORK/corpus}
 THREADS=${THREADS:-2}
 export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-passive}
+# the settings of the committed models (models/README.md)
 case "$SIZE" in
-64) FACTOR=4 ;;   # 16x16 cells of 4x4 pixels: 256 tokens per frame
-128) FACTOR=8 ;;  # 16x16 cells of 8x8 pixels: the same 256 tokens per frame
+64) FACTOR=4 D_ENC=4000 D_RATE=1500 D_MODEL=600 ;;   # 16x16 cells of 4x4 pixels: 256 tokens per frame
+128) FACTOR=8 D_ENC=2500 D_RATE=800 D_MODEL=500 ;;   # 16x16 cells of 8x8 pixels: the same 256 tokens
 *) echo "SIZE must be 64 or 128" >&2; exit 2 ;;
 esac
-ENC_STEPS=${ENC_STEPS:-5000}
-ENC_RATE_STEPS=${ENC_RATE_STEPS:-2000}
-MODEL_STEPS=${MODEL_STEPS:-600}
+ENC_STEPS=${ENC_STEPS:-$D_ENC}
+ENC_RATE_STEPS=${ENC_RATE_STEPS:-$D_RATE}
+MODEL_STEPS=${MODEL_STEPS:-$D_MODEL}
 mkdir -p "$WORK"
 [ -f "$CORPUS/split.txt" ] || bash tools/video_corpus.sh "$CORPUS"
 F="$WORK/frames$SIZE"
@@ -34,13 +35,13 @@ for split in train heldout; do
     [ -f "$F/$split/manifest.jsonl" ] ||
         "$VTTT" ingest video --out "$F/$split" --size "$SIZE" --scaler area --jobs 2 --quiet "$CORPUS/$split"/*.mp4
 done
-# 1. the tokenizer: DELTA, levels 7,5,5,5,5 (4375 codes), then a shorter
+# 1. the tokenizer: DELTA, levels 7,5,5,5 (875 codes), then a shorter
 #    fine-tune with the rate term so that small changes become "no change"
 E="$WORK/enc$SIZE"
-[ -d "$E/a/latest" ] || "$VTTT" encoder train --kind delta --factor "$FACTOR" --levels 7,5,5,5,5 --frames "$F/train" \
+[ -d "$E/a/latest" ] || "$VTTT" encoder train --kind delta --factor "$FACTOR" --levels 7,5,5,5 --frames "$F/train" \
     --out "$E/a" --val-frames 4 --steps "$ENC_STEPS" --batch 16 --lr 2e-3 --warmup 100 --eval-every 1000 \
     --ckpt-every 500 --log-every 100 --threads "$THREADS"
-[ -d "$E/b/latest" ] || "$VTTT" encoder train --init "$E/a" --rate 0.003 --frames "$F/train" --out "$E/b" \
+[ -d "$E/b/latest" ] || "$VTTT" encoder train --init "$E/a" --rate 0.002 --frames "$F/train" --out "$E/b" \
     --val-frames 4 --steps "$ENC_RATE_STEPS" --batch 16 --lr 1e-3 --warmup 50 --eval-every 500 --ckpt-every 500 \
     --log-every 100 --threads "$THREADS"
 # 2. token shards of the training clips (the last 8 frames of each clip for validation)
@@ -58,8 +59,9 @@ EOF
 M="$WORK/model$SIZE"
 [ -d "$M/latest" ] || "$VTTT" train --data "$T" --val "$T" --out "$M" --config "$WORK/model$SIZE.json" \
     --seq $((32 * P)) --window $((4 * P)) --batch 1 --steps "$MODEL_STEPS" --lr 3e-3 --warmup 30 --eval-every 100 \
-    --ckpt-every 100 --keep 1 --threads "$THREADS" --log-every 20
-# 4. the shipped directory: the model, its tokenizer in encoder/
+    --ckpt-every 100 --keep 10 --threads "$THREADS" --log-every 20
+# 4. the shipped directory: the model (the last checkpoint: the best on the
+#    validation tails of the training clips for both sizes), its tokenizer in encoder/
 OUT="$WORK/video-$SIZE"
 rm -rf "$OUT.tmp"
 mkdir -p "$OUT.tmp/encoder"
@@ -68,6 +70,7 @@ cp "$E/b/latest/config.json" "$E/b/latest/model.safetensors" "$OUT.tmp/encoder/"
 rm -rf "$OUT"
 mv "$OUT.tmp" "$OUT"
 # 5. held-out figures: every held-out clip, horizon 4
+mkdir -p "$WORK/heldout$SIZE"
 for clip in "$CORPUS"/heldout/*.mp4; do
     name=$(basename "$clip" .mp4)
     "$VTTT" predict --model "$OUT" --video "$clip" --out "$WORK/heldout$SIZE/$name" --size "$SIZE" --horizon 4 \
