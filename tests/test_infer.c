@@ -508,6 +508,19 @@ START_TEST(test_mismatch_refused) {
 }
 END_TEST
 
+/* A DELTA tokenizer (vf_save_delta_tokenizer) and a TTT-MLP model for it
+ * in f's new directory, opened. */
+static vttt_predictor *open_delta(fixture *f) {
+    tu_tmpdir(f->dir, sizeof f->dir, "infer_delta");
+    snprintf(f->model, sizeof f->model, "%s/model", f->dir);
+    snprintf(f->enc, sizeof f->enc, "%s/enc", f->dir);
+    ck_assert_int_eq(vf_save_delta_tokenizer(f->enc, S, &f->P, &f->V), VTTT_OK);
+    ck_assert_int_eq(vf_save_model(f->model, f->P, f->V, VTTT_LAYER_TTT_MLP, 0.2f, 100), VTTT_OK);
+    vttt_predictor *p = NULL;
+    ck_assert_int_eq(vttt_predictor_open(&p, f->model, f->enc, NULL), VTTT_OK);
+    return p;
+}
+
 /* A DELTA tokenizer's stream: each frame is coded against the frame before
  * (the first against mid-grey), the EXPECT prediction is the expected
  * latent decoded on the pushed frame, a snapshot carries the last frame
@@ -515,13 +528,7 @@ END_TEST
  * pushes. */
 START_TEST(test_delta_stream) {
     fixture f;
-    tu_tmpdir(f.dir, sizeof f.dir, "infer_delta");
-    snprintf(f.model, sizeof f.model, "%s/model", f.dir);
-    snprintf(f.enc, sizeof f.enc, "%s/enc", f.dir);
-    ck_assert_int_eq(vf_save_delta_tokenizer(f.enc, S, &f.P, &f.V), VTTT_OK);
-    ck_assert_int_eq(vf_save_model(f.model, f.P, f.V, VTTT_LAYER_TTT_MLP, 0.2f, 100), VTTT_OK);
-    vttt_predictor *p = NULL;
-    ck_assert_int_eq(vttt_predictor_open(&p, f.model, f.enc, NULL), VTTT_OK);
+    vttt_predictor *p = open_delta(&f);
     ck_assert_int_eq(vttt_predictor_decoding(p), VTTT_DECODE_MIXTURE); /* AUTO with a DELTA tokenizer */
     ck_assert_int_eq(vttt_predictor_set_decoding(p, VTTT_DECODE_EXPECT), VTTT_OK);
     vttt_encoder *e = vttt_predictor_encoder(p);
@@ -595,13 +602,7 @@ END_TEST
  * calls. FRAME tokenizers refuse the mode. */
 START_TEST(test_mixture) {
     fixture f;
-    tu_tmpdir(f.dir, sizeof f.dir, "infer_mix");
-    snprintf(f.model, sizeof f.model, "%s/model", f.dir);
-    snprintf(f.enc, sizeof f.enc, "%s/enc", f.dir);
-    ck_assert_int_eq(vf_save_delta_tokenizer(f.enc, S, &f.P, &f.V), VTTT_OK);
-    ck_assert_int_eq(vf_save_model(f.model, f.P, f.V, VTTT_LAYER_TTT_MLP, 0.2f, 100), VTTT_OK);
-    vttt_predictor *p = NULL;
-    ck_assert_int_eq(vttt_predictor_open(&p, f.model, f.enc, NULL), VTTT_OK);
+    vttt_predictor *p = open_delta(&f);
     ck_assert_int_eq(vttt_predictor_set_decoding(p, VTTT_DECODE_MIXTURE), VTTT_OK);
     vttt_encoder *e = vttt_predictor_encoder(p);
     int P = f.P, V = f.V, d = vttt_encoder_latent_dim(e), z = vttt_encoder_zero_token(e), T = VTTT_DECODE_TOP;
