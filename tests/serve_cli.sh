@@ -17,7 +17,9 @@ tl_tmpdir serve_cli
 "$HELPER" "$T" || { echo "serve_cli_helper failed"; exit 1; }
 M=(--model "$T/model" --encoder "$T/enc")
 
-expect_status 2 "no options" "model" -- "$VTTT" serve
+# no --model: the shipped model for --size, and a clear refusal where there is none
+expect_status 2 "no shipped model" "no shipped video model" -- env VTTT_MODELS="$T/nomodels" "$VTTT" serve --listen 127.0.0.1:0
+expect_status 2 "no shipped model of that size" "frames of 96" -- "$VTTT" serve --size 96 --listen 127.0.0.1:0
 expect_status 2 "unknown option" "unknown option" -- "$VTTT" serve "${M[@]}" --frobnicate 1
 expect_status 2 "bad --max-streams" "max-streams" -- "$VTTT" serve "${M[@]}" --max-streams zero
 expect_status 2 "bad --max-connections" "max-connections" -- "$VTTT" serve "${M[@]}" --max-connections 0
