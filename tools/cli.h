@@ -10,6 +10,9 @@ typedef struct {
 
 /* Monotonic clock in seconds, for progress lines and benchmarks. */
 double cli_now_s(void);
+/* *out = v as a number in [lo, hi]; -1 with "CMD: OPT needs a number in
+ * [lo, hi], got 'v'" on stderr otherwise (v may be NULL: a missing value). */
+int cli_num(const char *cmd, const char *opt, const char *v, double lo, double hi, double *out);
 /* Best-of-3 rate of an n^3 cblas_sgemm on all threads, GFLOP/s (after one
  * warm-up call); 0 when the buffers cannot be allocated. tools/bench.c. */
 double cli_sgemm_rate(int n);

@@ -54,18 +54,6 @@ static void train_usage(FILE *f) {
             "SIGINT/SIGTERM stop after the current step with a checkpoint.\n");
 }
 
-int cli_enc_num(const char *cmd, const char *opt, const char *v, double lo, double hi, double *out) {
-    char *end = NULL;
-    errno = 0;
-    double d = v ? strtod(v, &end) : 0.0;
-    if (!v || end == v || *end || errno || !(d >= lo && d <= hi)) {
-        fprintf(stderr, "%s: %s needs a number in [%g, %g], got '%s'\n", cmd, opt, lo, hi, v ? v : "(nothing)");
-        return -1;
-    }
-    *out = d;
-    return 0;
-}
-
 int cli_enc_shards(const char *cmd, const vttt_encoder *e, const char *const *args, int n, char ***paths, int *np) {
     if (n < 1) {
         fprintf(stderr, "%s: no frame shards given\n", cmd);
@@ -125,7 +113,7 @@ static void on_report(void *user, const vttt_train_report *r) {
 #define IS(name) (!strcmp(a, name))
 #define NUM(lo, hi, lval, type)                                                                                   \
     do {                                                                                                          \
-        if (cli_enc_num(ENC_CMD " train", a, v, lo, hi, &d)) return -1;                                           \
+        if (cli_num(ENC_CMD " train", a, v, lo, hi, &d)) return -1;                                           \
         lval = (type)d;                                                                                           \
         return 2;                                                                                                 \
     } while (0)

@@ -13,8 +13,6 @@ int cli_encoder_bench(int argc, char **argv);  /* cli_encoder_eval.c */
 int cli_encoder_encode(int argc, char **argv); /* cli_encoder_tokens.c */
 int cli_encoder_decode(int argc, char **argv); /* cli_encoder_tokens.c */
 
-/* A number option in [lo, hi]; -1 with a message on stderr otherwise. */
-int cli_enc_num(const char *cmd, const char *opt, const char *v, double lo, double hi, double *out);
 /* Opens shard args[0..n) (files or directories) checked against the
  * tokenizer's frame size: *paths (free with vttt_encoder_frames_free). */
 int cli_enc_shards(const char *cmd, const vttt_encoder *e, const char *const *args, int n, char ***paths, int *np);

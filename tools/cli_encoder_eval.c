@@ -111,9 +111,9 @@ static int parse_eval(eval_opts *o, int argc, char **argv) {
                 o->shards[o->n_shards++] = argv[++i];
         } else if (!strcmp(a, "--encoder") && v) o->encoder = v, i++;
         else if (!strcmp(a, "--png") && v) o->png = v, i++;
-        else if (!strcmp(a, "--val-frames") && !cli_enc_num(EVAL_CMD, a, v, 0, 1e9, &d)) o->val_frames = (int)d, i++;
-        else if (!strcmp(a, "--grid") && !cli_enc_num(EVAL_CMD, a, v, 1, 64, &d)) o->grid = (int)d, i++;
-        else if (!strcmp(a, "--threads") && !cli_enc_num(EVAL_CMD, a, v, 1, 1024, &d)) o->threads = (int)d, i++;
+        else if (!strcmp(a, "--val-frames") && !cli_num(EVAL_CMD, a, v, 0, 1e9, &d)) o->val_frames = (int)d, i++;
+        else if (!strcmp(a, "--grid") && !cli_num(EVAL_CMD, a, v, 1, 64, &d)) o->grid = (int)d, i++;
+        else if (!strcmp(a, "--threads") && !cli_num(EVAL_CMD, a, v, 1, 1024, &d)) o->threads = (int)d, i++;
         else return fprintf(stderr, EVAL_CMD ": bad option '%s'\n", a), eval_usage(2);
     }
     if (!o->encoder || !o->n_shards) return fprintf(stderr, EVAL_CMD ": --encoder and --frames are required\n"), 2;
@@ -194,11 +194,11 @@ int cli_encoder_bench(int argc, char **argv) {
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "--encoder") && v) dir = v, i++;
-        else if (!strcmp(a, "--frames") && !cli_enc_num(ENC_CMD " bench", a, v, 1, 1e6, &d)) N = (int)d, i++;
-        else if (!strcmp(a, "--batch") && !cli_enc_num(ENC_CMD " bench", a, v, 1, 1024, &d)) B = (int)d, i++;
-        else if (!strcmp(a, "--channels") && !cli_enc_num(ENC_CMD " bench", a, v, 1, 512, &d)) cfg.channels = (int)d, i++;
-        else if (!strcmp(a, "--size") && !cli_enc_num(ENC_CMD " bench", a, v, 8, 1024, &d)) cfg.image_size = (int)d, i++;
-        else if (!strcmp(a, "--threads") && !cli_enc_num(ENC_CMD " bench", a, v, 1, 1024, &d)) threads = (int)d, i++;
+        else if (!strcmp(a, "--frames") && !cli_num(ENC_CMD " bench", a, v, 1, 1e6, &d)) N = (int)d, i++;
+        else if (!strcmp(a, "--batch") && !cli_num(ENC_CMD " bench", a, v, 1, 1024, &d)) B = (int)d, i++;
+        else if (!strcmp(a, "--channels") && !cli_num(ENC_CMD " bench", a, v, 1, 512, &d)) cfg.channels = (int)d, i++;
+        else if (!strcmp(a, "--size") && !cli_num(ENC_CMD " bench", a, v, 8, 1024, &d)) cfg.image_size = (int)d, i++;
+        else if (!strcmp(a, "--threads") && !cli_num(ENC_CMD " bench", a, v, 1, 1024, &d)) threads = (int)d, i++;
         else {
             fprintf(stderr, "usage: vttt encoder bench [--encoder DIR | --channels C --size S] [--frames N (256)] "
                     "[--batch B (16, training)] [--threads N]\n");

@@ -134,8 +134,8 @@ int cli_encoder_encode(int argc, char **argv) {
         }
         if (!strcmp(a, "--encoder") && v) encdir = v, i++;
         else if (!strcmp(a, "--out") && v) out = v, i++;
-        else if (!strcmp(a, "--val-frames") && !cli_enc_num(ENCODE_CMD, a, v, 0, 1e9, &d)) val = (int)d, i++;
-        else if (!strcmp(a, "--threads") && !cli_enc_num(ENCODE_CMD, a, v, 1, 1024, &d)) threads = (int)d, i++;
+        else if (!strcmp(a, "--val-frames") && !cli_num(ENCODE_CMD, a, v, 0, 1e9, &d)) val = (int)d, i++;
+        else if (!strcmp(a, "--threads") && !cli_num(ENCODE_CMD, a, v, 1, 1024, &d)) threads = (int)d, i++;
         else if (strncmp(a, "--", 2) && n_shards < VTTT_ENCODER_TRAIN_MAX_SHARDS) shards[n_shards++] = a;
         else return fprintf(stderr, ENCODE_CMD ": bad option '%s'; see --help\n", a), 2;
     }

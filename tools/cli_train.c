@@ -102,17 +102,6 @@ static void on_report(void *user, const vttt_train_report *r) {
     fflush(stderr);
 }
 
-static int num(const char *opt, const char *v, double lo, double hi, double *out) {
-    char *end = NULL;
-    errno = 0;
-    double d = v ? strtod(v, &end) : 0.0;
-    if (!v || end == v || *end || errno || !(d >= lo && d <= hi)) {
-        fprintf(stderr, CMD ": %s needs a number in [%g, %g], got '%s'\n", opt, lo, hi, v ? v : "(nothing)");
-        return -1;
-    }
-    *out = d;
-    return 0;
-}
 
 static int str(const char *opt, const char *v, char *dst, size_t n) {
     if (!v || strlen(v) >= n) {
@@ -131,7 +120,7 @@ typedef struct {
 #define IS(name) (!strcmp(a, name))
 #define NUM(lo, hi, lval, type)                                                                                   \
     do {                                                                                                          \
-        if (num(a, v, lo, hi, &d)) return -1;                                                                     \
+        if (cli_num(CMD, a, v, lo, hi, &d)) return -1;                                                                 \
         lval = (type)d;                                                                                           \
         return 2;                                                                                                 \
     } while (0)

@@ -49,17 +49,6 @@ static void usage(FILE *f) {
 }
 
 
-static int num(const char *opt, const char *v, double lo, double hi, double *out) {
-    char *end = NULL;
-    errno = 0;
-    double d = v ? strtod(v, &end) : 0.0;
-    if (!v || end == v || *end || errno || !(d >= lo && d <= hi)) {
-        fprintf(stderr, CMD ": %s needs a number in [%g, %g], got '%s'\n", opt, lo, hi, v ? v : "(nothing)");
-        return -1;
-    }
-    *out = d;
-    return 0;
-}
 
 /* Options into f; 0, or the exit status of a usage error. */
 static int parse(fit_ctx *f, int argc, char **argv) {
@@ -69,10 +58,10 @@ static int parse(fit_ctx *f, int argc, char **argv) {
         if (!strcmp(a, "--out") && v) f->out = v, i++;
         else if (!strcmp(a, "--init") && v) f->init = v, i++;
         else if (!strcmp(a, "--fps") && v) f->fps = v, i++;
-        else if (!strcmp(a, "--minutes")) { if (num(a, v, 0.05, 1e6, &f->minutes)) return 2; i++; }
-        else if (!strcmp(a, "--heldout")) { if (num(a, v, 0.01, 0.9, &f->heldout)) return 2; i++; }
-        else if (!strcmp(a, "--size")) { if (num(a, v, 8, 4096, &d)) return 2; f->size = (int)d, i++; }
-        else if (!strcmp(a, "--threads")) { if (num(a, v, 1, 1024, &d)) return 2; f->threads = (int)d, i++; }
+        else if (!strcmp(a, "--minutes")) { if (cli_num(CMD, a, v, 0.05, 1e6, &f->minutes)) return 2; i++; }
+        else if (!strcmp(a, "--heldout")) { if (cli_num(CMD, a, v, 0.01, 0.9, &f->heldout)) return 2; i++; }
+        else if (!strcmp(a, "--size")) { if (cli_num(CMD, a, v, 8, 4096, &d)) return 2; f->size = (int)d, i++; }
+        else if (!strcmp(a, "--threads")) { if (cli_num(CMD, a, v, 1, 1024, &d)) return 2; f->threads = (int)d, i++; }
         else if (a[0] == '-' && a[1]) return fprintf(stderr, CMD ": unknown option '%s'; see --help\n", a), 2;
         else if (f->n < FIT_MAX_FILES) f->files[f->n++] = a;
         else return fprintf(stderr, CMD ": more than %d files\n", FIT_MAX_FILES), 2;

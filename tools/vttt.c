@@ -1,5 +1,7 @@
 /* The vttt command line: one subcommand per job. */
+#include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
@@ -55,6 +57,18 @@ double cli_now_s(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+int cli_num(const char *cmd, const char *opt, const char *v, double lo, double hi, double *out) {
+    char *end = NULL;
+    errno = 0;
+    double d = v ? strtod(v, &end) : 0.0;
+    if (!v || end == v || *end || errno || !(d >= lo && d <= hi)) {
+        fprintf(stderr, "%s: %s needs a number in [%g, %g], got '%s'\n", cmd, opt, lo, hi, v ? v : "(nothing)");
+        return -1;
+    }
+    *out = d;
+    return 0;
 }
 
 int cli_version(int argc, char **argv) {
