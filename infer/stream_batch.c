@@ -65,7 +65,7 @@ int vttt_stream_push_batch_tokens(vttt_stream **s, int n, const int32_t *tokens,
         err = infer_next_frame(p, p->logits + i * P * p->V, (uint64_t)s[i]->frames << 8, NULL, pred_tokens + i * P,
                                NULL);
     for (int i = 0; i < n; i++) s[i]->frames++, s[i]->has_last = 0;
-    return VTTT_OK;
+    return err;
 }
 
 int vttt_stream_push_batch(vttt_stream **s, int n, const uint8_t *rgb, uint8_t *pred, int32_t *pred_tokens) {
@@ -94,16 +94,13 @@ int vttt_stream_push_batch(vttt_stream **s, int n, const uint8_t *rgb, uint8_t *
     int32_t *buf = malloc(2 * P * n * sizeof(int32_t));
     if (!buf) return VTTT_ENOMEM;
     int32_t *in = buf, *out = pred_tokens ? pred_tokens : buf + P * n;
-    int64_t *frames0 = malloc((size_t)n * sizeof *frames0);
-    if (!frames0) err = VTTT_ENOMEM;
-    for (int i = 0; i < n && !err; i++) frames0[i] = s[i]->frames;
-    if (!err) err = vttt_encoder_encode(p->e, p->ref, rgb, n, in);
+    err = vttt_encoder_encode(p->e, p->ref, rgb, n, in);
     if (!err) err = vttt_stream_push_batch_tokens(s, n, in, NULL); /* the batch's outputs stay in p->logits */
-    for (int i = 0; i < n && !err; i++) {
-        err = infer_next_frame(p, p->logits + i * P * p->V, (uint64_t)frames0[i] << 8, rgb + i * fb, out + i * P,
-                               pred ? pred + i * fb : NULL);
+    for (int i = 0; i < n && !err; i++) { /* the salt of the frame just pushed, as vttt_stream_push's */
+        err = infer_next_frame(p, p->logits + i * P * p->V, (uint64_t)(s[i]->frames - 1) << 8, rgb + i * fb,
+                               out + i * P, pred ? pred + i * fb : NULL);
         memcpy(s[i]->last, rgb + i * fb, fb), s[i]->has_last = 1;
     }
-    free(buf), free(frames0);
+    free(buf);
     return err;
 }
