@@ -70,29 +70,4 @@ cp "$E/b/latest/config.json" "$E/b/latest/model.safetensors" "$OUT.tmp/encoder/"
 rm -rf "$OUT"
 mv "$OUT.tmp" "$OUT"
 # 5. held-out figures: every held-out clip, horizon 4
-mkdir -p "$WORK/heldout$SIZE"
-for clip in "$CORPUS"/heldout/*.mp4; do
-    name=$(basename "$clip" .mp4)
-    "$VTTT" predict --model "$OUT" --video "$clip" --out "$WORK/heldout$SIZE/$name" --size "$SIZE" --horizon 4 \
-        --no-video --threads "$THREADS" --quiet
-done
-python3 - "$WORK/heldout$SIZE" <<'EOF'
-import json, os, sys
-root = sys.argv[1]
-rows = []
-for name in sorted(os.listdir(root)):
-    with open(os.path.join(root, name, "summary.json")) as f:
-        rows.append((name, json.load(f)))
-keys = [("model_psnr", "model"), ("repeat_psnr", "repeat"), ("copy_tokens_psnr", "copy tokens"),
-        ("ceiling_psnr", "ceiling")]
-for name, s in rows:
-    print(name, " ".join(f"k={st['k']}: " + " / ".join(f"{st[k]:.2f}" for k, _ in keys) for st in s["steps"]))
-for k in range(4):
-    n = sum(s["steps"][k]["frames"] for _, s in rows)
-    mean = {key: sum(s["steps"][k][key] * s["steps"][k]["frames"] for _, s in rows) / n for key, _ in keys}
-    ss = {key: sum(s["steps"][k][key] * s["steps"][k]["frames"] for _, s in rows) / n
-          for key in ("model_ssim", "repeat_ssim")}
-    print(f"all held-out clips, k={k + 1} ({n} frames): PSNR model {mean['model_psnr']:.2f} dB, repeat "
-          f"{mean['repeat_psnr']:.2f}, copy tokens {mean['copy_tokens_psnr']:.2f}, ceiling {mean['ceiling_psnr']:.2f}; "
-          f"SSIM model {ss['model_ssim']:.4f}, repeat {ss['repeat_ssim']:.4f}")
-EOF
+bash tools/heldout_eval.sh "$SIZE" "$CORPUS" "$WORK/heldout$SIZE" "$OUT"
