@@ -159,7 +159,7 @@ static void usage(void) {
 int cli_bench(int argc, char **argv) {
     if (argc < 2 || strcmp(argv[1], "ttt") != 0) {
         usage();
-        return 2;
+        return argc >= 2 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) ? 0 : 2;
     }
     char contexts[256] = "1024,2048,4096,8192,16384,32768,65536";
     char kinds[128] = "ttt_linear,ttt_mlp,attention";

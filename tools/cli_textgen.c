@@ -202,9 +202,11 @@ int cli_textgen(int argc, char **argv) {
         else if (!strcmp(argv[i], "--seed") && i + 1 < argc) seed = strtoull(argv[++i], NULL, 10);
         else if (!strcmp(argv[i], "--out") && i + 1 < argc) path = argv[++i];
         else {
-            fprintf(stderr, "usage: vttt textgen [--bytes N (2000000)] [--seed S (1)] [--out FILE (stdout)]\n"
-                            "  writes about N bytes of simple stories separated by <|endoftext|> lines\n");
-            return 2;
+            int help = !strcmp(argv[i], "--help") || !strcmp(argv[i], "-h");
+            fprintf(help ? stdout : stderr,
+                    "usage: vttt textgen [--bytes N (2000000)] [--seed S (1)] [--out FILE (stdout)]\n"
+                    "  writes about N bytes of simple stories separated by <|endoftext|> lines\n");
+            return help ? 0 : 2;
         }
     }
     FILE *out = path ? fopen(path, "wb") : stdout;

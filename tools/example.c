@@ -75,8 +75,13 @@ done:
 }
 
 int cli_example(int argc, char **argv) {
-    (void)argc;
-    (void)argv;
+    if (argc > 1) {
+        int help = !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h");
+        fprintf(help ? stdout : stderr, "usage: vttt example   (no options)\n"
+                "  runs one sequence through a TTT-MLP and a TTT-Linear layer three ways (dual, primal,\n"
+                "  decode) and prints how well they agree\n");
+        return help ? 0 : 2;
+    }
     printf("vttt example: one sequence through a TTT layer three ways (dual, primal, decode)\n");
     if (run_kind(VTTT_LAYER_TTT_MLP, "ttt_mlp", 200) || run_kind(VTTT_LAYER_TTT_LINEAR, "ttt_linear", 200))
         return 1;

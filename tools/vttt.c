@@ -83,8 +83,9 @@ int main(int argc, char **argv) {
         cli_help(0, NULL);
         return 2;
     }
+    if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) return cli_help(0, NULL);
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
         if (!strcmp(argv[1], commands[i].name)) return commands[i].run(argc - 1, argv + 1);
-    fprintf(stderr, "vttt: unknown command '%s'; `vttt help` lists the commands\n", argv[1]);
+    fprintf(stderr, "vttt: unknown command '%s'; `vttt --help` lists the commands\n", argv[1]);
     return 2;
 }
