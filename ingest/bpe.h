@@ -158,6 +158,20 @@ void vttt_text_file_close(vttt_text_file *f);
  * set while there is a document, 0 at the end. */
 int vttt_text_next_document(const uint8_t *s, size_t n, size_t *pos, const uint8_t **doc, size_t *len);
 
+/* Text as token ids, the one convention of `vttt ingest text`, `vttt
+ * tokenizer encode` and `vttt lm --text`: each document of s (above) as
+ * the <|endoftext|> token followed by the document's tokens, so a literal
+ * "<|endoftext|>" separates documents and white space around it is
+ * dropped. fn gets the ids in pieces (the token, then the tokens of at
+ * most 1 MiB of the document at a time, so a huge document needs little
+ * memory): doc counts the documents of s from 0, done is how many bytes
+ * of s are behind once this document is over. Returns 0, fn's first
+ * nonzero return, or the encoder's error. */
+typedef int (*vttt_text_ids_fn)(void *user, int64_t doc, size_t done, const int32_t *ids, size_t n);
+int vttt_text_encode_documents(const vttt_bpe *bpe, const uint8_t *s, size_t n, vttt_text_ids_fn fn, void *user);
+/* The same with every id appended to out. */
+int vttt_text_encode(const vttt_bpe *bpe, const uint8_t *s, size_t n, vttt_token_buf *out);
+
 #ifdef __cplusplus
 }
 #endif

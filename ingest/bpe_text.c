@@ -1,4 +1,5 @@
-/* Text input for tokenizer tools: whole files, and documents in them. */
+/* Text input for tokenizer tools: whole files, documents in them, and
+ * documents as token ids. */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -99,4 +100,44 @@ int vttt_text_next_document(const uint8_t *s, size_t n, size_t *pos, const uint8
         }
     }
     return 0;
+}
+
+/* One document: its ids into buf, 1 MiB of text at a time, each part to fn. */
+static int encode_document(vttt_bpe_encoder *e, vttt_token_buf *buf, const uint8_t *doc, size_t len,
+                           vttt_text_ids_fn fn, void *user, int64_t d, size_t done) {
+    int err = VTTT_OK;
+    for (size_t off = 0; !err && off < len;) {
+        size_t k = len - off < ((size_t)1 << 20) ? len - off : ((size_t)1 << 20);
+        buf->n = 0;
+        err = vttt_bpe_encoder_feed(e, doc + off, k, buf);
+        off += k;
+        if (!err && off == len) err = vttt_bpe_encoder_finish(e, buf);
+        if (!err && buf->n) err = fn(user, d, done, buf->ids, buf->n);
+    }
+    return err;
+}
+
+int vttt_text_encode_documents(const vttt_bpe *bpe, const uint8_t *s, size_t n, vttt_text_ids_fn fn, void *user) {
+    vttt_bpe_encoder *e = NULL;
+    vttt_token_buf buf = {0};
+    int32_t eot = vttt_bpe_eot(bpe);
+    int err = vttt_bpe_encoder_init(&e, bpe);
+    size_t pos = 0, len;
+    const uint8_t *doc;
+    for (int64_t d = 0; !err && vttt_text_next_document(s, n, &pos, &doc, &len); d++) {
+        err = fn(user, d, pos, &eot, 1);
+        if (!err) err = encode_document(e, &buf, doc, len, fn, user, d, pos);
+    }
+    vttt_token_buf_free(&buf);
+    vttt_bpe_encoder_free(&e);
+    return err;
+}
+
+static int append_ids(void *user, int64_t doc, size_t done, const int32_t *ids, size_t n) {
+    (void)doc, (void)done;
+    return vttt_token_buf_append(user, ids, n);
+}
+
+int vttt_text_encode(const vttt_bpe *bpe, const uint8_t *s, size_t n, vttt_token_buf *out) {
+    return vttt_text_encode_documents(bpe, s, n, append_ids, out);
 }

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The top-level command and the text tools end to end: `vttt --help`/`-h`
-# and every subcommand's --help exit 0, an unknown command 2.
+# and every subcommand's --help exit 0, an unknown command 2;
+# `vttt tokenizer encode` and `vttt ingest text` give the same ids.
 # Usage: cli_text.sh path/to/vttt
 set -u
 VTTT=${1:?usage: cli_text.sh path/to/vttt}
@@ -22,5 +23,27 @@ while read -r c; do
     expect_status 0 "vttt $c --help" -- timeout 60 "$VTTT" "$c" --help
     [ -s "$T/out.txt" ] || [ -s "$T/err.txt" ] || fail "vttt $c --help printed nothing"
 done <"$T/commands.txt"
+
+# <|endoftext|>: `vttt tokenizer encode` gives the ids `vttt ingest text`
+# writes (each document, trimmed, after the token); --raw the bytes as they are
+"$VTTT" textgen --bytes 4000 --seed 2 --out "$T/corpus.txt" || { echo "textgen failed"; exit 1; }
+"$VTTT" tokenizer train --vocab-size 300 --quiet --out "$T/tok.bpe" "$T/corpus.txt" || { echo "tokenizer failed"; exit 1; }
+EOT=$(( $("$VTTT" tokenizer info "$T/tok.bpe" | sed -n 's/.*<|endoftext|> (id \([0-9]*\)).*/\1/p') ))
+printf '  Once upon a time\n<|endoftext|>\n\nthe cat sat. <|endoftext|><|endoftext|> the end\n' >"$T/a.txt"
+printf 'one more<|endoftext|>' >"$T/b.txt"
+# shard_ids SHARD: the ids of a uint16 shard (llm.c layout: 1024-byte header), one a line
+shard_ids() { od -An -tu2 -v -j1024 "$1" | tr -s ' ' '\n' | sed '/^$/d'; }
+"$VTTT" ingest text --tokenizer "$T/tok.bpe" --out "$T/d" --val-fraction 0 --quiet "$T/a.txt" "$T/b.txt" \
+    || fail "ingest text"
+expect_status 0 "tokenizer encode" -- "$VTTT" tokenizer encode --tokenizer "$T/tok.bpe" "$T/a.txt" "$T/b.txt"
+tr ' ' '\n' <"$T/out.txt" | sed '/^$/d' >"$T/enc.txt"
+shard_ids "$T/d/train_000000.bin" >"$T/shard.txt"
+[ "$(grep -cx "$EOT" "$T/shard.txt")" = 4 ] || fail "the shard has $(grep -cx "$EOT" "$T/shard.txt") <|endoftext|>, want 4"
+cmp -s "$T/enc.txt" "$T/shard.txt" || fail "tokenizer encode and ingest text differ: $(tr '\n' ' ' <"$T/enc.txt") vs $(tr '\n' ' ' <"$T/shard.txt")"
+"$VTTT" tokenizer encode --tokenizer "$T/tok.bpe" --text "$(cat "$T/a.txt")" | tr ' ' '\n' >"$T/enc_text.txt"
+head -n "$(wc -l <"$T/enc_text.txt")" "$T/shard.txt" | cmp -s - "$T/enc_text.txt" || fail "--text differs from the file"
+"$VTTT" tokenizer encode --tokenizer "$T/tok.bpe" --raw "$T/a.txt" | tr ' ' '\n' >"$T/raw.txt"
+grep -qx "$EOT" "$T/raw.txt" && fail "--raw made an <|endoftext|> token"
+"$VTTT" tokenizer decode --tokenizer "$T/tok.bpe" "$T/raw.txt" | cmp -s - "$T/a.txt" || fail "--raw does not decode back"
 
 tl_finish "all vttt command-line checks passed"

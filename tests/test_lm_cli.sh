@@ -112,7 +112,7 @@ head -c 16 "$T/s1.txt" | grep -q '^Once upon a time' || fail "sample does not st
 "${S[@]}" --ids --temperature 0 >"$T/g2.txt" || fail "temperature 0"
 cmp -s "$T/g1.txt" "$T/g2.txt" || fail "top-k 1 differs from temperature 0"
 EOT=$(( $("$VTTT" tokenizer info "$T/tok.bpe" | sed -n 's/.*<|endoftext|> (id \([0-9]*\)).*/\1/p') ))
-PROMPT=$("$VTTT" tokenizer encode --tokenizer "$T/tok.bpe" --text "Once upon a time")
+PROMPT=$("$VTTT" tokenizer encode --tokenizer "$T/tok.bpe" --raw --text "Once upon a time")
 "$HELP" greedy "$T/mlp" 40 $EOT $PROMPT >"$T/g3.txt" || fail "helper greedy"
 cmp -s "$T/g2.txt" "$T/g3.txt" || fail "greedy decode differs from greedy full forwards: $(cat "$T/g2.txt") vs $(cat "$T/g3.txt")"
 [ "$(wc -w <"$T/g2.txt")" = 40 ] || fail "--max-tokens 40 gave $(wc -w <"$T/g2.txt") ids"

@@ -122,6 +122,59 @@ START_TEST(test_documents) {
 }
 END_TEST
 
+typedef struct {
+    vttt_token_buf ids;
+    int64_t last_doc;
+    int pieces, stop_at;
+} doc_ids;
+
+static int collect_ids(void *user, int64_t doc, size_t done, const int32_t *ids, size_t n) {
+    doc_ids *c = user;
+    (void)done;
+    ck_assert(doc == c->last_doc || doc == c->last_doc + 1);
+    c->last_doc = doc;
+    if (++c->pieces == c->stop_at) return VTTT_EIO;
+    return vttt_token_buf_append(&c->ids, ids, n);
+}
+
+/* vttt_text_encode_documents: each document (one over 1 MiB, encoded in
+ * parts) is <|endoftext|> then vttt_bpe_encode of its trimmed text; fn's
+ * error stops it. */
+START_TEST(test_documents_as_ids) {
+    size_t big = (3u << 19) + 77, n = big + 64;
+    char *s = malloc(n + 1), *words = synthetic_text(big, 5);
+    words[0] = 'x', words[big - 1] = 'y';   /* nothing to trim */
+    vttt_bpe *b = train_on(words, 20000, 400);
+    int k = snprintf(s, n + 1, " a b <|endoftext|>\n");
+    memcpy(s + k, words, big);
+    snprintf(s + k + big, n + 1 - k - big, "<|endoftext|>c");
+    size_t len = strlen(s);
+    vttt_token_buf want = {0};
+    int32_t eot = vttt_bpe_eot(b);
+    const char *docs[] = {"a b", words, "c"};
+    for (int d = 0; d < 3; d++) {
+        ck_assert_int_eq(vttt_token_buf_append(&want, &eot, 1), 0);
+        ck_assert_int_eq(vttt_bpe_encode(b, docs[d], d == 1 ? big : strlen(docs[d]), &want), 0);
+    }
+    doc_ids c = {.last_doc = 0};
+    ck_assert_int_eq(vttt_text_encode_documents(b, (const uint8_t *)s, len, collect_ids, &c), 0);
+    ck_assert_uint_eq(c.ids.n, want.n);
+    ck_assert(!memcmp(c.ids.ids, want.ids, want.n * sizeof(int32_t)));
+    ck_assert_int_eq(c.last_doc, 2);
+    ck_assert_int_ge(c.pieces, 7);   /* 3 tokens, 1 + 2 + 1 parts */
+    vttt_token_buf all = {0};
+    ck_assert_int_eq(vttt_text_encode(b, (const uint8_t *)s, len, &all), 0);
+    ck_assert_uint_eq(all.n, want.n);
+    ck_assert(!memcmp(all.ids, want.ids, want.n * sizeof(int32_t)));
+    doc_ids stop = {.last_doc = 0, .stop_at = 3};
+    ck_assert_int_eq(vttt_text_encode_documents(b, (const uint8_t *)s, len, collect_ids, &stop), VTTT_EIO);
+    ck_assert_int_eq(stop.pieces, 3);
+    vttt_token_buf_free(&c.ids), vttt_token_buf_free(&stop.ids), vttt_token_buf_free(&all), vttt_token_buf_free(&want);
+    vttt_bpe_free(&b);
+    free(words), free(s);
+}
+END_TEST
+
 /* ---- training ----------------------------------------------------------- */
 
 /* Words hug x10, pug x5, pun x12, bun x4, hugs x5, one per line (newlines
@@ -543,6 +596,7 @@ int main(void) {
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, test_pieces);
     tcase_add_test(tc, test_documents);
+    tcase_add_test(tc, test_documents_as_ids);
     tcase_add_test(tc, test_first_merges);
     tcase_add_test(tc, test_overlapping_pairs);
     tcase_add_test(tc, test_empty_corpus);

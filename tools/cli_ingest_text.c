@@ -87,38 +87,38 @@ static void remove_stale(const split_out *s) {
 
 typedef struct {
     const vttt_bpe *bpe;
-    vttt_bpe_encoder *enc;
-    vttt_token_buf ids;
     double val_fraction;
     int64_t docs;             /* documents seen over all inputs */
     uint64_t bytes, bytes_total;
     double t0, last_report;
     int quiet;
+    split_out *train, *val, *cur;   /* cur: the split of the current document */
+    int64_t file_doc;         /* the current document's index in its file */
+    uint64_t file_bytes;      /* bytes of the earlier inputs */
 } ingest_job;
 
-/* Encodes one document into its split: <|endoftext|>, then its tokens,
- * streamed 1 MB at a time so a huge document needs little memory. */
-static int ingest_document(ingest_job *j, split_out *train, split_out *val, const uint8_t *doc, size_t len) {
-    int64_t d = j->docs++;
-    int to_val = floor((double)(d + 1) * j->val_fraction) > floor((double)d * j->val_fraction);
-    split_out *s = to_val ? val : train;
-    int32_t eot = vttt_bpe_eot(j->bpe);
-    int err = split_write(s, &eot, 1);
-    s->docs++;
-    for (size_t off = 0; !err && off < len;) {
-        size_t k = len - off < (1u << 20) ? len - off : (1u << 20);
-        j->ids.n = 0;
-        err = vttt_bpe_encoder_feed(j->enc, doc + off, k, &j->ids);
-        off += k;
-        if (!err && off == len) err = vttt_bpe_encoder_finish(j->enc, &j->ids);
-        if (!err) err = split_write(s, j->ids.ids, j->ids.n);
+static void report(ingest_job *j, int final);
+
+/* vttt_text_encode_documents's callback: a new document picks its split
+ * (spread evenly over all inputs), then its ids go there. */
+static int ingest_ids(void *user, int64_t doc, size_t done, const int32_t *ids, size_t n) {
+    ingest_job *j = user;
+    if (!j->cur || doc != j->file_doc) {
+        int64_t d = j->docs++;
+        int to_val = floor((double)(d + 1) * j->val_fraction) > floor((double)d * j->val_fraction);
+        j->cur = to_val ? j->val : j->train;
+        j->cur->docs++;
+        j->file_doc = doc;
+        report(j, 0);
     }
-    return err;
+    j->bytes = j->file_bytes + done;
+    return split_write(j->cur, ids, n);
 }
 
 /* A progress line, redrawn about once a second on a terminal; the final
  * one always. */
-static void report(ingest_job *j, const split_out *train, const split_out *val, int final) {
+static void report(ingest_job *j, int final) {
+    const split_out *train = j->train, *val = j->val;
     double t = cli_now_s();
     if (j->quiet || (!final && (!isatty(STDERR_FILENO) || t - j->last_report < 1.0))) return;
     j->last_report = t;
@@ -128,19 +128,13 @@ static void report(ingest_job *j, const split_out *train, const split_out *val, 
             mb / (t - j->t0 + 1e-9), final ? "\n" : "");
 }
 
-static int ingest_file(ingest_job *j, split_out *train, split_out *val, const char *path) {
+static int ingest_file(ingest_job *j, const char *path) {
     vttt_text_file f;
     int err = vttt_text_file_open(&f, path, NULL);
     if (err) return err;
-    size_t pos = 0, len, prev = 0;
-    const uint8_t *doc;
-    while (!err && vttt_text_next_document(f.data, f.n, &pos, &doc, &len)) {
-        err = ingest_document(j, train, val, doc, len);
-        j->bytes += pos - prev;
-        prev = pos;
-        report(j, train, val, 0);
-    }
-    j->bytes += f.n - prev;
+    j->cur = NULL;
+    err = vttt_text_encode_documents(j->bpe, f.data, f.n, ingest_ids, j);
+    j->bytes = j->file_bytes += f.n;
     vttt_text_file_close(&f);
     return err;
 }
@@ -193,20 +187,21 @@ static int run(ingest_job *j, const char *tok, const char *dir, int64_t per_shar
     int token_size = vttt_token_size_for_vocab(vttt_bpe_vocab_size(j->bpe));
     split_out train = {dir, "train", per_shard, token_size, NULL, 0, 0, 0, cJSON_CreateArray()};
     split_out val = {dir, "val", per_shard, token_size, NULL, 0, 0, 0, cJSON_CreateArray()};
-    int err = vttt_bpe_encoder_init(&j->enc, j->bpe);
+    int err = VTTT_OK;
+    j->train = &train, j->val = &val;
     for (int i = 0; !err && i < n_in; i++) {
         struct stat sb;
         if (stat(in[i], &sb) == 0 && S_ISREG(sb.st_mode)) j->bytes_total += (uint64_t)sb.st_size;
     }
     j->t0 = cli_now_s();
-    for (int i = 0; !err && i < n_in; i++) err = ingest_file(j, &train, &val, in[i]);
+    for (int i = 0; !err && i < n_in; i++) err = ingest_file(j, in[i]);
     split_out *splits[2] = {&train, &val};
     for (int i = 0; i < 2; i++) {
         if (splits[i]->w && !err) err = close_shard(splits[i]);
         if (splits[i]->w) vttt_token_shard_writer_abort(&splits[i]->w);
         if (!err) remove_stale(splits[i]);
     }
-    report(j, &train, &val, 1);
+    report(j, 1);
     if (!err) err = write_meta(dir, tok, j->bpe, token_size, splits);
     if (!err && !j->quiet)
         fprintf(stderr, "wrote %d train shard(s) (%lld tokens, %lld documents) and %d val shard(s) (%lld tokens, "
@@ -219,8 +214,6 @@ static int run(ingest_job *j, const char *tok, const char *dir, int64_t per_shar
                 (long long)j->docs, j->val_fraction);
     cJSON_Delete(train.list);
     cJSON_Delete(val.list);
-    vttt_bpe_encoder_free(&j->enc);
-    vttt_token_buf_free(&j->ids);
     return err;
 }
 

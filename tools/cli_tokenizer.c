@@ -15,9 +15,12 @@ static void usage(void) {
             "  vttt tokenizer train --vocab-size N --out FILE [--min-count C] [--quiet] INPUT...\n"
             "      learn N-257 merges from text files (\"-\": stdin); \"<|endoftext|>\" in the text\n"
             "      separates documents and is not learnt\n"
-            "  vttt tokenizer encode --tokenizer FILE [--show] [--stats] [--quiet] (--text STRING | INPUT...)\n"
+            "  vttt tokenizer encode --tokenizer FILE [--raw] [--show] [--stats] [--quiet] (--text STRING | INPUT...)\n"
             "      print the ids (space separated), or with --show one token per line; --stats\n"
-            "      prints bytes, tokens and MB/s to stderr; --quiet prints no ids\n"
+            "      prints bytes, tokens and MB/s to stderr; --quiet prints no ids. The text is\n"
+            "      taken as `vttt ingest text` takes it: each document (a file, or a part between\n"
+            "      \"<|endoftext|>\" markers, trimmed) after an <|endoftext|> token, the same ids as\n"
+            "      in the shards; --raw: the bytes as they are (\"<|endoftext|>\" as ordinary bytes)\n"
             "  vttt tokenizer decode --tokenizer FILE [INPUT]\n"
             "      write the bytes of the ids in INPUT (whitespace separated ids, or a token\n"
             "      shard; default stdin) to stdout\n"
@@ -117,7 +120,7 @@ static int cmd_train(int argc, char **argv) {
 
 typedef struct {
     const vttt_bpe *bpe;
-    int show, quiet;
+    int show, quiet, raw;
     uint64_t bytes, tokens;
     double seconds;   /* spent encoding */
 } encode_job;
@@ -138,9 +141,25 @@ static void print_ids(encode_job *j, const vttt_token_buf *ids) {
     }
 }
 
-/* Encodes one input with the streaming encoder, 1 MB at a time, printing
- * the ids as they come. */
+static int print_piece(void *user, int64_t doc, size_t done, const int32_t *ids, size_t n) {
+    (void)doc, (void)done;
+    encode_job *j = user;
+    vttt_token_buf b = {(int32_t *)ids, n, n};
+    print_ids(j, &b);
+    j->tokens += n;
+    return 0;
+}
+
+/* Encodes one input as documents (vttt_text_encode_documents), or with
+ * --raw as one byte stream, 1 MB at a time; prints the ids as they come. */
 static int encode_bytes(encode_job *j, vttt_bpe_encoder *e, const uint8_t *p, size_t n) {
+    if (!j->raw) {
+        double t0 = cli_now_s();
+        int err = vttt_text_encode_documents(j->bpe, p, n, print_piece, j);
+        j->seconds += cli_now_s() - t0;   /* printing included */
+        j->bytes += n;
+        return err;
+    }
     vttt_token_buf ids = {0};
     size_t off = 0;
     int err;
@@ -169,6 +188,7 @@ static int cmd_encode(int argc, char **argv) {
         if (!strcmp(argv[i], "--tokenizer") && i + 1 < argc) tok = argv[++i];
         else if (!strcmp(argv[i], "--text") && i + 1 < argc) text = argv[++i];
         else if (!strcmp(argv[i], "--show")) j.show = 1;
+        else if (!strcmp(argv[i], "--raw")) j.raw = 1;
         else if (!strcmp(argv[i], "--stats")) stats = 1;
         else if (!strcmp(argv[i], "--quiet")) j.quiet = 1;
         else if (argv[i][0] == '-' && argv[i][1]) return usage(), strcmp(argv[i], "--help") && strcmp(argv[i], "-h") ? 2 : 0;

@@ -51,13 +51,12 @@ int lm_input_check(const lm_input *in, const char *cmd) {
     return 0;
 }
 
-/* Encodes a text file as `vttt ingest text` does: every document after an
- * <|endoftext|> token. */
+/* Encodes a text file as `vttt ingest text` does (vttt_text_encode): every
+ * document after an <|endoftext|> token. */
 static int read_text(const lm_input *in, const char *cmd, int V, vttt_token_buf *out) {
     vttt_bpe *bpe;
     int err = vttt_bpe_load(&bpe, in->tokenizer, NULL);
     if (err) return err;
-    int32_t eot = vttt_bpe_eot(bpe);
     if (vttt_bpe_vocab_size(bpe) > V) {
         fprintf(stderr, "%s: the tokenizer %s has %d tokens but the model only %d: not the model's tokenizer\n", cmd,
                 in->tokenizer, vttt_bpe_vocab_size(bpe), V);
@@ -66,12 +65,7 @@ static int read_text(const lm_input *in, const char *cmd, int V, vttt_token_buf 
     }
     vttt_text_file f;
     if (!(err = vttt_text_file_open(&f, in->text, NULL))) {
-        size_t pos = 0, len;
-        const uint8_t *doc;
-        while (!err && vttt_text_next_document(f.data, f.n, &pos, &doc, &len)) {
-            err = vttt_token_buf_append(out, &eot, 1);
-            if (!err) err = vttt_bpe_encode(bpe, doc, len, out);
-        }
+        err = vttt_text_encode(bpe, f.data, f.n, out);
         vttt_text_file_close(&f);
     }
     vttt_bpe_free(&bpe);
