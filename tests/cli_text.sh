@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The top-level command and the text tools end to end: `vttt --help`/`-h`
 # and every subcommand's --help exit 0, an unknown command 2;
-# `vttt tokenizer encode` and `vttt ingest text` give the same ids.
+# `vttt tokenizer encode` and `vttt ingest text` give the same ids;
+# `vttt ingest text --val-file`.
 # Usage: cli_text.sh path/to/vttt
 set -u
 VTTT=${1:?usage: cli_text.sh path/to/vttt}
@@ -45,5 +46,24 @@ head -n "$(wc -l <"$T/enc_text.txt")" "$T/shard.txt" | cmp -s - "$T/enc_text.txt
 "$VTTT" tokenizer encode --tokenizer "$T/tok.bpe" --raw "$T/a.txt" | tr ' ' '\n' >"$T/raw.txt"
 grep -qx "$EOT" "$T/raw.txt" && fail "--raw made an <|endoftext|> token"
 "$VTTT" tokenizer decode --tokenizer "$T/tok.bpe" "$T/raw.txt" | cmp -s - "$T/a.txt" || fail "--raw does not decode back"
+
+# --val-file: its documents go to validation only, and no INPUT document
+# does unless --val-fraction says so
+expect_status 0 "ingest --val-file" -- "$VTTT" ingest text --tokenizer "$T/tok.bpe" --out "$T/v" --quiet \
+    --val-file "$T/b.txt" "$T/a.txt"
+"$VTTT" tokenizer encode --tokenizer "$T/tok.bpe" "$T/a.txt" | tr ' ' '\n' >"$T/enc_a.txt"
+"$VTTT" tokenizer encode --tokenizer "$T/tok.bpe" "$T/b.txt" | tr ' ' '\n' >"$T/enc_b.txt"
+shard_ids "$T/v/train_000000.bin" | cmp -s - "$T/enc_a.txt" || fail "--val-file: train is not the INPUT's ids"
+shard_ids "$T/v/val_000000.bin" | cmp -s - "$T/enc_b.txt" || fail "--val-file: val is not the --val-file's ids"
+python3 -c 'import json, sys; m = json.load(open(sys.argv[1]))
+assert m["train"]["documents"] == 3 and m["val"]["documents"] == 1, m
+assert m["val"]["files"] == [sys.argv[2]], m' "$T/v/meta.json" "$T/b.txt" || fail "--val-file: meta.json"
+"$VTTT" ingest text --tokenizer "$T/tok.bpe" --out "$T/v2" --quiet --val-fraction 0.5 --val-file "$T/b.txt" \
+    --val-file "$T/b.txt" "$T/a.txt" || fail "ingest --val-fraction 0.5 --val-file twice"
+python3 -c 'import json, sys; m = json.load(open(sys.argv[1]))
+assert m["train"]["documents"] == 2 and m["val"]["documents"] == 3, m' "$T/v2/meta.json" \
+    || fail "--val-fraction 0.5 with --val-file: $(tr -d ' \n' <"$T/v2/meta.json")"
+expect_status 2 "the same file as INPUT and --val-file" "both an INPUT and a --val-file" -- \
+    "$VTTT" ingest text --tokenizer "$T/tok.bpe" --out "$T/v3" --val-file "$T/a.txt" "$T/a.txt"
 
 tl_finish "all vttt command-line checks passed"
