@@ -290,12 +290,19 @@ START_TEST(test_params_json) {
     vttt_train_params p = vttt_train_default_params(), q = vttt_train_default_params();
     snprintf(p.data, sizeof p.data, "some/dir");
     p.lr = 1.2345678e-3f, p.seed = 18446744073709551557ull, p.window = 64, p.ttt_base_lr_init = -1.0f;
+    p.docs = 1;
     cJSON *j = train_params_to_json(&p);
     char *text = cJSON_PrintUnformatted(j);
     cJSON *back = cJSON_Parse(text);
     ck_assert_int_eq(train_params_from_json(&q, back, "x.json", NULL), VTTT_OK);
     ck_assert_int_eq(train_params_match(&p, &q, "run", NULL), VTTT_OK);
-    ck_assert(q.lr == p.lr && q.seed == p.seed && !strcmp(q.data, "some/dir"));
+    ck_assert(q.lr == p.lr && q.seed == p.seed && !strcmp(q.data, "some/dir") && q.docs == 1);
+    cJSON *old = cJSON_Duplicate(back, 1);   /* written before --docs existed: no documents */
+    cJSON_DeleteItemFromObject(old, "docs");
+    vttt_train_params r = vttt_train_default_params();
+    ck_assert_int_eq(train_params_from_json(&r, old, "x.json", NULL), VTTT_OK);
+    ck_assert_int_eq(r.docs, 0);
+    cJSON_Delete(old);
     tu_log cap;
     vttt_logger lg = tu_log_capture(&cap, VTTT_LOG_WARNING, 1);
     q.lr = 2e-3f;
@@ -384,6 +391,170 @@ START_TEST(test_windows) {
     ck_assert_ptr_nonnull(strstr(m, "{\"step\":40,\"val_loss\":"));
     ck_assert_ptr_nonnull(strstr(m, "\"val_ppl\":"));
     free(m);
+    tu_rm_rf(dir);
+}
+END_TEST
+
+/* ---- documents (--docs) ------------------------------------------------- */
+
+#define EOT (VOCAB - 1)
+
+/* dir/docs/train_000000.bin: n documents of lens[i] tokens, each its eot
+ * then a learnable stream below the eot, and a meta.json naming the eot. */
+static void make_docs(const char *dir, const int *lens, int n) {
+    char p[1024];
+    snprintf(p, sizeof p, "%s/docs", dir);
+    mkdir(p, 0777);
+    int total = 0;
+    for (int i = 0; i < n; i++) total += lens[i];
+    int32_t *ids = malloc((size_t)total * sizeof *ids);
+    tu_rng r;
+    tu_seed(&r, 7);
+    for (int i = 0, k = 0; i < n; i++) {
+        int x = (int)(tu_uniform(&r) * (VOCAB - 1)) % (VOCAB - 1);
+        ids[k++] = EOT;
+        for (int t = 1; t < lens[i]; t++) ids[k++] = x = (x + 1 + (tu_uniform(&r) < 0.2f)) % (VOCAB - 1);
+    }
+    snprintf(p, sizeof p, "%s/docs/train_000000.bin", dir);
+    ck_assert_int_eq(vttt_token_shard_write(p, ids, (size_t)total, 2, NULL), VTTT_OK);
+    free(ids);
+    const char *meta = "{\"vocab_size\": 16, \"eot\": 15, \"token_bytes\": 2}\n";
+    snprintf(p, sizeof p, "%s/docs/meta.json", dir);
+    tu_write_file(p, meta, strlen(meta));
+}
+
+/* Documents cut into samples: each starts at its eot (or the first token),
+ * pieces of at most seq tokens, the rest of a sample padding (-1); the
+ * last document ends one token before the data (its last target). */
+START_TEST(test_data_docs) {
+    char dir[64], p[1100];
+    tu_tmpdir(dir, sizeof dir, "train");
+    const int lens[] = {40, 70, 10};
+    make_docs(dir, lens, 3);
+    snprintf(p, sizeof p, "%s/docs", dir);
+    train_data *d = NULL;
+    int32_t all[120], s[33];
+    ck_assert_int_eq(train_data_open(&d, p, "train", 120, 120, NULL), VTTT_OK);
+    ck_assert_int_eq(train_data_read(d, 0, all), VTTT_OK);
+    train_data_close(&d);
+    ck_assert_int_eq(train_data_open(&d, p, "train", 33, 32, NULL), VTTT_OK);
+    ck_assert_int_eq(train_data_samples(d), 3); /* (120 - 33) / 32 + 1 across documents */
+    ck_assert_int_eq(train_data_meta_eot(d), EOT);
+    ck_assert_int_eq(train_data_use_docs(d, 32, 1, EOT), VTTT_OK);
+    const int start[] = {0, 32, 40, 72, 104, 110}, targets[] = {32, 8, 32, 32, 6, 9};
+    ck_assert_int_eq(train_data_samples(d), 6);
+    ck_assert(all[0] == EOT && all[40] == EOT && all[110] == EOT);
+    for (int i = 0; i < 6; i++) {
+        ck_assert_int_eq(train_data_sample_targets(d, i), targets[i]);
+        ck_assert_int_eq(train_data_read(d, i, s), VTTT_OK);
+        for (int t = 0; t < 33; t++) ck_assert_int_eq(s[t], t <= targets[i] ? all[start[i] + t] : -1);
+    }
+    ck_assert_int_eq(train_data_read(d, 6, s), VTTT_EINVAL);
+    train_data_close(&d);
+    tu_rm_rf(dir);
+}
+END_TEST
+
+/* The summed token loss of the pieces [start[i], start[i] + len[i]) of
+ * ids, each from the initial state, window by window with the state
+ * carried (carry = 1) or every window fresh (0). */
+static double manual_loss(vttt_model *m, const int32_t *ids, const int *start, const int *len, int n, int W,
+                          int carry) {
+    vttt_model_state *st = NULL;
+    ck_assert_int_eq(vttt_model_state_init(&st, m, 1, W), VTTT_OK);
+    double sum = 0.0;
+    for (int i = 0; i < n; i++) {
+        vttt_model_state_reset(st);
+        for (int w0 = 0; w0 < len[i]; w0 += W) {
+            int k = len[i] - w0 < W ? len[i] - w0 : W;
+            const int32_t *x = ids + start[i] + w0;
+            int32_t tgt[64];
+            float loss = 0.0f;
+            int64_t count = 0;
+            memcpy(tgt, x + 1, (size_t)k * sizeof *tgt);   /* the next tokens, across the window's end */
+            if (!carry) vttt_model_state_reset(st);
+            ck_assert_int_eq(vttt_model_forward_carry(m, st, x, tgt, k, &loss, NULL), VTTT_OK);
+            vttt_model_losses(m, &count);
+            ck_assert_int_eq(count, k);
+            sum += (double)loss * (double)count;
+        }
+    }
+    vttt_model_state_free(&st);
+    return sum;
+}
+
+/* One training step with --docs (lr 0, so that the checkpoint holds the
+ * weights it ran with) over two documents, one shorter than the sequence
+ * (a padded row): its loss equals the two documents run alone window by
+ * window, the state carried within each and fresh at each one's start;
+ * the same step with fresh windows or the state carried from the first
+ * document into the second gives another loss. */
+START_TEST(test_docs_step) {
+    char dir[64], path[1200];
+    tu_tmpdir(dir, sizeof dir, "train");
+    const int lens[] = {40, 70};
+    make_docs(dir, lens, 2);
+    const char *layers[] = {"ttt_linear", "ttt_mlp"};
+    for (int li = 0; li < 2; li++) {
+        vttt_train_params p = small_run(dir, layers[li]);
+        snprintf(p.data, sizeof p.data, "%s/docs", dir);
+        snprintf(p.layer, sizeof p.layer, "%s", layers[li]);
+        p.docs = 1, p.seq = 64, p.window = 16, p.batch = 2, p.steps = 1, p.shuffle = 0;
+        p.lr = p.min_lr = 0.0f, p.warmup = 0, p.ttt_base_lr = p.ttt_base_lr_init = 0.5f;
+        ck_assert_int_eq(vttt_train_run(&p, NULL), VTTT_OK);
+        float l[1];
+        ck_assert_int_eq(read_losses(p.out, l, 1), 1);
+        vttt_model *m = NULL;
+        snprintf(path, sizeof path, "%s/latest", p.out);
+        ck_assert_int_eq(vttt_model_load(&m, path, NULL), VTTT_OK);
+        train_data *d = NULL;
+        int32_t ids[110];
+        snprintf(path, sizeof path, "%s/docs", dir);
+        ck_assert_int_eq(train_data_open(&d, path, "train", 110, 110, NULL), VTTT_OK);
+        ck_assert_int_eq(train_data_read(d, 0, ids), VTTT_OK);
+        train_data_close(&d);
+        /* the batch: the first document (40 targets, padded to 64) and the
+         * first piece of the second (64 of its 69 targets) */
+        const int start[] = {0, 40}, len[] = {40, 64}, one[] = {0}, both[] = {104};
+        double total = 40 + 64;
+        double docs = manual_loss(m, ids, start, len, 2, 16, 1) / total;
+        double fresh = manual_loss(m, ids, start, len, 2, 16, 0) / total;
+        double chain = manual_loss(m, ids, one, both, 1, 16, 1) / total;   /* carried across the boundary */
+        ck_assert_msg(fabs(l[0] - docs) < 1e-5 * docs, "%s: step loss %.7f, documents run alone %.7f", layers[li],
+                      (double)l[0], docs);
+        ck_assert_msg(fabs(fresh - docs) > 1e-4 && fabs(chain - docs) > 1e-4,
+                      "%s: the check cannot tell: carried %.7f, fresh windows %.7f, across documents %.7f",
+                      layers[li], docs, fresh, chain);
+        vttt_model_free(&m);
+    }
+    tu_rm_rf(dir);
+}
+END_TEST
+
+/* --docs needs text with an end-of-text id (meta.json); the setting is
+ * saved and a resume must keep it. */
+START_TEST(test_docs_refused) {
+    char dir[64];
+    tu_log cap;
+    vttt_logger lg = tu_log_capture(&cap, VTTT_LOG_WARNING, 1);
+    tu_tmpdir(dir, sizeof dir, "train");
+    make_data(dir);
+    vttt_train_params p = small_run(dir, "nodocs");
+    p.docs = 1;
+    ck_assert_int_eq(vttt_train_run(&p, &lg), VTTT_EINVAL);
+    ck_assert_ptr_nonnull(strstr(cap.text, "--docs"));
+    ck_assert_ptr_nonnull(strstr(cap.text, "eot"));
+    const int lens[] = {40, 70, 50};
+    make_docs(dir, lens, 3);
+    p = small_run(dir, "docs");
+    snprintf(p.data, sizeof p.data, "%s/docs", dir);
+    p.docs = 1, p.steps = 2, p.ckpt_every = 1;
+    ck_assert_int_eq(vttt_train_run(&p, &lg), VTTT_OK);
+    p.resume = 1, p.docs = 0;
+    ck_assert_int_eq(vttt_train_run(&p, &lg), VTTT_EINVAL);
+    ck_assert_ptr_nonnull(strstr(cap.text, "--docs: given"));
+    p.docs = 1;
+    ck_assert_int_eq(vttt_train_run(&p, &lg), VTTT_OK);
     tu_rm_rf(dir);
 }
 END_TEST
@@ -696,6 +867,9 @@ int main(void) {
     tcase_add_test(tc, test_determinism);
     tcase_add_test(tc, test_accumulation);
     tcase_add_test(tc, test_windows);
+    tcase_add_test(tc, test_data_docs);
+    tcase_add_test(tc, test_docs_step);
+    tcase_add_test(tc, test_docs_refused);
     tcase_add_test(tc, test_sigterm_resume);
     tcase_add_test(tc, test_wrong_settings);
     tcase_add_test(tc, test_damaged_checkpoints);

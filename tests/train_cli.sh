@@ -63,6 +63,12 @@ done
 expect_status 0 "meta.json over 64 KiB" -- "$VTTT" train "${RUN[@]/#$T\/data/$T/bigmeta}" --out "$T/big" --steps 2
 grep -q '"tokens_per_frame":[[:space:]]*16' "$T/big/latest/config.json" ||
     fail "a meta.json over 64 KiB was not read: the run is not a video run"
+# --docs: every sequence is a document from its start (split at meta.json's
+# eot), a setting saved with the run; video shards have no documents
+expect_status 0 "--docs run" -- "$VTTT" train "${RUN[@]}" --out "$T/docs" --steps 3 --docs --window 16
+grep -q '"docs":[[:space:]]*1' "$T/docs/latest/trainer_state.json" || fail "--docs is not saved with the run's settings"
+expect_status 1 "--docs on video shards" "holds video tokens" -- \
+    "$VTTT" train "${RUN[@]/#$T\/data/$T/bigmeta}" --out "$T/docs_video" --steps 2 --docs
 
 # an uninterrupted run
 expect_status 0 "uninterrupted run" -- "$VTTT" train "${RUN[@]}" --out "$T/full" --steps 120 --ckpt-every 10

@@ -37,6 +37,10 @@ static void usage(FILE *f) {
             "  --window W        train each sequence in windows of W tokens, the TTT state carried and the\n"
             "                    gradient truncated between them (default T; a multiple of 16 for TTT)\n"
             "  --accum K         micro-batches per step on each rank (1)\n"
+            "  --docs            text: every sequence is one document from its start (split at <|endoftext|>),\n"
+            "                    or a piece of T tokens of a longer one; the TTT state starts fresh at each\n"
+            "                    and is carried window to window within it (with --window); the rest of a\n"
+            "                    shorter document's row is padding that does not count\n"
             "optimizer (AdamW, linear warmup then cosine decay):\n"
             "  --lr X (3e-3)  --min-lr X (1e-5)  --warmup N (100)  --weight-decay X (0.1)  --clip X (1.0)\n"
             "  --beta1 X (0.9)  --beta2 X (0.95)  --eps X (1e-8)\n"
@@ -176,6 +180,7 @@ static int apply(vttt_train_params *p, cli_extra *x, const char *a, const char *
     if (IS("--resume")) return p->resume = 1, 1;
     if (IS("--shuffle")) return p->shuffle = 1, 1;
     if (IS("--no-shuffle")) return p->shuffle = 0, 1;
+    if (IS("--docs")) return p->docs = 1, 1;
     if (IS("--quiet")) return x->pr.quiet = 1, 1;
     if (IS("--no-save")) return p->ckpt_every = -1, 1;
     return 0;

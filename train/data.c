@@ -23,6 +23,11 @@ struct train_data {
     int64_t samples;
     int meta_vocab, meta_eot;
     int meta_tpf;             /* video: tokens per frame (0: text) */
+    /* documents (train_data_use_docs): sample i is the doc_len[i] tokens
+     * from doc_start[i] (and their targets), padded with -1 to len */
+    int64_t *doc_start;       /* (samples) */
+    int32_t *doc_len;         /* (samples) */
+    int shift;
 };
 
 static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
@@ -168,6 +173,7 @@ void train_data_close(train_data **dp) {
     train_data *d = *dp;
     for (int i = 0; d->shards && i < d->n; i++) vttt_token_shard_close(&d->shards[i]);
     free(d->shards), free(d->start);
+    free(d->doc_start), free(d->doc_len);
     free(d);
     *dp = NULL;
 }
@@ -193,9 +199,9 @@ int64_t train_data_max_id(const train_data *d) {
     return m;
 }
 
-int train_data_read(const train_data *d, int64_t i, int32_t *out) {
-    if (i < 0 || i >= d->samples) return VTTT_EINVAL;
-    int64_t pos = i * d->stride, end = pos + d->len;
+/* out (n) = tokens [pos, pos + n) of the shards laid end to end. */
+static int read_range(const train_data *d, int64_t pos, int64_t n, int32_t *out) {
+    int64_t end = pos + n;
     int f = 0;
     while (d->start[f + 1] <= pos) f++;
     while (pos < end) {
@@ -205,4 +211,69 @@ int train_data_read(const train_data *d, int64_t i, int32_t *out) {
         out += take, pos += take, f++;
     }
     return VTTT_OK;
+}
+
+int train_data_read(const train_data *d, int64_t i, int32_t *out) {
+    if (i < 0 || i >= d->samples) return VTTT_EINVAL;
+    if (!d->doc_start) return read_range(d, i * d->stride, d->len, out);
+    int n = d->doc_len[i] + d->shift;
+    for (int t = n; t < d->len; t++) out[t] = -1;
+    return read_range(d, d->doc_start[i], n, out);
+}
+
+int train_data_sample_targets(const train_data *d, int64_t i) {
+    return d->doc_start ? d->doc_len[i] : d->stride;
+}
+
+/* Appends the sample [start, start + n) to the document index (*cap:
+ * its allocated length). */
+static int push_sample(train_data *d, int64_t start, int n, int64_t *cap) {
+    if (d->samples == *cap) {
+        int64_t k = *cap ? 2 * *cap : 1024;
+        int64_t *s = realloc(d->doc_start, (size_t)k * sizeof *s);
+        if (s) d->doc_start = s;
+        int32_t *l = s ? realloc(d->doc_len, (size_t)k * sizeof *l) : NULL;
+        if (!l) return VTTT_ENOMEM;
+        d->doc_len = l, *cap = k;
+    }
+    d->doc_start[d->samples] = start, d->doc_len[d->samples] = n;
+    d->samples++;
+    return VTTT_OK;
+}
+
+/* The pieces of at most seq tokens of the document [a, b), in order. */
+static int push_doc(train_data *d, int64_t a, int64_t b, int seq, int64_t *cap) {
+    int err = VTTT_OK;
+    for (int64_t s = a; s < b && !err; s += seq) err = push_sample(d, s, (int)(b - s < seq ? b - s : seq), cap);
+    return err;
+}
+
+int train_data_use_docs(train_data *d, int seq, int shift, int eot) {
+    enum { CHUNK = 1 << 16 };
+    int64_t N = d->start[d->n], last = N - shift, a = 0, cap = 0;   /* tokens before `last` have targets */
+    int32_t *buf = malloc(CHUNK * sizeof *buf);
+    int err = buf ? VTTT_OK : VTTT_ENOMEM;
+    free(d->doc_start), free(d->doc_len);
+    d->doc_start = NULL, d->doc_len = NULL, d->samples = 0, d->shift = shift;
+    for (int64_t p0 = 0; p0 < last && !err; p0 += CHUNK) {
+        int64_t k = last - p0 < CHUNK ? last - p0 : CHUNK;
+        if ((err = read_range(d, p0, k, buf))) break;
+        for (int64_t j = 0; j < k && !err; j++) {
+            if (buf[j] != eot || p0 + j == a) continue;
+            err = push_doc(d, a, p0 + j, seq, &cap);   /* a document ends where the next one's eot is */
+            a = p0 + j;
+        }
+    }
+    if (!err) err = push_doc(d, a, last, seq, &cap);
+    free(buf);
+    if (!err && d->samples == 0) err = VTTT_EINVAL;
+    if (err) vttt_log(&d->log, VTTT_LOG_ERROR, "cannot cut the token shards into documents: %s", vttt_strerror(err));
+    return err;
+}
+
+void train_sample_cut(const int32_t *s, int w0, int n, int shift, int32_t *tok, int32_t *tgt) {
+    for (int t = 0; t < n; t++) {
+        tok[t] = s[w0 + t] < 0 ? 0 : s[w0 + t];
+        tgt[t] = s[w0 + t + shift];
+    }
 }

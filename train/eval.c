@@ -1,10 +1,11 @@
 /*
  * Validation: the mean next-token loss over the first eval_seqs
  * validation samples (all when 0), spread over the ranks, each sequence
- * whole through the inference path (constant memory for TTT layers).
+ * whole through the inference path (constant memory for TTT layers); with
+ * documents (--docs) each sample is a document (or a piece of seq tokens
+ * of one) from the initial state.
  */
 #include <stdlib.h>
-#include <string.h>
 
 #include "train_internal.h"
 
@@ -19,16 +20,18 @@ int train_eval(train_ctx *c, float *loss) {
     int rank = vttt_comm_rank(c->comm), size = vttt_comm_size(c->comm);
     /* this rank's samples are rank, rank + size, ...; B at a time */
     for (int64_t i = rank; i < n && !err; i += (int64_t)B * size) {
-        int b = 0;
-        for (; b < B && i + (int64_t)b * size < n && !err; b++)
-            err = train_data_read(c->val, i + (int64_t)b * size, smp + (size_t)b * len);
-        for (int r = 0; r < b; r++) {
-            memcpy(tok + (size_t)r * T, smp + (size_t)r * len, (size_t)T * sizeof(int32_t));
-            memcpy(tgt + (size_t)r * T, smp + (size_t)r * len + c->shift, (size_t)T * sizeof(int32_t));
+        int b = 0, span = 0;   /* span: the longest sample's targets (documents are shorter than seq) */
+        for (; b < B && i + (int64_t)b * size < n && !err; b++) {
+            int64_t k = i + (int64_t)b * size;
+            int t = train_data_sample_targets(c->val, k);
+            err = train_data_read(c->val, k, smp + (size_t)b * len);
+            if (t > span) span = t;
         }
+        for (int r = 0; r < b; r++)
+            train_sample_cut(smp + (size_t)r * len, 0, span, c->shift, tok + (size_t)r * span, tgt + (size_t)r * span);
         float l = 0.0f;
         int64_t count = 0;
-        if (!err) err = vttt_model_forward(c->model, tok, tgt, b, T, 0, &l, NULL);
+        if (!err) err = vttt_model_forward(c->model, tok, tgt, b, span, 0, &l, NULL);
         if (err) break;
         vttt_model_losses(c->model, &count);
         sums[0] += (double)l * (double)count;

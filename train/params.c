@@ -52,6 +52,7 @@ static const struct {
     N(seq, "--seq", F_INT, 1),
     N(window, "--window", F_INT, 1),
     N(accum, "--accum", F_INT, 1),
+    {"docs", "--docs", F_INT, offsetof(vttt_train_params, docs), 0, 1, 1},
     N(lr, "--lr", F_F32, 1),
     N(min_lr, "--min-lr", F_F32, 1),
     N(warmup, "--warmup", F_I64, 1),

@@ -138,10 +138,24 @@ static int make_dirs(const char *dir, const vttt_logger *lg) {
     }
 }
 
+/* --docs cuts text at its end-of-text token (meta.json's eot). */
+static int use_docs(train_ctx *c, train_data *d, const char *spec) {
+    int eot = train_data_meta_eot(d);
+    if (train_data_meta_tokens_per_frame(d) > 0 || eot < 0) {
+        vttt_log(&c->log, VTTT_LOG_ERROR, "--docs: %s %s; documents are text split at <|endoftext|>, which `vttt "
+                 "ingest text` records as \"eot\" in meta.json beside the shards", spec,
+                 train_data_meta_tokens_per_frame(d) > 0 ? "holds video tokens" : "has no meta.json with an \"eot\" id");
+        return VTTT_EINVAL;
+    }
+    return train_data_use_docs(d, c->p.seq, c->shift, eot);
+}
+
 static int open_data(train_ctx *c, const vttt_model_config *cfg) {
     c->shift = vttt_model_config_target_shift(cfg);
     int err = train_data_open(&c->data, c->p.data, "train", c->p.seq + c->shift, c->p.seq, &c->log);
+    if (!err && c->p.docs) err = use_docs(c, c->data, c->p.data);
     if (!err && c->p.val[0]) err = train_data_open(&c->val, c->p.val, "val", c->p.seq + c->shift, c->p.seq, &c->log);
+    if (!err && c->val && c->p.docs) err = use_docs(c, c->val, c->p.val);
     return err;
 }
 
@@ -236,9 +250,11 @@ static int setup_resume(train_ctx *c, train_state *st, const char *dir) {
         return VTTT_EINVAL;
     }
     snprintf(path, sizeof path, "%s/trainer_state.json", dir);
-    if ((err = train_state_read(st, c->data, path, &c->log))) return err;
+    /* the settings first, so that a different one (--seq, --docs) is named
+     * rather than taken for damage, then the data against the checkpoint */
+    if ((err = train_state_read(st, NULL, path, &c->log))) return err;
     if ((err = train_params_match(&c->p, &st->params, c->p.out, &c->log))) return err;
-    return VTTT_OK;
+    return train_state_read(st, c->data, path, &c->log);
 }
 
 /* Buffers, optimizer (and its saved state), sampler, schedule. */

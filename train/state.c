@@ -58,7 +58,9 @@ static int parse(train_state *s, const cJSON *j, const train_data *d, const char
     s->step = h.step, s->tokens = h.count, s->epoch = h.epoch, s->cursor = h.cursor, s->samples = h.samples;
     s->seed = h.seed;
     err = train_params_from_json(&s->params, cJSON_GetObjectItemCaseSensitive(j, "config"), path, lg);
-    if (!err) err = train_state_head_bounds(&h, s->params.steps, (int64_t)s->params.batch * s->params.seq, path, lg);
+    /* with documents a step trains on as many tokens as its documents hold */
+    int64_t per_step = s->params.docs ? 0 : (int64_t)s->params.batch * s->params.seq;
+    if (!err) err = train_state_head_bounds(&h, s->params.steps, per_step, path, lg);
     if (!err && d) err = check_files(cJSON_GetObjectItemCaseSensitive(data, "files"), d, path, lg);
     if (!err && d && s->samples != train_data_samples(d))
         return train_state_fail(lg, path, "the number of samples per epoch differs from the data's");

@@ -12,17 +12,29 @@
  * targets (shift tokens later). */
 static void cut_window(train_ctx *c, int w0, int n) {
     int len = c->p.seq + c->shift;
-    for (int b = 0; b < c->micro; b++) {
-        const int32_t *s = c->samples + (size_t)b * len + w0;
-        memcpy(c->tok + (size_t)b * n, s, (size_t)n * sizeof(int32_t));
-        memcpy(c->tgt + (size_t)b * n, s + c->shift, (size_t)n * sizeof(int32_t));
-    }
+    for (int b = 0; b < c->micro; b++)
+        train_sample_cut(c->samples + (size_t)b * len, w0, n, c->shift, c->tok + (size_t)b * n, c->tgt + (size_t)b * n);
 }
 
-/* Forward and backward of one micro-batch (c->samples); adds the sum of
- * its token losses to *loss_sum. total: targets in the whole batch. */
-static int micro_step(train_ctx *c, double total, double *loss_sum) {
-    int T = c->p.seq, W = c->p.window, err = VTTT_OK;
+/* The tokens of micro-batch k of this rank that have targets: seq, or
+ * with documents the longest of its samples (the windows past it would
+ * only hold padding). */
+static int micro_span(const train_ctx *c, int k) {
+    if (!c->p.docs) return c->p.seq;
+    int first = vttt_comm_rank(c->comm) * c->rank_seqs + k * c->micro, span = 0;
+    for (int b = 0; b < c->micro; b++) {
+        int n = train_data_sample_targets(c->data, c->ids[first + b]);
+        if (n > span) span = n;
+    }
+    return span;
+}
+
+/* Forward and backward of micro-batch k (c->samples); adds the sum of
+ * its token losses to *loss_sum. total: targets in the whole batch. The
+ * TTT state starts fresh at every sample (with documents: at every
+ * document) and is carried from window to window within it. */
+static int micro_step(train_ctx *c, int k, double total, double *loss_sum) {
+    int T = micro_span(c, k), W = c->p.window, err = VTTT_OK;
     if (c->carry) vttt_model_state_reset(c->carry);
     for (int w0 = 0; w0 < T && !err; w0 += W) {
         int n = T - w0 < W ? T - w0 : W;
@@ -33,7 +45,7 @@ static int micro_step(train_ctx *c, double total, double *loss_sum) {
         int64_t count = 0;
         vttt_model_losses(c->model, &count);
         /* the model differentiates its mean loss; weigh it by its share */
-        if (!err) err = vttt_model_backward(c->model, (float)((double)count / total));
+        if (!err && count > 0) err = vttt_model_backward(c->model, (float)((double)count / total));
         *loss_sum += (double)loss * (double)count;
     }
     return err;
@@ -54,10 +66,11 @@ int train_step(train_ctx *c, float *loss, float *grad_norm) {
     for (int i = 0; i < B; i++) c->ids[i] = train_sampler_next(&c->sampler); /* every rank draws all */
     if ((err = vttt_model_set_ttt_base_lr(c->model, train_schedule_ttt_lr(&c->sched, c->step)))) return err;
     vttt_model_zero_grads(c->model);
-    /* every target of a token sample counts */
-    double total = (double)B * c->p.seq, sums[2] = {0.0, 0.0};
+    /* every target of a token sample counts (padding past a document's end does not) */
+    double total = 0.0, sums[2] = {0.0, 0.0};
+    for (int i = 0; i < B; i++) total += train_data_sample_targets(c->data, c->ids[i]);
     for (int k = 0; k < c->p.accum && !err; k++) {
-        if (!(err = load_micro(c, k))) err = micro_step(c, total, &sums[0]);
+        if (!(err = load_micro(c, k))) err = micro_step(c, k, total, &sums[0]);
     }
     /* a rank that failed still takes part, so that no other one waits */
     sums[1] = err ? 1.0 : 0.0;
@@ -78,6 +91,6 @@ int train_step(train_ctx *c, float *loss, float *grad_norm) {
     train_clip_grads(c->model, norm, c->p.grad_clip);
     train_adamw_step(c->opt, train_schedule_lr(&c->sched, c->step));
     c->step++;
-    c->tokens += (int64_t)B * c->p.seq;
+    c->tokens += (int64_t)total;
     return VTTT_OK;
 }

@@ -94,6 +94,12 @@ typedef struct vttt_train_params {
     int seq;                         /* tokens per sequence */
     int window;                      /* tokens per window (0 = seq); a multiple of the TTT mini-batch */
     int accum;                       /* micro-batches per step on each rank */
+    int docs;                        /* 1: samples are documents (text: split at meta.json's eot), each
+                                      * from its start in pieces of at most seq tokens, the TTT state
+                                      * fresh at every document and carried window to window within it;
+                                      * the rest of a batch row after a document's end is padding whose
+                                      * targets do not count. 0: seq tokens at multiples of seq, across
+                                      * document boundaries (llm.c). */
     /* optimizer */
     float lr, min_lr;                /* peak and final learning rate */
     int64_t warmup;                  /* linear warmup steps */

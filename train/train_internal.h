@@ -96,8 +96,23 @@ int train_data_meta_eot(const train_data *d);
 int train_data_meta_tokens_per_frame(const train_data *d);
 /* Largest token id (a scan of every shard). */
 int64_t train_data_max_id(const train_data *d);
-/* out (len) = sample i. */
+/* out (len) = sample i; with documents (below), its tokens and targets
+ * (train_data_sample_targets + shift tokens) then -1 up to len. */
 int train_data_read(const train_data *d, int64_t i, int32_t *out);
+/* Cuts the data into documents instead (--docs): a document starts at
+ * every `eot` token (and at the first token) and ends before the next
+ * one; each document is one sample, or several of seq tokens (the last
+ * one shorter) when it is longer, in order. Sample i then starts at its
+ * piece's first token and has train_data_sample_targets(d, i) <= seq
+ * targets, so that a sequence never crosses a document boundary.
+ * VTTT_EINVAL (logged) when there is no token with a target. */
+int train_data_use_docs(train_data *d, int seq, int shift, int eot);
+/* Targets of sample i: its piece's length with documents, else the
+ * stride (the trainer opens its data with stride = seq). */
+int train_data_sample_targets(const train_data *d, int64_t i);
+/* tok, tgt (n) = tokens [w0, w0 + n) of sample s and their targets shift
+ * tokens later; padding (-1) becomes token 0 and an ignored target. */
+void train_sample_cut(const int32_t *s, int w0, int n, int shift, int32_t *tok, int32_t *tgt);
 
 /* ---- sampler.c: the order of samples ------------------------------------ */
 
