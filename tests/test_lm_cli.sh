@@ -56,23 +56,29 @@ for m in mlp lin att; do
          END { d = s / n - m; e = exp(m) / p - 1; exit !(n == 299 && c == "(299" && d * d < 1e-10 && e * e < 1e-8) }' \
         "$T/score_$m.txt" || fail "$m: mean_nll/perplexity lines: $(tail -2 "$T/score_$m.txt" | tr '\n' ' ')"
 done
-# attention's default window is max_position_embeddings (512 here): 599 tokens predicted as 511 + 87
+# attention's default window is max_position_embeddings (512 here): 599 tokens predicted as 512 + 87,
+# position 513 from a fresh window
 tr ' ' '\n' <"$T/ids_all.txt" | head -n 600 | tr '\n' ' ' >"$T/ids600.txt"
 "$VTTT" lm score --model "$T/att" --tokens "$T/ids600.txt" >"$T/att600.txt" || fail "attention, 600 tokens"
-[ "$(grep -c '^[0-9]' "$T/att600.txt")" = 598 ] && ! grep -q '^512 ' "$T/att600.txt" \
+tr ' ' '\n' <"$T/ids600.txt" | sed -n '513,600p' | tr '\n' ' ' >"$T/ids_tail.txt"
+"$VTTT" lm score --model "$T/att" --tokens "$T/ids_tail.txt" | awk '/^[0-9]/ { $1 += 512; print }' >"$T/att_tail.txt"
+[ "$(grep -c '^[0-9]' "$T/att600.txt")" = 599 ] && same_nll "$T/att_tail.txt" <(sed -n '513,599p' "$T/att600.txt") 1e-5 \
     || fail "attention: not windows of max_position_embeddings"
 expect_status 0 "score --summary" -- "$VTTT" lm score --model "$T/mlp" --tokens "$T/ids.txt" --summary
 [ "$(cat "$T/out.txt")" = "$(tail -2 "$T/score_mlp.txt")" ] || fail "--summary: $(cat "$T/out.txt")"
 
-# --context 128: windows from the initial state; the first window is the
+# --context 128: windows of 128 inputs from the initial state, each
+# predicting the 128 tokens after its first (as the trainer's validation):
+# every token but the first is scored once; the first window is the
 # whole-input score's beginning, the next ones start again
 "$VTTT" lm score --model "$T/mlp" --tokens "$T/ids.txt" --context 128 --batch 2 >"$T/ctx.txt" || fail "score --context"
-[ "$(grep -c '^[0-9]' "$T/ctx.txt")" = 297 ] || fail "--context 128: $(grep -c '^[0-9]' "$T/ctx.txt") lines, want 297"
-grep -qE '^(128|256) ' "$T/ctx.txt" && fail "--context 128: a window's first token was scored"
-same_nll <(head -n 127 "$T/score_mlp.txt") <(head -n 127 "$T/ctx.txt") 1e-5 || fail "--context: first window differs"
-tr ' ' '\n' <"$T/ids.txt" | sed -n '129,256p' | tr '\n' ' ' >"$T/ids_w1.txt"
+[ "$(grep -c '^[0-9]' "$T/ctx.txt")" = 299 ] || fail "--context 128: $(grep -c '^[0-9]' "$T/ctx.txt") lines, want 299"
+[ "$(awk '/^[0-9]/ { print $1 }' "$T/ctx.txt" | tr '\n' ' ')" = "$(seq 1 299 | tr '\n' ' ')" ] \
+    || fail "--context 128: not every position 1..299 once"
+same_nll <(head -n 128 "$T/score_mlp.txt") <(head -n 128 "$T/ctx.txt") 1e-5 || fail "--context: first window differs"
+tr ' ' '\n' <"$T/ids.txt" | sed -n '129,257p' | tr '\n' ' ' >"$T/ids_w1.txt"
 "$VTTT" lm score --model "$T/mlp" --tokens "$T/ids_w1.txt" | awk '/^[0-9]/ { $1 += 128; print }' >"$T/w1.txt"
-same_nll "$T/w1.txt" <(sed -n '128,254p' "$T/ctx.txt") 1e-5 || fail "--context: second window differs from scoring it alone"
+same_nll "$T/w1.txt" <(sed -n '129,256p' "$T/ctx.txt") 1e-5 || fail "--context: second window differs from scoring it alone"
 
 # a token shard and --text give the same scores as the ids they hold
 "$VTTT" ingest text --tokenizer "$T/tok.bpe" --out "$T/shards" --val-fraction 0 --quiet "$T/corpus.txt" || fail "ingest text"

@@ -20,8 +20,9 @@ static void usage(void) {
             "      token's index in the input, nll in nats), then `mean_nll` and `perplexity` lines.\n"
             "      --tokens: whitespace-separated ids or a token shard; --text: a text file, each\n"
             "      document after an <|endoftext|> token as `vttt ingest text` writes it.\n"
-            "      --context T: score windows of T tokens, each from the initial state (default:\n"
-            "      the whole input as one sequence for TTT models, whose state does not grow;\n"
+            "      --context T: windows of T inputs, each from the initial state and predicting the T\n"
+            "      tokens after its first, as the trainer's val_loss at --seq T (default: the whole\n"
+            "      input as one sequence for TTT models, whose state does not grow;\n"
             "      max_position_embeddings for attention); --summary: only the mean and perplexity\n"
             "  vttt lm loss-by-position --model DIR (--tokens FILE | --text F --tokenizer T) [--context T]\n"
             "                [--buckets N] [--batch B] [--max-windows W] [--png OUT] [--threads N]\n"
@@ -45,7 +46,7 @@ typedef struct {
 static int score_window(void *user, int64_t window, const float *losses, int T) {
     score_job *j = user;
     int64_t base = j->offset + window * T;
-    for (int t = 0; t + j->shift < T; t++) {
+    for (int t = 0; t < T; t++) {
         int64_t p = base + t + j->shift;
         if (j->print) printf("%lld %d %.6f\n", (long long)p, (int)j->tokens[p], losses[t]);
         j->sum += losses[t];
@@ -65,12 +66,16 @@ static int score_run(vttt_model *m, const vttt_token_buf *ids, int64_t context, 
         fprintf(stderr, SCORE ": the input has %lld token(s); scoring needs at least %d\n", (long long)n, shift + 1);
         return VTTT_EINVAL;
     }
+    /* the trainer's validation windows (train/eval.c): inputs [i*T, (i+1)*T)
+     * predict the tokens shift later, so every token but the first shift
+     * is scored once; the rest is one shorter window */
     score_job j = {.shift = shift, .print = print, .tokens = ids->ids};
-    int64_t full = n / T, rest = n - full * T;
-    int err = lm_eval_windows(m, ids->ids, full, (int)T, batch, score_window, &j);
-    if (!err && rest > shift) {   /* the last, shorter window */
+    const int32_t *tok = ids->ids;
+    int64_t full = (n - shift) / T, rest = n - shift - full * T;
+    int err = lm_eval_windows_targets(m, tok, tok + shift, full, (int)T, batch, score_window, &j);
+    if (!err && rest > 0) {
         j.offset = full * T;
-        err = lm_eval_windows(m, ids->ids + full * T, 1, (int)rest, 1, score_window, &j);
+        err = lm_eval_windows_targets(m, tok + full * T, tok + full * T + shift, 1, (int)rest, 1, score_window, &j);
     }
     if (err) {
         fprintf(stderr, SCORE ": evaluation failed (%s)\n", vttt_strerror(err));

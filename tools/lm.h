@@ -42,6 +42,11 @@ int lm_model_load(vttt_model **m, const char *dir, const char *cmd);
 typedef int (*lm_window_fn)(void *user, int64_t window, const float *losses, int T);
 int lm_eval_windows(vttt_model *m, const int32_t *tokens, int64_t n_windows, int T, int batch, lm_window_fn fn,
                     void *user);
+/* The same with the targets given: targets (n_windows * T) beside tokens,
+ * targets[i] the token to predict at tokens[i], so that every losses[t]
+ * counts (the trainer's validation windows: targets = tokens + shift). */
+int lm_eval_windows_targets(vttt_model *m, const int32_t *tokens, const int32_t *targets, int64_t n_windows, int T,
+                            int batch, lm_window_fn fn, void *user);
 
 /* Threads for OpenMP and OpenBLAS (n > 0; 0 keeps the defaults: all
  * cores, or OMP_NUM_THREADS). */

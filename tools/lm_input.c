@@ -110,10 +110,15 @@ int lm_model_load(vttt_model **m, const char *dir, const char *cmd) {
 
 int lm_eval_windows(vttt_model *m, const int32_t *tokens, int64_t n_windows, int T, int batch, lm_window_fn fn,
                     void *user) {
+    return lm_eval_windows_targets(m, tokens, NULL, n_windows, T, batch, fn, user);
+}
+
+int lm_eval_windows_targets(vttt_model *m, const int32_t *tokens, const int32_t *targets, int64_t n_windows, int T,
+                            int batch, lm_window_fn fn, void *user) {
     int err = 0;
     for (int64_t w = 0; !err && w < n_windows; w += batch) {
         int B = n_windows - w < batch ? (int)(n_windows - w) : batch;
-        err = vttt_model_forward(m, tokens + w * T, NULL, B, T, 0, NULL, NULL);
+        err = vttt_model_forward(m, tokens + w * T, targets ? targets + w * T : NULL, B, T, 0, NULL, NULL);
         const float *losses = err ? NULL : vttt_model_losses(m, NULL);
         for (int b = 0; !err && b < B; b++) err = fn(user, w + b, losses + (size_t)b * T, T);
     }

@@ -199,8 +199,9 @@ int64_t train_data_max_id(const train_data *d) {
     return m;
 }
 
-/* out (n) = tokens [pos, pos + n) of the shards laid end to end. */
-static int read_range(const train_data *d, int64_t pos, int64_t n, int32_t *out) {
+int train_data_read_range(const train_data *d, int64_t pos, int64_t n, int32_t *out) {
+    if (pos < 0 || n < 0 || pos + n > d->start[d->n]) return VTTT_EINVAL;
+    if (n == 0) return VTTT_OK;
     int64_t end = pos + n;
     int f = 0;
     while (d->start[f + 1] <= pos) f++;
@@ -215,10 +216,10 @@ static int read_range(const train_data *d, int64_t pos, int64_t n, int32_t *out)
 
 int train_data_read(const train_data *d, int64_t i, int32_t *out) {
     if (i < 0 || i >= d->samples) return VTTT_EINVAL;
-    if (!d->doc_start) return read_range(d, i * d->stride, d->len, out);
+    if (!d->doc_start) return train_data_read_range(d, i * d->stride, d->len, out);
     int n = d->doc_len[i] + d->shift;
     for (int t = n; t < d->len; t++) out[t] = -1;
-    return read_range(d, d->doc_start[i], n, out);
+    return train_data_read_range(d, d->doc_start[i], n, out);
 }
 
 int train_data_sample_targets(const train_data *d, int64_t i) {
@@ -257,7 +258,7 @@ int train_data_use_docs(train_data *d, int seq, int shift, int eot) {
     d->doc_start = NULL, d->doc_len = NULL, d->samples = 0, d->shift = shift;
     for (int64_t p0 = 0; p0 < last && !err; p0 += CHUNK) {
         int64_t k = last - p0 < CHUNK ? last - p0 : CHUNK;
-        if ((err = read_range(d, p0, k, buf))) break;
+        if ((err = train_data_read_range(d, p0, k, buf))) break;
         for (int64_t j = 0; j < k && !err; j++) {
             if (buf[j] != eot || p0 + j == a) continue;
             err = push_doc(d, a, p0 + j, seq, &cap);   /* a document ends where the next one's eot is */

@@ -99,6 +99,9 @@ int64_t train_data_max_id(const train_data *d);
 /* out (len) = sample i; with documents (below), its tokens and targets
  * (train_data_sample_targets + shift tokens) then -1 up to len. */
 int train_data_read(const train_data *d, int64_t i, int32_t *out);
+/* out (n) = the tokens [pos, pos + n) of the shards laid end to end;
+ * VTTT_EINVAL outside them. */
+int train_data_read_range(const train_data *d, int64_t pos, int64_t n, int32_t *out);
 /* Cuts the data into documents instead (--docs): a document starts at
  * every `eot` token (and at the first token) and ends before the next
  * one; each document is one sample, or several of seq tokens (the last
