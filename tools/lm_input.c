@@ -53,10 +53,11 @@ int lm_input_check(const lm_input *in, const char *cmd) {
 
 /* Encodes a text file as `vttt ingest text` does (vttt_text_encode): every
  * document after an <|endoftext|> token. */
-static int read_text(const lm_input *in, const char *cmd, int V, vttt_token_buf *out) {
+static int read_text(lm_input *in, const char *cmd, int V, vttt_token_buf *out) {
     vttt_bpe *bpe;
     int err = vttt_bpe_load(&bpe, in->tokenizer, NULL);
     if (err) return err;
+    in->doc_sep = vttt_bpe_eot(bpe);
     if (vttt_bpe_vocab_size(bpe) > V) {
         fprintf(stderr, "%s: the tokenizer %s has %d tokens but the model only %d: not the model's tokenizer\n", cmd,
                 in->tokenizer, vttt_bpe_vocab_size(bpe), V);
@@ -72,7 +73,8 @@ static int read_text(const lm_input *in, const char *cmd, int V, vttt_token_buf 
     return err;
 }
 
-int lm_input_read(const lm_input *in, const char *cmd, int V, vttt_token_buf *out) {
+int lm_input_read(lm_input *in, const char *cmd, int V, vttt_token_buf *out) {
+    in->doc_sep = -1;
     const char *path = in->tokens ? in->tokens : in->text;
     int err = in->tokens ? token_ids_read(in->tokens, out) : read_text(in, cmd, V, out);
     if (err) {
@@ -93,14 +95,8 @@ int lm_input_read(const lm_input *in, const char *cmd, int V, vttt_token_buf *ou
  * checkpoint, RUN/latest. */
 int lm_model_load(vttt_model **m, const char *dir, const char *cmd) {
     char path[4096];
-    snprintf(path, sizeof path, "%s/config.json", dir);
-    if (access(path, F_OK) != 0) {
-        snprintf(path, sizeof path, "%s/latest/config.json", dir);
-        if (access(path, F_OK) == 0) {
-            snprintf(path, sizeof path, "%s/latest", dir);
-            dir = path;
-        }
-    }
+    lm_model_dir(dir, path, sizeof path);
+    dir = path;
     int err = vttt_model_load(m, dir, NULL);
     if (err)
         fprintf(stderr, "%s: cannot load the model directory %s (%s); it needs config.json and model.safetensors\n",

@@ -68,6 +68,7 @@ typedef struct {
 typedef struct {
     double lo, hi;              /* data range of the axis */
     int p0, p1;                 /* pixel positions of lo and hi */
+    int log;                    /* 1: log10 scale (lo > 0) */
 } axis;
 
 static void put(canvas *c, int x, int y, rgb col) {
@@ -113,9 +114,15 @@ static void text(canvas *c, int x, int y, const char *s, rgb col, int vertical) 
     }
 }
 
+static double scaled(const axis *a, double v) { return a->log ? log10(v) : v; }
+
 static int to_px(const axis *a, double v) {
-    return (int)lround(a->p0 + (v - a->lo) / (a->hi - a->lo) * (a->p1 - a->p0));
+    double lo = scaled(a, a->lo), hi = scaled(a, a->hi);
+    return (int)lround(a->p0 + (scaled(a, v) - lo) / (hi - lo) * (a->p1 - a->p0));
 }
+
+/* A value on the axis: finite, and positive on a log axis. */
+static int on_axis(const axis *a, double v) { return isfinite(v) && (!a->log || v > 0); }
 
 /* A "nice" tick step (1, 2 or 5 times a power of ten) giving at most
  * about `target` ticks over the range. */
@@ -132,38 +139,67 @@ static void tick_label(char *buf, size_t n, double v, double step) {
 }
 
 /* Grid lines, ticks and tick labels of one axis (horizontal: the x axis). */
+static void draw_tick(canvas *c, const axis *a, const axis *other, int horizontal, double v, const char *buf);
+
+/* Log axis ticks: 1, 2 and 5 times each power of ten in the range (only
+ * the powers when the range spans more than 4 decades). */
+static void draw_log_ticks(canvas *c, const axis *a, const axis *other, int horizontal) {
+    static const double mult[3] = {1, 2, 5};
+    int many = log10(a->hi / a->lo) > 4, n = 0;
+    for (double d = pow(10, floor(log10(a->lo))); d <= a->hi && n < MAX_TICKS; d *= 10)
+        for (int m = 0; m < (many ? 1 : 3); m++) {
+            double v = d * mult[m];
+            if (v < a->lo * (1 - 1e-9) || v > a->hi * (1 + 1e-9)) continue;
+            char buf[32];
+            snprintf(buf, sizeof buf, "%g", v);
+            draw_tick(c, a, other, horizontal, v, buf), n++;
+        }
+}
+
 static void draw_ticks(canvas *c, const axis *a, const axis *other, int horizontal) {
+    if (a->log) {
+        draw_log_ticks(c, a, other, horizontal);
+        return;
+    }
     double step = tick_step(a->lo, a->hi, horizontal ? 8 : 6);
     double k0 = ceil(a->lo / step - 1e-9);
     for (int k = 0; k < MAX_TICKS; k++) {
         double v = (k0 + k) * step;
         if (v > a->hi + step * 1e-9) break;
-        int p = to_px(a, v);
         char buf[32];
         tick_label(buf, sizeof buf, v, step);
-        if (horizontal) {
-            line(c, p, other->p0, p, other->p1, 1, GRID);
-            line(c, p, other->p0, p, other->p0 + 5, 1, AXIS);
-            text(c, p - text_width(buf) / 2, other->p0 + 10, buf, BLACK, 0);
-        } else {
-            line(c, other->p0, p, other->p1, p, 1, GRID);
-            line(c, other->p0 - 5, p, other->p0, p, 1, AXIS);
-            text(c, other->p0 - 10 - text_width(buf), p - 4 * TEXT_SCALE, buf, BLACK, 0);
-        }
+        draw_tick(c, a, other, horizontal, v, buf);
     }
 }
 
-/* The range of the finite values of one coordinate, widened when empty. */
-static int data_range(const plot_series *s, int ns, int use_y, double *lo, double *hi) {
+/* One grid line, tick and label at v. */
+static void draw_tick(canvas *c, const axis *a, const axis *other, int horizontal, double v, const char *buf) {
+    int p = to_px(a, v);
+    if (horizontal) {
+        line(c, p, other->p0, p, other->p1, 1, GRID);
+        line(c, p, other->p0, p, other->p0 + 5, 1, AXIS);
+        text(c, p - text_width(buf) / 2, other->p0 + 10, buf, BLACK, 0);
+    } else {
+        line(c, other->p0, p, other->p1, p, 1, GRID);
+        line(c, other->p0 - 5, p, other->p0, p, 1, AXIS);
+        text(c, other->p0 - 10 - text_width(buf), p - 4 * TEXT_SCALE, buf, BLACK, 0);
+    }
+}
+
+/* The range of the drawable values of one coordinate (x_log: points
+ * with x <= 0 left out), widened when empty. */
+static int data_range(const plot_series *s, int ns, int use_y, int x_log, double *lo, double *hi) {
     *lo = INFINITY, *hi = -INFINITY;
     for (int i = 0; i < ns; i++)
         for (int j = 0; j < s[i].n; j++) {
             double v = use_y ? s[i].y[j] : s[i].x[j], o = use_y ? s[i].x[j] : s[i].y[j];
-            if (!isfinite(v) || !isfinite(o)) continue;
+            if (!isfinite(v) || !isfinite(o) || (x_log && !(s[i].x[j] > 0))) continue;
             *lo = fmin(*lo, v), *hi = fmax(*hi, v);
         }
     if (*lo > *hi) return -1;
-    if (*hi - *lo < 1e-12 * fmax(1, fabs(*hi))) {
+    if (x_log && !use_y && *hi <= *lo * (1 + 1e-12)) {
+        *lo /= 2, *hi *= 2;
+    } else if (*hi - *lo < 1e-12 * fmax(1, fabs(*hi))) {
         double d = fmax(0.5, fabs(*hi) * 0.05);
         *lo -= d, *hi += d;
     } else if (use_y) {
@@ -176,7 +212,7 @@ static int data_range(const plot_series *s, int ns, int use_y, double *lo, doubl
 static void draw_series(canvas *c, const axis *ax, const axis *ay, const plot_series *s, rgb col) {
     int have = 0, px = 0, py = 0;
     for (int j = 0; j < s->n; j++) {
-        if (!isfinite(s->x[j]) || !isfinite(s->y[j])) {
+        if (!on_axis(ax, s->x[j]) || !isfinite(s->y[j])) {
             have = 0;
             continue;
         }
@@ -206,12 +242,14 @@ static void draw_legend(canvas *c, const axis *ax, const axis *ay, const plot_se
 
 /* Axes (ranges and pixel positions) for the canvas and the data. */
 static int make_axes(const plot_params *p, const plot_series *s, int ns, axis *ax, axis *ay) {
-    if (data_range(s, ns, 0, &ax->lo, &ax->hi) || data_range(s, ns, 1, &ay->lo, &ay->hi)) return -1;
+    if (data_range(s, ns, 0, p->x_log, &ax->lo, &ax->hi) || data_range(s, ns, 1, p->x_log, &ay->lo, &ay->hi))
+        return -1;
     if (isfinite(p->x_min)) ax->lo = p->x_min;
     if (isfinite(p->x_max)) ax->hi = p->x_max;
     if (isfinite(p->y_min)) ay->lo = p->y_min;
     if (isfinite(p->y_max)) ay->hi = p->y_max;
-    if (!(ax->hi > ax->lo) || !(ay->hi > ay->lo)) return -1;
+    ax->log = p->x_log, ay->log = 0;
+    if (!(ax->hi > ax->lo) || !(ay->hi > ay->lo) || (ax->log && !(ax->lo > 0))) return -1;
     ax->p0 = 110, ax->p1 = p->width - 30;
     ay->p0 = p->height - 70, ay->p1 = p->title ? 50 : 20;   /* y grows downwards */
     return 0;
@@ -233,7 +271,7 @@ static void draw(canvas *c, const plot_params *p, const plot_series *s, int ns, 
 }
 
 plot_params plot_default_params(void) {
-    return (plot_params){NULL, NULL, NULL, 960, 600, NAN, NAN, NAN, NAN};
+    return (plot_params){NULL, NULL, NULL, 960, 600, NAN, NAN, NAN, NAN, 0};
 }
 
 int plot_png_write(const char *path, const plot_series *series, int n_series, const plot_params *p) {

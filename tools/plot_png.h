@@ -1,5 +1,5 @@
 /* A small line-plot writer for the command line tools: one or more series
- * of (x, y) points drawn as lines on linear axes with ticks, labels, a
+ * of (x, y) points drawn as lines on linear axes (or a log x axis) with ticks, labels, a
  * title and a legend, written as an RGB PNG (libpng). Text uses a built-in
  * 5x7 bitmap font (printable ASCII), so no font files are needed. */
 #ifndef VTTT_TOOLS_PLOT_PNG_H
@@ -16,6 +16,7 @@ typedef struct plot_params {
     int width, height;                     /* pixels (960 x 600) */
     /* Axis ranges; NAN (the default) fits the data. */
     double x_min, x_max, y_min, y_max;
+    int x_log;   /* 1: a log10 x axis (points with x <= 0 are left out) */
 } plot_params;
 
 plot_params plot_default_params(void);

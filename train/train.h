@@ -131,6 +131,12 @@ vttt_train_params vttt_train_default_params(void);
  * options; out, resume and the reporting fields are kept. VTTT_EIO when
  * dir holds no checkpoint, VTTT_EFORMAT for an unreadable one. */
 int vttt_train_params_load(vttt_train_params *p, const char *dir, const vttt_logger *lg);
+/* The settings saved with one checkpoint directory ckpt (its
+ * trainer_state.json), all of them: what the model was trained on
+ * (`seq`, `window`). VTTT_EIO when there is no readable
+ * trainer_state.json (a model directory the trainer did not write),
+ * VTTT_EFORMAT for a malformed one. */
+int vttt_train_checkpoint_params(vttt_train_params *p, const char *ckpt, const vttt_logger *lg);
 /* Checks the settings; VTTT_EINVAL with a message naming the option. */
 int vttt_train_params_check(const vttt_train_params *p, const vttt_logger *lg);
 /* Trains. Returns 0 when the run reached its last step or was stopped by

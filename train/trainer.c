@@ -10,17 +10,24 @@
 
 #include "train_internal.h"
 
+int vttt_train_checkpoint_params(vttt_train_params *p, const char *ckpt, const vttt_logger *lg) {
+    char path[VTTT_TRAIN_PATH_MAX + 64];
+    snprintf(path, sizeof path, "%s/trainer_state.json", ckpt);
+    train_state st;
+    int err = train_state_read(&st, NULL, path, lg);
+    if (!err) *p = st.params;
+    return err;
+}
+
 int vttt_train_params_load(vttt_train_params *p, const char *dir, const vttt_logger *lg) {
-    char ck[VTTT_TRAIN_PATH_MAX + 32], path[VTTT_TRAIN_PATH_MAX + 64];
+    char ck[VTTT_TRAIN_PATH_MAX + 32];
     if (train_ckpt_latest(dir, ck, sizeof ck) < 0) {
         vttt_log(lg, VTTT_LOG_ERROR, "%s: no checkpoint (step-* directory) to resume from", dir);
         return VTTT_EIO;
     }
-    snprintf(path, sizeof path, "%s/trainer_state.json", ck);
-    train_state st;
-    int err = train_state_read(&st, NULL, path, lg);
+    vttt_train_params q; /* the saved settings; the rest is this invocation's */
+    int err = vttt_train_checkpoint_params(&q, ck, lg);
     if (err) return err;
-    vttt_train_params q = st.params; /* the saved settings; the rest is this invocation's */
     memcpy(q.out, p->out, sizeof q.out);
     q.resume = p->resume, q.handle_signals = p->handle_signals, q.comm = p->comm;
     q.on_report = p->on_report, q.user = p->user;
