@@ -112,8 +112,9 @@ grep -q warning "$T/err.txt" && fail "a warning for a TTT model: $(cat "$T/err.t
 
 # --- --repeat: first and second copy = the scores of exactly those positions
 EOT=$(sed -n 's/.*"eos_token_id":[[:space:]]*\([0-9]*\).*/\1/p' "$T/lin/latest/config.json")
-A=$(tr ' ' '\n' <"$T/ids_all.txt" | sed -n '1,10p' | tr '\n' ' ')
-B=$(tr ' ' '\n' <"$T/ids_all.txt" | sed -n '20,26p' | tr '\n' ' ')
+tr ' ' '\n' <"$T/ids_all.txt" | grep -vx "$EOT" | grep . | head -n 300 | tr '\n' ' ' >"$T/plain.txt"   # no document token
+A=$(tr ' ' '\n' <"$T/plain.txt" | sed -n '1,10p' | tr '\n' ' ')
+B=$(tr ' ' '\n' <"$T/plain.txt" | sed -n '20,26p' | tr '\n' ' ')
 echo "$EOT $A $EOT $B" >"$T/docs.txt"
 expect_status 0 "--repeat" -- "$VTTT" lm loss-by-position --repeat --model "$T/lin" --label lin --tokens "$T/docs.txt" --context 64 \
     --csv "$T/rep.csv"
@@ -135,9 +136,9 @@ paste -d' ' <(grep '^lin ' "$T/rep.txt") "$T/rep_ref.txt" | awk '
 [ "$(head -1 "$T/rep.csv")" = "model,pieces,tokens,nll_first,nll_second,drop,se_drop" ] && [ "$(sed -n 2p "$T/rep.csv" | tr ',' ' ')" = "$(grep '^lin ' "$T/rep.txt")" ] \
     || fail "--repeat CSV: $(tr '\n' ';' <"$T/rep.csv")"
 # a long document is cut into pieces of at most T/2-1 tokens: 300 tokens, --context 64 -> 10 pieces of 30
-expect_status 0 "--repeat pieces" -- "$VTTT" lm loss-by-position --repeat --model "$T/lin" --tokens "$T/ids.txt" --context 64
+expect_status 0 "--repeat pieces" -- "$VTTT" lm loss-by-position --repeat --model "$T/lin" --tokens "$T/plain.txt" --context 64
 grep -qE "^$T/lin 10 300 " "$T/out.txt" || fail "--repeat pieces: $(grep -v '^#' "$T/out.txt")"
-expect_status 0 "--repeat --max-windows 3" -- "$VTTT" lm loss-by-position --repeat --model "$T/lin" --tokens "$T/ids.txt" --context 64 --max-windows 3
+expect_status 0 "--repeat --max-windows 3" -- "$VTTT" lm loss-by-position --repeat --model "$T/lin" --tokens "$T/plain.txt" --context 64 --max-windows 3
 grep -qE "^$T/lin 3 90 " "$T/out.txt" || fail "--repeat --max-windows: $(grep -v '^#' "$T/out.txt")"
 expect_status 2 "--repeat with --png" "--repeat" -- "$VTTT" lm loss-by-position --repeat --model "$T/lin" --tokens "$T/ids.txt" --png "$T/x.png"
 
