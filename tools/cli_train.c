@@ -76,6 +76,17 @@ static void end_line(progress *pr) {
     pr->open_line = 0;
 }
 
+/* The end-of-run lines (also RUN/summary.json). */
+static void print_summary(const vttt_train_report *r) {
+    fprintf(stderr, "summary: %lld steps, %lld tokens | wall %.1f s, %.0f tok/s (this process, mean) | smoothed "
+            "loss %.4f", (long long)r->step, (long long)r->tokens, r->wall_s, r->tokens_per_s,
+            (double)r->loss_smoothed);
+    if (r->best_val_step >= 0)
+        fprintf(stderr, " | best val_loss %.4f at step %lld\n", (double)r->best_val_loss, (long long)r->best_val_step);
+    else
+        fprintf(stderr, " | no validation\n");
+}
+
 static void on_report(void *user, const vttt_train_report *r) {
     progress *pr = user;
     char eta[32];
@@ -101,6 +112,10 @@ static void on_report(void *user, const vttt_train_report *r) {
     case VTTT_TRAIN_EVENT_CHECKPOINT:
         end_line(pr);
         fprintf(stderr, "step %lld: checkpoint %s\n", (long long)r->step, r->checkpoint);
+        break;
+    case VTTT_TRAIN_EVENT_END:
+        end_line(pr);
+        print_summary(r);
         break;
     }
     fflush(stderr);

@@ -4,6 +4,7 @@
  * fp32 value, so two runs' lines can be compared exactly.
  */
 #include <errno.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -44,6 +45,29 @@ static int truncate_after(const char *path, int64_t keep_step, const vttt_logger
     size_t n = 0;
     int err = vttt_file_read_all(path, METRICS_MAX_BYTES, &buf, &n, lg);
     if (!err) err = vttt_file_write_atomic(path, buf, filter_lines(buf, n, keep_step), lg);
+    free(buf);
+    return err;
+}
+
+int train_metrics_best_val(const char *run, float *best, int64_t *step, const vttt_logger *lg) {
+    char path[4096], *buf = NULL;
+    size_t n = 0;
+    struct stat st;
+    *best = NAN, *step = -1;
+    snprintf(path, sizeof path, "%s/metrics.jsonl", run);
+    if (stat(path, &st) != 0 && errno == ENOENT) return VTTT_OK;
+    int err = vttt_file_read_all(path, METRICS_MAX_BYTES, &buf, &n, lg);
+    for (size_t i = 0; !err && i < n;) {
+        char *nl = memchr(buf + i, '\n', n - i);
+        if (!nl) break;
+        *nl = '\0';
+        cJSON *j = cJSON_Parse(buf + i);
+        const cJSON *s = cJSON_GetObjectItemCaseSensitive(j, "step"), *v = cJSON_GetObjectItemCaseSensitive(j, "val_loss");
+        if (cJSON_IsNumber(s) && cJSON_IsNumber(v) && (*step < 0 || v->valuedouble < *best))
+            *best = (float)v->valuedouble, *step = (int64_t)s->valuedouble;
+        cJSON_Delete(j);
+        i = (size_t)(nl - buf) + 1;
+    }
     free(buf);
     return err;
 }

@@ -12,7 +12,8 @@
  *   metrics.jsonl         one JSON line per step ({"step", "loss", "lr",
  *                         "ttt_base_lr", "grad_norm", "tokens",
  *                         "tokens_per_s"}) and per evaluation ({"step",
- *                         "val_loss", "val_ppl"}).
+ *                         "val_loss", "val_ppl"});
+ *   summary.json          the END report of the last process to finish.
  * A checkpoint is written into a temporary directory and renamed into
  * place, so a killed run leaves either the whole checkpoint or none of it;
  * the last `keep` are kept. Resuming (params.resume) continues from the
@@ -57,6 +58,9 @@ typedef enum {
     VTTT_TRAIN_EVENT_EVAL = 1,       /* a validation pass finished (val_loss, val_ppl) */
     VTTT_TRAIN_EVENT_CHECKPOINT = 2, /* a checkpoint was written (checkpoint) */
     VTTT_TRAIN_EVENT_START = 3,      /* set up; step = the step it starts from */
+    VTTT_TRAIN_EVENT_END = 4,        /* the run ended (last step or a signal), checkpoint saved: the summary
+                                      * (step, tokens, tokens_per_s, wall_s, loss_smoothed, best_val_*),
+                                      * also written to RUN/summary.json */
 } vttt_train_event;
 
 typedef struct vttt_train_report {
@@ -70,6 +74,12 @@ typedef struct vttt_train_report {
     const char *checkpoint;   /* CHECKPOINT: its directory */
     int64_t params;           /* START: model parameters */
     int ranks;                /* START: data-parallel ranks */
+    /* END; tokens_per_s is then this process's trained tokens over wall_s */
+    double wall_s;            /* this process's wall time, setup to the last checkpoint (s) */
+    float loss_smoothed;      /* the training loss's bias-corrected exponential moving average over this
+                               * process's steps (beta 0.95: about the last 20 steps) */
+    float best_val_loss;      /* the lowest val_loss of the run (resumes included); NAN: none */
+    int64_t best_val_step;    /* its step; -1: none */
 } vttt_train_report;
 
 typedef struct vttt_train_params {

@@ -224,8 +224,31 @@ int train_ckpt_save(const char *run, const vttt_model *m, const train_adamw *o, 
 /* Opens run/metrics.jsonl for appending; keep_step >= 0 first drops lines
  * of later steps (left by a run killed after its last checkpoint). */
 int train_metrics_open(FILE **out, const char *run, int64_t keep_step, const vttt_logger *lg);
+/* The lowest val_loss (*best, NAN when none) and its step (*step, -1) of
+ * run/metrics.jsonl's lines, on resume: the summary's best validation
+ * loss covers the whole run. A missing file has none. */
+int train_metrics_best_val(const char *run, float *best, int64_t *step, const vttt_logger *lg);
 void train_metrics_step(FILE *f, const vttt_train_report *r);
 void train_metrics_eval(FILE *f, const vttt_train_report *r);
+
+/* ---- summary.c: the end-of-run summary ----------------------------------- */
+
+typedef struct train_summary {
+    double t0;                 /* when this process began (train_now_s) */
+    int64_t tokens0;           /* training tokens at this process's first step */
+    double ema;                /* training loss, moving average before bias correction */
+    int64_t ema_n;             /* steps in it */
+    float best_val;            /* lowest val_loss so far (NAN: none) */
+    int64_t best_step;         /* its step (-1: none) */
+} train_summary;
+#define TRAIN_SUMMARY_BETA 0.95
+
+void train_summary_step(train_summary *s, float loss);
+void train_summary_eval(train_summary *s, int64_t step, float val_loss);
+/* The END report of a run at step with tokens trained in all. */
+vttt_train_report train_summary_report(const train_summary *s, int64_t step, int64_t steps, int64_t tokens);
+/* run/summary.json from an END report, atomically. */
+int train_summary_write(const char *run, const vttt_train_report *r, const vttt_logger *lg);
 
 /* ---- the trainer (trainer.c, step.c, eval.c, signal.c) ------------------- */
 
@@ -248,6 +271,7 @@ typedef struct train_ctx {
     int64_t step, tokens;
     int64_t saved_step;        /* the step of the newest checkpoint on disk (-1: none) */
     FILE *metrics;             /* rank 0 */
+    train_summary summary;
     volatile sig_atomic_t stop; /* set by the signal handler */
 } train_ctx;
 

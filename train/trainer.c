@@ -70,6 +70,7 @@ static int evaluate(void *ctx) {
     vttt_train_report r = {.event = VTTT_TRAIN_EVENT_EVAL, .step = c->step, .steps = c->p.steps,
                            .tokens = c->tokens, .val_loss = loss, .val_ppl = expf(loss)};
     if (c->metrics) train_metrics_eval(c->metrics, &r);
+    train_summary_eval(&c->summary, c->step, loss);
     report(c, &r);
     return VTTT_OK;
 }
@@ -98,6 +99,7 @@ static int step_and_report(void *ctx, double t_start, int64_t step0) {
     r.step = c->step, r.tokens = c->tokens;
     train_report_rates(&r, (double)p->batch * p->seq, t0, train_now_s(), t_start, step0);
     if (c->metrics) train_metrics_step(c->metrics, &r);
+    train_summary_step(&c->summary, r.loss);
     report(c, &r);
     if (c->val && p->eval_every > 0 && c->step % p->eval_every == 0 && (err = evaluate(c))) return err;
     if (p->ckpt_every > 0 && c->step % p->ckpt_every == 0 && (err = save(c))) return err;
@@ -112,7 +114,21 @@ static int loop(train_ctx *c) {
     train_loop l = {.ctx = c, .step = &c->step, .steps = p->steps, .eval_every = p->eval_every, .stop = &c->stop,
                     .can_eval = c->val != NULL, .log = &c->log, .step_and_report = step_and_report,
                     .evaluate = evaluate, .save = save};
-    return train_loop_run(&l);
+    int err = train_loop_run(&l);
+    if (err || !rank0(c)) return err;
+    r = train_summary_report(&c->summary, c->step, p->steps, c->tokens);
+    report(c, &r);
+    return train_summary_write(p->out, &r, &c->log);
+}
+
+/* The summary's start: this process's clock and tokens, and on resume the
+ * best validation loss of the run so far. */
+static void summary_start(train_ctx *c, double t0, int64_t from) {
+    c->summary = (train_summary){.t0 = t0, .tokens0 = c->tokens, .best_val = NAN, .best_step = -1};
+    if (from >= 0 && rank0(c) && train_metrics_best_val(c->p.out, &c->summary.best_val, &c->summary.best_step,
+                                                         &c->log))
+        vttt_log(&c->log, VTTT_LOG_WARNING, "%s/metrics.jsonl: unreadable; the summary's best validation loss "
+                 "covers only the steps from %lld on", c->p.out, (long long)from);
 }
 
 int vttt_train_run(const vttt_train_params *p, const vttt_logger *lg) {
@@ -120,7 +136,9 @@ int vttt_train_run(const vttt_train_params *p, const vttt_logger *lg) {
     train_ctx *c = calloc(1, sizeof *c);
     if (!c) return VTTT_ENOMEM;
     int64_t from = -1;
+    double t0 = train_now_s();
     int err = train_setup(c, p, lg, &from);
+    if (!err) summary_start(c, t0, from);
     if (!err) {
         if (from >= 0) vttt_log(lg, VTTT_LOG_INFO, "resuming %s from step %lld", p->out, (long long)from);
         if (p->handle_signals) train_signals_install(c);
