@@ -103,7 +103,12 @@ int lm_repeat_eval(vttt_model *m, const int32_t *ids, int64_t n, int32_t sep, in
                 (long long)T);
         return VTTT_EINVAL;
     }
-    j.buf = malloc((size_t)batch * 2 * (size_t)(L + j.k) * sizeof *j.buf);
+    int64_t longest = 0;   /* no piece is longer than the longest document: the buffer's size */
+    for (int64_t a = 0, b = 0; a < n; a = ++b) {
+        while (b < n && ids[b] != sep) b++;
+        if (b - a > longest) longest = b - a;
+    }
+    j.buf = malloc((size_t)batch * 2 * (size_t)((L < longest ? L : longest) + j.k) * sizeof *j.buf);
     int err = j.buf ? 0 : VTTT_ENOMEM;
     for (int64_t a = 0; !err && a < n;) {
         int64_t b = a;
