@@ -110,11 +110,11 @@ static int draw(const char *out, run_curve *runs, int n_runs, int val, plot_para
     for (int i = 0; i < n_runs; i++) {
         if (runs[i].n) {
             snprintf(labels[k], sizeof labels[k], "%s%s", runs[i].name, val && runs[i].nv ? " train" : "");
-            s[k] = (plot_series){labels[k], runs[i].x, runs[i].y, runs[i].n}, k++;
+            s[k] = (plot_series){labels[k], runs[i].x, runs[i].y, runs[i].n, NULL}, k++;
         }
         if (val && runs[i].nv) {
             snprintf(labels[k], sizeof labels[k], "%s val", runs[i].name);
-            s[k] = (plot_series){labels[k], runs[i].vx, runs[i].vy, runs[i].nv}, k++;
+            s[k] = (plot_series){labels[k], runs[i].vx, runs[i].vy, runs[i].nv, NULL}, k++;
         }
     }
     return plot_png_write(out, s, k, pp);

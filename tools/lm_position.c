@@ -51,8 +51,8 @@ static void usage(void) {
             "  of their mean NLL there (nats), its standard error across windows, and their count.\n"
             "  --model: repeat it for several models, one curve each (--label: their legend names, in\n"
             "  order; default the directories). --log-x: geometric buckets and a log position axis.\n"
-            "  --png OUT: the curves; --csv OUT (default: OUT.png's name with .csv) the figures as\n"
-            "  model,first,last,mean_nll,se,windows. --max-windows: use at most W windows.\n"
+            "  --png OUT: the curves (bars: +- one standard error); --csv OUT (default: OUT.png's name\n"
+            "  with .csv): model,first,last,mean_nll,se,windows. --max-windows: use at most W windows.\n"
             "  --repeat: in-context copying. Each document of the input (split at <|endoftext|>) is\n"
             "  cut into pieces of at most T/2-1 tokens; each piece is scored as\n"
             "  `<|endoftext|> piece <|endoftext|> piece` from the initial state, and the table gives per\n"
@@ -160,7 +160,7 @@ static void print_buckets(const lbp_opts *o, int i, const lbp_buckets *b, int sh
 
 static int write_plot(const lbp_opts *o, const lbp_job *jobs, int T, int64_t windows) {
     int N = jobs[0].b.n, shift = jobs[0].shift;
-    double *xy = malloc((size_t)N * (1 + o->n_models) * sizeof *xy);
+    double *xy = malloc((size_t)N * (1 + 2 * o->n_models) * sizeof *xy);   /* x, then y and se per model */
     if (!xy) return VTTT_ENOMEM;
     plot_series s[MAX_MODELS];
     for (int k = 0; k < N; k++) {
@@ -168,9 +168,9 @@ static int write_plot(const lbp_opts *o, const lbp_job *jobs, int T, int64_t win
             xy[k] = o->log_x ? sqrt(a * z) : 0.5 * (a + z);
     }
     for (int i = 0; i < o->n_models; i++) {
-        double *y = xy + (size_t)N * (1 + i);
-        for (int k = 0; k < N; k++) y[k] = jobs[i].b.count[k] ? jobs[i].b.mean[k] : NAN;
-        s[i] = (plot_series){label_of(o, i), xy, y, N};
+        double *y = xy + (size_t)N * (1 + 2 * i), *se = y + N;
+        for (int k = 0; k < N; k++) y[k] = jobs[i].b.count[k] ? jobs[i].b.mean[k] : NAN, se[k] = bucket_se(&jobs[i].b, k);
+        s[i] = (plot_series){label_of(o, i), xy, y, N, se};
     }
     char title[160];
     snprintf(title, sizeof title, "loss by position: %lld windows of %d tokens", (long long)windows, T);

@@ -194,7 +194,8 @@ static int data_range(const plot_series *s, int ns, int use_y, int x_log, double
         for (int j = 0; j < s[i].n; j++) {
             double v = use_y ? s[i].y[j] : s[i].x[j], o = use_y ? s[i].x[j] : s[i].y[j];
             if (!isfinite(v) || !isfinite(o) || (x_log && !(s[i].x[j] > 0))) continue;
-            *lo = fmin(*lo, v), *hi = fmax(*hi, v);
+            double e = use_y && s[i].err && isfinite(s[i].err[j]) ? fabs(s[i].err[j]) : 0;
+            *lo = fmin(*lo, v - e), *hi = fmax(*hi, v + e);
         }
     if (*lo > *hi) return -1;
     if (x_log && !use_y && *hi <= *lo * (1 + 1e-12)) {
@@ -217,6 +218,10 @@ static void draw_series(canvas *c, const axis *ax, const axis *ay, const plot_se
             continue;
         }
         int x = to_px(ax, s->x[j]), y = to_px(ay, s->y[j]);
+        if (s->err && isfinite(s->err[j])) {   /* a bar with caps */
+            int ya = to_px(ay, s->y[j] - fabs(s->err[j])), yb = to_px(ay, s->y[j] + fabs(s->err[j]));
+            line(c, x, ya, x, yb, 1, col), line(c, x - 3, ya, x + 3, ya, 1, col), line(c, x - 3, yb, x + 3, yb, 1, col);
+        }
         if (have) line(c, px, py, x, y, 2, col);
         else fill(c, x - 1, y - 1, 2, 2, col);
         have = 1, px = x, py = y;

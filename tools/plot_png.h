@@ -9,6 +9,7 @@ typedef struct plot_series {
     const char *label;    /* legend entry; NULL or "" for none */
     const double *x, *y;  /* (n) points; a non-finite y breaks the line */
     int n;
+    const double *err;    /* (n) error bars y +- err, or NULL; non-finite: none at that point */
 } plot_series;
 
 typedef struct plot_params {
