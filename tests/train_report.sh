@@ -2,7 +2,8 @@
 # What `vttt train` reports about a run, end to end: the final val_loss
 # equals `vttt lm score --context SEQ` on the same validation shard (one
 # definition of the windows; ttt_mlp and attention); the end-of-run summary
-# (printed, and RUN/summary.json) against metrics.jsonl.
+# (printed, and RUN/summary.json) against metrics.jsonl; metrics.jsonl's
+# time_s and `vttt plot --x step|tokens|time`.
 # Usage: train_report.sh path/to/vttt
 set -u
 VTTT=${1:?usage: train_report.sh path/to/vttt}
@@ -72,5 +73,35 @@ echo '{"step":3,"val_loss":1.25,"val_ppl":3.49}' >>"$R/metrics.jsonl"
 check_summary "$R" 24 || fail "summary.json after a resume"
 python3 -c 'import json, sys; s = json.load(open(sys.argv[1])); sys.exit(not (s["best_val_step"] == 3 and s["best_val_loss"] == 1.25))' \
     "$R/summary.json" || fail "the resumed summary's best is not the earlier process's: $(tr -d '\n\t' <"$R/summary.json")"
+
+# time_s: every step line has the run's wall time so far, never going
+# back, also across a stop (SIGTERM) and a resume
+R2="$T/run_time"
+tl_bg "$T/time.err" "$VTTT" train --data "$T/data" --model-preset test --batch 4 --seq 64 --warmup 5 --lr 3e-3 \
+    --seed 5 --steps 120 --ckpt-every 1000 --threads 1 --quiet --out "$R2"
+tl_sigterm_after "$R2/metrics.jsonl" 5 "$T/time.err"
+"$VTTT" train --resume --out "$R2" --threads 1 --quiet || fail "resume after SIGTERM"
+python3 - "$R2/metrics.jsonl" <<'PY' || fail "time_s in metrics.jsonl"
+import json, sys
+t = [json.loads(l).get("time_s") for l in open(sys.argv[1]) if '"loss"' in l]
+ok = len(t) == 120 and all(x is not None and x > 0 for x in t) and all(b >= a for a, b in zip(t, t[1:]))
+if not ok:
+    print("time_s:", t)
+sys.exit(0 if ok else 1)
+PY
+
+# vttt plot --x step|tokens|time
+for x in step tokens time; do
+    expect_status 0 "plot --x $x" -- "$VTTT" plot --x $x --out "$T/plot_$x.png" "$R" "$R2"
+    [ "$(head -c 8 "$T/plot_$x.png" | od -An -tx1 | tr -d ' \n')" = 89504e470d0a1a0a ] || fail "plot --x $x wrote no PNG"
+done
+cmp -s "$T/plot_step.png" "$T/plot_tokens.png" && fail "--x tokens drew the same picture as --x step"
+cmp -s "$T/plot_step.png" "$T/plot_time.png" && fail "--x time drew the same picture as --x step"
+expect_status 2 "plot --x bogus" "step, tokens or time" -- "$VTTT" plot --x bogus --out "$T/x.png" "$R"
+# a log from before time_s: by step and tokens as before; by time, an error that says so
+mkdir -p "$T/old" && sed 's/,"time_s":[0-9.e+-]*//' "$R/metrics.jsonl" >"$T/old/metrics.jsonl"
+grep -q time_s "$T/old/metrics.jsonl" && fail "the old-style log still has time_s"
+expect_status 0 "plot --x tokens, old log" -- "$VTTT" plot --x tokens --out "$T/old_tokens.png" "$T/old"
+expect_status 1 "plot --x time, old log" 'no "time_s"' -- "$VTTT" plot --x time --out "$T/old_time.png" "$T/old"
 
 tl_finish "all vttt train report checks passed"

@@ -162,7 +162,8 @@ static int write_meta(const char *dir, const char *tok, const vttt_bpe *b, int t
         cJSON_AddNumberToObject(s, "tokens", (double)splits[i]->tokens);
         cJSON_AddItemToObject(s, "shards", splits[i]->list);
         splits[i]->list = NULL;
-        if (i == 1 && n_val) cJSON_AddItemToObject(s, "files", cJSON_CreateStringArray((const char *const *)val_in, n_val));
+        if (i == 1 && n_val)
+            cJSON_AddItemToObject(s, "files", cJSON_CreateStringArray((const char *const *)val_in, n_val));
     }
     char *text = cJSON_Print(m), path[4096];
     cJSON_Delete(m);

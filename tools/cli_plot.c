@@ -1,6 +1,7 @@
 /* `vttt plot`: the loss curves of one or more training runs (their
- * metrics.jsonl, train/train.h) in one PNG: training loss against the step
- * for every run, and its validation loss where it has one. */
+ * metrics.jsonl, train/train.h) in one PNG: training loss against the step,
+ * the training tokens or the wall time for every run, and its validation
+ * loss where it has one. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,18 +17,28 @@
 #define MAX_RUNS 16
 
 static void usage(FILE *f) {
-    fprintf(f, "usage: vttt plot --out PNG [--title TEXT] [--smooth N] [--no-val] [--ymin Y] [--ymax Y]\n"
-               "                 [--width W] [--height H]\n"
+    fprintf(f, "usage: vttt plot --out PNG [--x step|tokens|time] [--title TEXT] [--smooth N] [--no-val]\n"
+               "                 [--ymin Y] [--ymax Y] [--width W] [--height H]\n"
                "                 RUN_DIR|[NAME=]RUN_DIR|metrics.jsonl ...\n"
                "  draws the training loss (and the validation loss, where there is one) of each run against the\n"
                "  step; the legend names each run by NAME or its directory's name. --smooth N: the training\n"
-               "  loss as a trailing mean over N steps.\n");
+               "  loss as a trailing mean over N steps. --x tokens: against the training tokens seen; --x time:\n"
+               "  against the run's wall time in seconds (metrics.jsonl's time_s, which vttt train writes since\n"
+               "  2026-12; an older log has none: plot it by step or tokens). A validation point takes the x\n"
+               "  of its step's line.\n");
 }
+
+typedef enum { X_STEP, X_TOKENS, X_TIME } x_kind;
+static const char *const x_keys[] = {"step", "tokens", "time_s"};
 
 typedef struct {
     char name[128];
     double *x, *y, *vx, *vy;  /* train (n), validation (nv) */
     int n, nv, cap, vcap;
+    x_kind xk;
+    double last_step, last_x; /* the latest step line's (a validation point's x) */
+    int has_last;
+    int no_x;                 /* lines without the x key, left out */
 } run_curve;
 
 static int push(double **x, double **y, int *n, int *cap, double a, double b) {
@@ -42,15 +53,26 @@ static int push(double **x, double **y, int *n, int *cap, double a, double b) {
     return 0;
 }
 
-/* Takes the step and loss (or val_loss) of one metrics line. */
+/* Takes the x (step, tokens or time_s) and loss of a step line, or the
+ * val_loss of an evaluation line at the x of its step's line. */
 static int take_line(run_curve *r, const char *line) {
     cJSON *j = cJSON_Parse(line);
     const cJSON *s = cJSON_GetObjectItemCaseSensitive(j, "step"), *l = cJSON_GetObjectItemCaseSensitive(j, "loss");
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(j, "val_loss");
+    const cJSON *x = cJSON_GetObjectItemCaseSensitive(j, x_keys[r->xk]);
     int err = 0;
-    if (cJSON_IsNumber(s) && cJSON_IsNumber(l)) err = push(&r->x, &r->y, &r->n, &r->cap, s->valuedouble, l->valuedouble);
-    if (!err && cJSON_IsNumber(s) && cJSON_IsNumber(v))
-        err = push(&r->vx, &r->vy, &r->nv, &r->vcap, s->valuedouble, v->valuedouble);
+    if (cJSON_IsNumber(s) && cJSON_IsNumber(l)) {
+        r->has_last = cJSON_IsNumber(x);
+        r->last_step = s->valuedouble, r->last_x = r->has_last ? x->valuedouble : 0.0;
+        if (r->has_last) err = push(&r->x, &r->y, &r->n, &r->cap, r->last_x, l->valuedouble);
+        else r->no_x++;
+    }
+    if (!err && cJSON_IsNumber(s) && cJSON_IsNumber(v)) {
+        int at = r->xk == X_STEP || (r->has_last && r->last_step == s->valuedouble);
+        double vx = r->xk == X_STEP ? s->valuedouble : r->last_x;
+        if (at) err = push(&r->vx, &r->vy, &r->nv, &r->vcap, vx, v->valuedouble);
+        else r->no_x++;
+    }
     cJSON_Delete(j);
     return err;
 }
@@ -85,7 +107,13 @@ static int read_run(run_curve *r, const char *arg) {
     free(line);
     fclose(f);
     if (err) fprintf(stderr, CMD ": out of memory reading %s\n", file);
+    else if (!r->n && !r->nv && r->no_x)
+        fprintf(stderr, CMD ": %s has no \"%s\" (a log from an older vttt train, or not a language-model run); plot "
+                "it with --x step\n", file, x_keys[r->xk]), err = -1;
     else if (!r->n && !r->nv) fprintf(stderr, CMD ": %s holds no loss values yet\n", file), err = -1;
+    else if (r->no_x)
+        fprintf(stderr, CMD ": warning: %s: %d line(s) without \"%s\" left out (written by an older vttt train)\n",
+                file, r->no_x, x_keys[r->xk]);
     return err;
 }
 
@@ -123,6 +151,7 @@ static int draw(const char *out, run_curve *runs, int n_runs, int val, plot_para
 int cli_plot(int argc, char **argv) {
     const char *out = NULL;
     int width = 0, height = 0, window = 0, val = 1, n_runs = 0, err = 0;
+    x_kind xk = X_STEP;
     double ymin = NAN, ymax = NAN;
     const char *title = "training loss", *args[MAX_RUNS];
     for (int i = 1; i < argc; i++) {
@@ -136,6 +165,13 @@ int cli_plot(int argc, char **argv) {
         else if (!strcmp(a, "--ymin") && v) ymin = atof(v), i++;
         else if (!strcmp(a, "--ymax") && v) ymax = atof(v), i++;
         else if (!strcmp(a, "--no-val")) val = 0;
+        else if (!strcmp(a, "--x") && v) {
+            if (!strcmp(v, "step")) xk = X_STEP;
+            else if (!strcmp(v, "tokens")) xk = X_TOKENS;
+            else if (!strcmp(v, "time")) xk = X_TIME;
+            else return fprintf(stderr, CMD ": --x takes step, tokens or time (got '%s')\n", v), 2;
+            i++;
+        }
         else if (a[0] == '-' && a[1] == '-') return usage(stderr), 2;
         else if (n_runs == MAX_RUNS) return fprintf(stderr, CMD ": at most %d runs\n", MAX_RUNS), 2;
         else args[n_runs++] = a;
@@ -144,11 +180,13 @@ int cli_plot(int argc, char **argv) {
     run_curve *runs = calloc((size_t)n_runs, sizeof *runs);
     if (!runs) return 1;
     for (int i = 0; i < n_runs && !err; i++) {
+        runs[i].xk = xk;
         err = read_run(&runs[i], args[i]);
         smooth(runs[i].y, runs[i].n, window);
     }
     plot_params pp = plot_default_params();
-    pp.title = title, pp.xlabel = "step", pp.ylabel = "loss (nats/token)";
+    static const char *const xlabels[] = {"step", "training tokens", "wall time (s)"};
+    pp.title = title, pp.xlabel = xlabels[xk], pp.ylabel = "loss (nats/token)";
     if (width) pp.width = width;
     if (height) pp.height = height;
     pp.y_min = ymin, pp.y_max = ymax;

@@ -49,11 +49,21 @@ static int truncate_after(const char *path, int64_t keep_step, const vttt_logger
     return err;
 }
 
-int train_metrics_best_val(const char *run, float *best, int64_t *step, const vttt_logger *lg) {
+/* One kept line into the history. */
+static void history_line(train_metrics_history *h, const cJSON *j) {
+    const cJSON *s = cJSON_GetObjectItemCaseSensitive(j, "step"), *v = cJSON_GetObjectItemCaseSensitive(j, "val_loss");
+    const cJSON *t = cJSON_GetObjectItemCaseSensitive(j, "time_s");
+    if (!cJSON_IsNumber(s)) return;
+    if (cJSON_IsNumber(v) && (h->best_step < 0 || v->valuedouble < h->best_val))
+        h->best_val = (float)v->valuedouble, h->best_step = (int64_t)s->valuedouble;
+    if (cJSON_IsNumber(t) && t->valuedouble > h->time_s) h->time_s = t->valuedouble;
+}
+
+int train_metrics_history_read(const char *run, train_metrics_history *h, const vttt_logger *lg) {
     char path[4096], *buf = NULL;
     size_t n = 0;
     struct stat st;
-    *best = NAN, *step = -1;
+    *h = (train_metrics_history){.best_val = NAN, .best_step = -1, .time_s = 0.0};
     snprintf(path, sizeof path, "%s/metrics.jsonl", run);
     if (stat(path, &st) != 0 && errno == ENOENT) return VTTT_OK;
     int err = vttt_file_read_all(path, METRICS_MAX_BYTES, &buf, &n, lg);
@@ -62,9 +72,7 @@ int train_metrics_best_val(const char *run, float *best, int64_t *step, const vt
         if (!nl) break;
         *nl = '\0';
         cJSON *j = cJSON_Parse(buf + i);
-        const cJSON *s = cJSON_GetObjectItemCaseSensitive(j, "step"), *v = cJSON_GetObjectItemCaseSensitive(j, "val_loss");
-        if (cJSON_IsNumber(s) && cJSON_IsNumber(v) && (*step < 0 || v->valuedouble < *best))
-            *best = (float)v->valuedouble, *step = (int64_t)s->valuedouble;
+        history_line(h, j);
         cJSON_Delete(j);
         i = (size_t)(nl - buf) + 1;
     }
@@ -89,8 +97,8 @@ int train_metrics_open(FILE **out, const char *run, int64_t keep_step, const vtt
 
 void train_metrics_step(FILE *f, const vttt_train_report *r) {
     fprintf(f, "{\"step\":%lld,\"loss\":%.9g,\"lr\":%.9g,\"ttt_base_lr\":%.9g,\"grad_norm\":%.9g,\"tokens\":%lld,"
-            "\"tokens_per_s\":%.1f}\n", (long long)r->step, (double)r->loss, (double)r->lr, (double)r->ttt_base_lr,
-            (double)r->grad_norm, (long long)r->tokens, r->tokens_per_s);
+            "\"tokens_per_s\":%.1f,\"time_s\":%.3f}\n", (long long)r->step, (double)r->loss, (double)r->lr,
+            (double)r->ttt_base_lr, (double)r->grad_norm, (long long)r->tokens, r->tokens_per_s, r->time_s);
     fflush(f);
 }
 

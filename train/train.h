@@ -11,8 +11,8 @@
  *   latest                a symbolic link to the newest checkpoint;
  *   metrics.jsonl         one JSON line per step ({"step", "loss", "lr",
  *                         "ttt_base_lr", "grad_norm", "tokens",
- *                         "tokens_per_s"}) and per evaluation ({"step",
- *                         "val_loss", "val_ppl"});
+ *                         "tokens_per_s", "time_s"}) and per evaluation
+ *                         ({"step", "val_loss", "val_ppl"});
  *   summary.json          the END report of the last process to finish.
  * A checkpoint is written into a temporary directory and renamed into
  * place, so a killed run leaves either the whole checkpoint or none of it;
@@ -71,6 +71,7 @@ typedef struct vttt_train_report {
     int64_t tokens;           /* training tokens so far (all ranks) */
     double tokens_per_s;      /* this step, all ranks */
     double eta_s;             /* estimated time to the last step */
+    double time_s;            /* STEP: the run's wall time so far (s; a resume goes on from its checkpoint's) */
     const char *checkpoint;   /* CHECKPOINT: its directory */
     int64_t params;           /* START: model parameters */
     int ranks;                /* START: data-parallel ranks */

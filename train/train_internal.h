@@ -224,10 +224,17 @@ int train_ckpt_save(const char *run, const vttt_model *m, const train_adamw *o, 
 /* Opens run/metrics.jsonl for appending; keep_step >= 0 first drops lines
  * of later steps (left by a run killed after its last checkpoint). */
 int train_metrics_open(FILE **out, const char *run, int64_t keep_step, const vttt_logger *lg);
-/* The lowest val_loss (*best, NAN when none) and its step (*step, -1) of
- * run/metrics.jsonl's lines, on resume: the summary's best validation
- * loss covers the whole run. A missing file has none. */
-int train_metrics_best_val(const char *run, float *best, int64_t *step, const vttt_logger *lg);
+/* What a resumed run takes over from the lines of run/metrics.jsonl (a
+ * missing file has none): the lowest val_loss (NAN: none) and its step
+ * (-1), so that the summary's best covers the whole run, and the largest
+ * time_s (0: none; logs before time_s have none), so that time_s goes on
+ * from there. */
+typedef struct train_metrics_history {
+    float best_val;
+    int64_t best_step;
+    double time_s;
+} train_metrics_history;
+int train_metrics_history_read(const char *run, train_metrics_history *h, const vttt_logger *lg);
 void train_metrics_step(FILE *f, const vttt_train_report *r);
 void train_metrics_eval(FILE *f, const vttt_train_report *r);
 
@@ -235,6 +242,7 @@ void train_metrics_eval(FILE *f, const vttt_train_report *r);
 
 typedef struct train_summary {
     double t0;                 /* when this process began (train_now_s) */
+    double time0;              /* the run's wall time before this process (s; from metrics.jsonl) */
     int64_t tokens0;           /* training tokens at this process's first step */
     double ema;                /* training loss, moving average before bias correction */
     int64_t ema_n;             /* steps in it */

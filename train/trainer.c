@@ -98,6 +98,7 @@ static int step_and_report(void *ctx, double t_start, int64_t step0) {
     if (err) return err;
     r.step = c->step, r.tokens = c->tokens;
     train_report_rates(&r, (double)p->batch * p->seq, t0, train_now_s(), t_start, step0);
+    r.time_s = c->summary.time0 + (train_now_s() - c->summary.t0);
     if (c->metrics) train_metrics_step(c->metrics, &r);
     train_summary_step(&c->summary, r.loss);
     report(c, &r);
@@ -125,10 +126,14 @@ static int loop(train_ctx *c) {
  * best validation loss of the run so far. */
 static void summary_start(train_ctx *c, double t0, int64_t from) {
     c->summary = (train_summary){.t0 = t0, .tokens0 = c->tokens, .best_val = NAN, .best_step = -1};
-    if (from >= 0 && rank0(c) && train_metrics_best_val(c->p.out, &c->summary.best_val, &c->summary.best_step,
-                                                         &c->log))
+    train_metrics_history h;
+    if (from < 0 || !rank0(c)) return;
+    if (train_metrics_history_read(c->p.out, &h, &c->log)) {
         vttt_log(&c->log, VTTT_LOG_WARNING, "%s/metrics.jsonl: unreadable; the summary's best validation loss "
-                 "covers only the steps from %lld on", c->p.out, (long long)from);
+                 "covers only the steps from %lld on, and time_s starts again at 0", c->p.out, (long long)from);
+        return;
+    }
+    c->summary.best_val = h.best_val, c->summary.best_step = h.best_step, c->summary.time0 = h.time_s;
 }
 
 int vttt_train_run(const vttt_train_params *p, const vttt_logger *lg) {
