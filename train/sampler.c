@@ -7,17 +7,15 @@
 
 #include "train_internal.h"
 
-static uint64_t splitmix(uint64_t *s) {
+uint64_t train_rng_next(uint64_t *s) {
     uint64_t z = (*s += 0x9E3779B97F4A7C15ull);
     z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
     z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
     return z ^ (z >> 31);
 }
 
-/* A uniform integer in [0, n) (Lemire's multiply-shift; the bias for
- * n < 2^40 is below 2^-24). */
-static int64_t below(uint64_t *s, int64_t n) {
-    return (int64_t)(((unsigned __int128)splitmix(s) * (uint64_t)n) >> 64);
+int64_t train_rng_below(uint64_t *s, int64_t n) {
+    return (int64_t)(((unsigned __int128)train_rng_next(s) * (uint64_t)n) >> 64);
 }
 
 /* Fisher-Yates over 0..n-1 with the stream of (seed, epoch). */
@@ -25,7 +23,7 @@ static void shuffle_epoch(train_sampler *s) {
     uint64_t st = s->seed * 0xD1B54A32D192ED03ull ^ ((uint64_t)s->epoch + 1) * 0x9E3779B97F4A7C15ull;
     for (int64_t i = 0; i < s->n; i++) s->perm[i] = i;
     for (int64_t i = s->n - 1; i > 0; i--) {
-        int64_t j = below(&st, i + 1), t = s->perm[i];
+        int64_t j = train_rng_below(&st, i + 1), t = s->perm[i];
         s->perm[i] = s->perm[j], s->perm[j] = t;
     }
 }

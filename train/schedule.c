@@ -20,3 +20,8 @@ float train_schedule_ttt_lr(const train_schedule *s, int64_t step) {
     if (f > 1.0) f = 1.0;
     return (float)(s->ttt_lr_init + f * ((double)s->ttt_lr - s->ttt_lr_init));
 }
+
+train_schedule train_schedule_of(const vttt_train_params *p) {
+    return (train_schedule){p->lr, p->min_lr, p->warmup, p->steps, p->ttt_base_lr, p->ttt_base_lr_init,
+                            p->ttt_base_lr_warmup};
+}

@@ -13,7 +13,7 @@
 
 #include "train_internal.h"
 
-static int parse_layer(const char *name, vttt_layer_kind *k) {
+int train_layer_parse(const char *name, vttt_layer_kind *k) {
     static const char *names[] = {"ttt_linear", "ttt_mlp", "attention"};
     for (int i = 0; i < 3; i++) {
         if (!strcmp(name, names[i])) {
@@ -35,7 +35,7 @@ static int new_config(vttt_model_config *cfg, const vttt_train_params *p, const 
         cfg->seq_kind = VTTT_LAYER_TTT_MLP;
         cfg->max_position_embeddings = p->seq;
     }
-    if (!err && p->layer[0] && parse_layer(p->layer, &cfg->seq_kind)) {
+    if (!err && p->layer[0] && train_layer_parse(p->layer, &cfg->seq_kind)) {
         vttt_log(lg, VTTT_LOG_ERROR, "--layer '%s' is not a sequence layer (ttt_mlp, ttt_linear, attention)", p->layer);
         err = VTTT_EINVAL;
     }
@@ -85,9 +85,7 @@ static int data_frames(train_ctx *c, vttt_model_config *cfg) {
     return err;
 }
 
-/* Fills the settings the user left to the recipe (see train.h). A run
- * fine-tuned from --init keeps its model's inner base lr, without warmup. */
-static void resolve(vttt_train_params *p, const vttt_model_config *cfg) {
+void train_params_resolve(vttt_train_params *p, const vttt_model_config *cfg) {
     int mlp = cfg->seq_kind == VTTT_LAYER_TTT_MLP && !p->init[0];
     if (p->window == 0) p->window = p->seq;
     if (p->ttt_base_lr < 0.0f) p->ttt_base_lr = mlp ? 0.1f : cfg->ttt_base_lr;
@@ -167,7 +165,7 @@ static int setup_new(train_ctx *c, train_state *st) {
     if (!err) err = open_data(c, &cfg);
     if (err) return err;
     set_vocab(&cfg, &c->p, c->data, &c->log);
-    resolve(&c->p, &cfg);
+    train_params_resolve(&c->p, &cfg);
     if ((err = vttt_model_init(&c->model, &cfg, &c->log))) return err;
     vttt_model_init_weights(c->model, c->p.seed);
     memset(st, 0, sizeof *st);
@@ -223,7 +221,7 @@ static int setup_init(train_ctx *c, train_state *st) {
     }
     const vttt_model_config *cfg = vttt_model_get_config(c->model);
     if ((err = open_data(c, cfg)) || (err = init_data_match(c, cfg, c->p.init))) return err;
-    resolve(&c->p, cfg);
+    train_params_resolve(&c->p, cfg);
     vttt_log(&c->log, VTTT_LOG_INFO, "fine-tuning %s (vocabulary %d, %d tokens per frame)", from, cfg->vocab_size,
              cfg->tokens_per_frame);
     memset(st, 0, sizeof *st);
@@ -241,7 +239,7 @@ static int setup_resume(train_ctx *c, train_state *st, const char *dir) {
         return err;
     }
     const vttt_model_config *cfg = vttt_model_get_config(c->model);
-    resolve(&c->p, cfg);
+    train_params_resolve(&c->p, cfg);
     if ((err = open_data(c, cfg))) return err;
     int P = train_data_meta_tokens_per_frame(c->data);
     if (P > 0 && P != cfg->tokens_per_frame) {
@@ -278,8 +276,7 @@ static int setup_training(train_ctx *c, const train_state *st, const char *dir) 
                                   st->cursor)))
         return err;
     c->step = st->step, c->tokens = st->tokens;
-    c->sched = (train_schedule){p->lr, p->min_lr, p->warmup, p->steps, p->ttt_base_lr, p->ttt_base_lr_init,
-                                p->ttt_base_lr_warmup};
+    c->sched = train_schedule_of(p);
     return VTTT_OK;
 }
 

@@ -78,19 +78,25 @@ int train_step(train_ctx *c, float *loss, float *grad_norm) {
     if (err || cerr) return err ? err : cerr;
     if (sums[1] > 0.0) return VTTT_EIO; /* another rank failed and logged why */
     if ((err = train_allreduce_grads(c->model, c->comm))) return err;
-    double norm = train_grad_norm(c->model);
     *loss = (float)(sums[0] / total);
-    *grad_norm = (float)norm;
-    if (!isfinite(norm) || !isfinite(*loss)) {
+    if ((err = train_update(c->model, c->opt, &c->sched, c->step, c->p.grad_clip, *loss, grad_norm))) {
         char last[VTTT_TRAIN_PATH_MAX + 64];
         train_ckpt_status(c->p.out, last, sizeof last);
         vttt_log(&c->log, VTTT_LOG_ERROR, "step %lld: non-finite loss (%g) or gradient norm (%g); stopping without "
-                 "applying it (%s; try a lower --lr)", (long long)c->step + 1, (double)*loss, norm, last);
-        return VTTT_ENAN;
+                 "applying it (%s; try a lower --lr)", (long long)c->step + 1, (double)*loss, (double)*grad_norm, last);
+        return err;
     }
-    train_clip_grads(c->model, norm, c->p.grad_clip);
-    train_adamw_step(c->opt, train_schedule_lr(&c->sched, c->step));
     c->step++;
     c->tokens += (int64_t)total;
+    return VTTT_OK;
+}
+
+int train_update(vttt_model *m, train_adamw *o, const train_schedule *s, int64_t step, float grad_clip, float loss,
+                 float *grad_norm) {
+    double norm = train_grad_norm(m);
+    *grad_norm = (float)norm;
+    if (!isfinite(norm) || !isfinite(loss)) return VTTT_ENAN;
+    train_clip_grads(m, norm, grad_clip);
+    train_adamw_step(o, train_schedule_lr(s, step));
     return VTTT_OK;
 }

@@ -28,6 +28,8 @@ float train_schedule_lr(const train_schedule *s, int64_t step);
  * ttt_base_lr_init / ttt_base_lr_warmup (its 1-based step - 1); ttt_lr
  * when there is no warmup. */
 float train_schedule_ttt_lr(const train_schedule *s, int64_t step);
+/* The schedule of resolved settings p (train_params_resolve). */
+train_schedule train_schedule_of(const vttt_train_params *p);
 
 /* ---- adamw.c: the optimizer -------------------------------------------- */
 
@@ -118,6 +120,12 @@ int train_data_sample_targets(const train_data *d, int64_t i);
 void train_sample_cut(const int32_t *s, int w0, int n, int shift, int32_t *tok, int32_t *tgt);
 
 /* ---- sampler.c: the order of samples ------------------------------------ */
+
+/* splitmix64: the next number of the stream in *s. */
+uint64_t train_rng_next(uint64_t *s);
+/* A uniform integer in [0, n) (Lemire's multiply-shift; the bias for
+ * n < 2^40 is below 2^-24). */
+int64_t train_rng_below(uint64_t *s, int64_t n);
 
 /* Epoch e visits the n samples in a permutation drawn from (seed, e), or in
  * order; the position (epoch, cursor) is all its state. */
@@ -260,6 +268,14 @@ int train_summary_write(const char *run, const vttt_train_report *r, const vttt_
 
 /* ---- the trainer (trainer.c, step.c, eval.c, signal.c) ------------------- */
 
+/* "ttt_linear", "ttt_mlp", "attention" -> *k; VTTT_EINVAL (no message) for
+ * another name. */
+int train_layer_parse(const char *name, vttt_layer_kind *k);
+/* Fills the settings p left to the recipe (see train.h) for a model of
+ * cfg: window, the TTT inner base lr and its warmup. A run fine-tuned from
+ * --init keeps its model's inner base lr, without warmup. */
+void train_params_resolve(vttt_train_params *p, const vttt_model_config *cfg);
+
 typedef struct train_ctx {
     vttt_train_params p;       /* resolved settings */
     vttt_logger log;
@@ -291,6 +307,12 @@ void train_teardown(train_ctx *c);
 /* One optimizer step: loss (mean over the batch) and gradient norm
  * before clipping. */
 int train_step(train_ctx *c, float *loss, float *grad_norm);
+/* The end of a step once the gradients are summed: *grad_norm (before
+ * clipping), then, unless it or loss is not finite (VTTT_ENAN, nothing
+ * applied, the caller says why), clipping to grad_clip and the AdamW
+ * update at the schedule's rate of update `step` (0-based). */
+int train_update(vttt_model *m, train_adamw *o, const train_schedule *s, int64_t step, float grad_clip, float loss,
+                 float *grad_norm);
 /* Mean validation loss over the validation samples, all ranks. */
 int train_eval(train_ctx *c, float *loss);
 /* SIGINT/SIGTERM set c->stop while installed. */
