@@ -157,6 +157,11 @@ int vttt_model_forward(vttt_model *m, const int32_t *tokens, const int32_t *targ
 /* Per-position losses (B, T) of the last forward (0 where ignored) and the
  * number of counted targets; NULL before any forward. */
 const float *vttt_model_losses(const vttt_model *m, int64_t *n_targets);
+/* Logits (n_targets, V) of the rows of the last train forward that had a
+ * target, in row order: the LM head over those rows only, for scoring a
+ * few positions of each sequence (the multi-query recall benchmark).
+ * VTTT_EINVAL before a train forward. */
+int vttt_model_target_logits(vttt_model *m, float *logits);
 /* Backward of the last train forward: accumulates (+=) the gradient of
  * dloss * loss into every parameter gradient. */
 int vttt_model_backward(vttt_model *m, float dloss);

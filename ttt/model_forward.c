@@ -226,6 +226,34 @@ float model_mean_loss(const float *losses, size_t N, int64_t count) {
     return count > 0 ? (float)(s / (double)count) : 0.0f;
 }
 
+/* The LM head of a train forward that asked for no logits when only some
+ * rows have a target (MQAR scores a few positions in a hundred): those
+ * rows are gathered into scratch (hf into scr.nd[0], targets into
+ * scr.tok, losses into scr.rstd, d hf into scr.nd[1]), run through the
+ * head, and their loss and d hf scattered back; the other rows keep loss
+ * 0 and d hf 0, as the full head leaves them. */
+static void head_counted_rows(vttt_model *m, int N, float inv) {
+    model_acts *a = &m->acts;
+    size_t D = (size_t)m->D;
+    float *hfc = m->scr.nd[0], *dhfc = m->scr.nd[1], *lc = m->scr.rstd;
+    int32_t *tc = m->scr.tok;
+    int n = 0;
+    for (int r = 0; r < N; r++) {
+        a->losses[r] = 0.0f;
+        if (a->targets[r] < 0) continue;
+        memcpy(hfc + (size_t)n * D, a->hf + (size_t)r * D, D * sizeof(float));
+        tc[n++] = a->targets[r];
+    }
+    memset(dhfc, 0, (size_t)n * D * sizeof(float));
+    model_head_rows(m, hfc, n, tc, lc, NULL, dhfc, inv);
+    for (int r = 0, k = 0; r < N; r++) {
+        if (a->targets[r] < 0) continue;
+        a->losses[r] = lc[k];
+        memcpy(a->dhf + (size_t)r * D, dhfc + (size_t)k * D, D * sizeof(float));
+        k++;
+    }
+}
+
 /* The train forward, from the learned initial state (s NULL) or from s. */
 static int forward_train(vttt_model *m, vttt_model_state *s, const int32_t *tokens, const int32_t *targets, int B,
                          int T, float *loss, float *logits) {
@@ -249,7 +277,8 @@ static int forward_train(vttt_model *m, vttt_model_state *s, const int32_t *toke
     memset(a->dhf, 0, (size_t)N * D * sizeof(float));
     memset(a->dlm, 0, (size_t)m->V * D * sizeof(float));
     float inv = a->n_targets > 0 ? 1.0f / (float)a->n_targets : 0.0f;
-    model_head_rows(m, a->hf, N, a->targets, a->losses, logits, a->n_targets > 0 ? a->dhf : NULL, inv);
+    if (!logits && a->n_targets > 0 && a->n_targets <= N / 2) head_counted_rows(m, N, inv);
+    else model_head_rows(m, a->hf, N, a->targets, a->losses, logits, a->n_targets > 0 ? a->dhf : NULL, inv);
     if (loss) *loss = model_mean_loss(a->losses, (size_t)N, a->n_targets);
     a->B = B, a->T = T, a->carry = s != NULL, a->pos0 = pos0;
     a->valid = 1;
@@ -293,6 +322,27 @@ int vttt_model_forward_carry(vttt_model *m, vttt_model_state *s, const int32_t *
         return VTTT_EINVAL;
     }
     return forward_train(m, s, tokens, targets, s->B, T, loss, logits);
+}
+
+int vttt_model_target_logits(vttt_model *m, float *logits) {
+    model_acts *a = m ? &m->acts : NULL;
+    if (!a || !a->valid || !logits) {
+        if (m) vttt_log(&m->log, VTTT_LOG_ERROR, "model target logits: no train forward to read (call "
+                        "vttt_model_forward with train=1 first)");
+        return VTTT_EINVAL;
+    }
+    size_t D = (size_t)m->D, V = (size_t)m->V;
+    float *hfc = m->scr.nd[0];
+    int N = a->B * a->T, n = 0;
+    int64_t done = 0;
+    for (int r = 0; r < N; r++) {
+        if (a->targets[r] >= 0) memcpy(hfc + (size_t)n++ * D, a->hf + (size_t)r * D, D * sizeof(float));
+        if (n == MODEL_HEAD_ROWS || (r == N - 1 && n > 0)) {
+            model_head_rows(m, hfc, n, NULL, NULL, logits + (size_t)done * V, NULL, 0.0f);
+            done += n, n = 0;
+        }
+    }
+    return VTTT_OK;
 }
 
 const float *vttt_model_losses(const vttt_model *m, int64_t *n_targets) {
