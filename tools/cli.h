@@ -35,6 +35,7 @@ int cli_plot(int argc, char **argv);         /* cli_plot.c: `vttt plot` (loss cu
 int cli_encoder(int argc, char **argv);      /* cli_encoder*.c: `vttt encoder train|eval|encode|decode|bench` */
 int cli_predict(int argc, char **argv);      /* cli_predict.c: `vttt predict` */
 int cli_bench_stream(int argc, char **argv); /* bench_stream.c: `vttt bench stream` (cost per frame, batching) */
+int cli_bench_recall(int argc, char **argv); /* bench_recall.c: `vttt bench recall` (MQAR accuracy grid) */
 int cli_serve(int argc, char **argv);        /* cli_serve.c: `vttt serve` (HTTP daemon) */
 int cli_bench_serve(int argc, char **argv);  /* bench_serve.c: `vttt bench serve` (daemon load generator) */
 int cli_video(int argc, char **argv);        /* cli_video.c: `vttt video fit` (fine-tuning on one's own clips) */

@@ -279,7 +279,9 @@ plot_params plot_default_params(void) {
     return (plot_params){NULL, NULL, NULL, 960, 600, NAN, NAN, NAN, NAN, 0};
 }
 
-int plot_png_write(const char *path, const plot_series *series, int n_series, const plot_params *p) {
+/* c = a fresh canvas of p's size with the plot drawn; 0, or -1 after a
+ * message naming path. */
+static int render(const char *path, const plot_series *series, int n_series, const plot_params *p, canvas *c) {
     if (p->width < 300 || p->height < 200 || p->width > 10000 || p->height > 10000) {
         fprintf(stderr, "plot %s: size %dx%d outside 300x200..10000x10000\n", path, p->width, p->height);
         return -1;
@@ -289,21 +291,62 @@ int plot_png_write(const char *path, const plot_series *series, int n_series, co
         fprintf(stderr, "plot %s: nothing to draw (no finite point, or an empty axis range)\n", path);
         return -1;
     }
-    canvas c = {malloc((size_t)p->width * p->height * 3), p->width, p->height, 0, 0, p->width - 1, p->height - 1};
-    if (!c.px) {
+    *c = (canvas){malloc((size_t)p->width * p->height * 3), p->width, p->height, 0, 0, p->width - 1, p->height - 1};
+    if (!c->px) {
         fprintf(stderr, "plot %s: out of memory\n", path);
         return -1;
     }
-    draw(&c, p, series, n_series, &ax, &ay);
+    draw(c, p, series, n_series, &ax, &ay);
+    return 0;
+}
+
+static int write_png(const char *path, const canvas *c) {
     png_image img;
     memset(&img, 0, sizeof img);
     img.version = PNG_IMAGE_VERSION;
-    img.width = (png_uint_32)c.w;
-    img.height = (png_uint_32)c.h;
+    img.width = (png_uint_32)c->w;
+    img.height = (png_uint_32)c->h;
     img.format = PNG_FORMAT_RGB;
-    int ok = png_image_write_to_file(&img, path, 0, c.px, 0, NULL);
+    int ok = png_image_write_to_file(&img, path, 0, c->px, 0, NULL);
     if (!ok) fprintf(stderr, "plot %s: cannot write the PNG: %s\n", path, img.message);
     png_image_free(&img);
-    free(c.px);
     return ok ? 0 : -1;
+}
+
+int plot_png_write(const char *path, const plot_series *series, int n_series, const plot_params *p) {
+    canvas c;
+    if (render(path, series, n_series, p, &c)) return -1;
+    int err = write_png(path, &c);
+    free(c.px);
+    return err;
+}
+
+int plot_png_write_panels(const char *path, const plot_panel *panels, int n, int cols) {
+    if (n < 1 || cols < 1) {
+        fprintf(stderr, "plot %s: no panels\n", path);
+        return -1;
+    }
+    int rows = (n + cols - 1) / cols, pw = panels[0].params.width, ph = panels[0].params.height;
+    canvas all = {calloc((size_t)pw * cols * ph * rows * 3, 1), pw * cols, ph * rows, 0, 0, 0, 0};
+    if (!all.px) {
+        fprintf(stderr, "plot %s: out of memory\n", path);
+        return -1;
+    }
+    memset(all.px, 255, (size_t)all.w * all.h * 3);
+    int err = 0;
+    for (int i = 0; i < n && !err; i++) {
+        canvas c;
+        if (panels[i].params.width != pw || panels[i].params.height != ph) {
+            fprintf(stderr, "plot %s: panels must share one size\n", path);
+            err = -1;
+        } else if (!(err = render(path, panels[i].series, panels[i].n_series, &panels[i].params, &c))) {
+            for (int y = 0; y < ph; y++)
+                memcpy(all.px + 3 * (((size_t)(i / cols) * ph + y) * all.w + (size_t)(i % cols) * pw),
+                       c.px + 3 * (size_t)y * pw, 3 * (size_t)pw);
+            free(c.px);
+        }
+    }
+    if (!err) err = write_png(path, &all);
+    free(all.px);
+    return err;
 }

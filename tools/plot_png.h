@@ -25,4 +25,13 @@ plot_params plot_default_params(void);
  * on stderr naming the file (cannot write, no finite point, bad size). */
 int plot_png_write(const char *path, const plot_series *series, int n_series, const plot_params *p);
 
+/* Several plots side by side in one PNG, `cols` to a row (the panels of a
+ * figure); every panel's params give the same width and height. */
+typedef struct plot_panel {
+    const plot_series *series;
+    int n_series;
+    plot_params params;
+} plot_panel;
+int plot_png_write_panels(const char *path, const plot_panel *panels, int n, int cols);
+
 #endif

@@ -13,6 +13,7 @@ static int bench_dispatch(int argc, char **argv) {
     if (argc >= 2 && !strcmp(argv[1], "serve")) return cli_bench_serve(argc - 1, argv + 1);
     if (argc >= 2 && !strcmp(argv[1], "conv")) return cli_bench_conv(argc - 1, argv + 1);
     if (argc >= 2 && !strcmp(argv[1], "stream")) return cli_bench_stream(argc - 1, argv + 1);
+    if (argc >= 2 && !strcmp(argv[1], "recall")) return cli_bench_recall(argc - 1, argv + 1);
     return cli_bench(argc, argv);
 }
 
@@ -22,7 +23,9 @@ static const cli_command commands[] = {
     {"bench", "benchmarks: `vttt bench ttt [--contexts LIST] [--kinds LIST] [--no-train] [--quick]`; "
               "`vttt bench cuda [--contexts LIST] [--kinds LIST] [--batch B] [--quick] "
               "[--parts kernels,layer,gemm,model]` (fused GPU kernels, the layer and a 125m model on the GPU); "
-              "`vttt bench conv [--batch N] [--channels C] [--size S]` (the frame tokenizer's image ops, CPU)",
+              "`vttt bench conv [--batch N] [--channels C] [--size S]` (the frame tokenizer's image ops, CPU); "
+              "`vttt bench recall [--quick] [--layers L] [--widths W] [--lens T] [--kv K] [--steps N] [--out DIR]` "
+              "(multi-query associative recall accuracy grid, docs/mqar.md)",
      bench_dispatch},
     {"tokenizer", "byte-level BPE: `vttt tokenizer train|encode|decode|info ...`", cli_tokenizer},
     {"textgen", "generate English-like example text: `vttt textgen [--bytes N] [--seed S] [--out FILE]`", cli_textgen},
