@@ -4,12 +4,10 @@
  * queried once at an even gap after the pairs, the query's target its
  * value, filler elsewhere), its power-law gaps and determinism; that only
  * the query positions are scored (and the LM head's gathered rows give the
- * full head's loss, gradient and logits); and that a two-block width-64
- * attention model learns 4 pairs at length 64.
+ * full head's loss, gradient and logits).
  */
 #include <check.h>
 #include <math.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -17,8 +15,6 @@
 #include "mqar.h"
 #include "testutil.h"
 
-#define MQAR_TEST_VOCAB 256
-#define MQAR_TEST_STEPS 600
 
 /* Checks one example of c against the definition (in a test). */
 static void check_example(const vttt_mqar_config *c, const int32_t *tok, const int32_t *tgt) {
@@ -225,23 +221,6 @@ START_TEST(test_only_queries_scored) {
 }
 END_TEST
 
-/* The task is learnable end to end: a two-block width-64 attention model
- * recalls 4 pairs at length 64 on held-out examples. */
-START_TEST(test_attention_learns) {
-    vttt_mqar_run r = vttt_mqar_default_run();
-    r.task.vocab_size = MQAR_TEST_VOCAB, r.task.seq_len = 64, r.task.num_kv_pairs = 4;
-    r.layer = VTTT_LAYER_ATTENTION, r.width = 64;
-    r.train.steps = MQAR_TEST_STEPS, r.train.seed = 1;
-    r.test_examples = 256;
-    vttt_mqar_result res;
-    ck_assert_int_eq(vttt_mqar_train(&r, &res, NULL), VTTT_OK);
-    printf("mqar attention D 64 T 64 kv 4: held-out accuracy %.4f, loss %.4f (%lld steps, %.1f s)\n",
-           (double)res.test_acc, (double)res.test_loss, (long long)res.steps, res.seconds);
-    ck_assert_int_eq(res.steps, MQAR_TEST_STEPS);
-    ck_assert(res.test_acc >= 0.9f);
-}
-END_TEST
-
 int main(void) {
     TCase *tc = tcase_create("mqar");
     tcase_set_timeout(tc, 600);
@@ -250,6 +229,5 @@ int main(void) {
     tcase_add_test(tc, test_deterministic);
     tcase_add_test(tc, test_config_check);
     tcase_add_test(tc, test_only_queries_scored);
-    tcase_add_test(tc, test_attention_learns);
     return tu_run("mqar", tc, CK_FORK_GETENV);
 }
