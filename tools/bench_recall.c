@@ -248,7 +248,7 @@ static int write_png(const grid *g, const char *path) {
     for (int l = 0; l < g->n_lens; l++) {
         for (int k = 0; k < g->n_layers; k++) {
             for (int w = 0; w < g->n_widths; w++) y[l][k][w] = (double)*cell(g, l, k, w);
-            series[l][k] = (plot_series){g->layer_names[k], x, y[l][k], g->n_widths};
+            series[l][k] = (plot_series){g->layer_names[k], x, y[l][k], g->n_widths, NULL};
         }
         snprintf(titles[l], sizeof titles[l], "seq %lld, %lld kv pairs", g->lens[l], g->kv[l]);
         plot_params p = plot_default_params();
