@@ -27,14 +27,15 @@ cat "$T/table.txt"
 awk '/^## 1/ { t = 1 } t == 1 && /^\[   0,   1\)/ { print $(NF - 1); exit }' "$T/table.txt" | grep -qx '+0.0000' ||
     fail "the first window differs carried and fresh"
 grep -q '^\[   4,   8)' <(sed -n '/^## 2/,/^## 3/p' "$T/table.txt") || fail "no whole-document rows past K*W"
-# the direct scores: mean NLL over the tokens every mode predicts (position not a multiple of W)
-mean() {   # mean FILE CONTEXT
+# the direct scores, each mode's mean over the tokens that fresh windows predict
+score() {   # score FILE CONTEXT: "<position> <nll>"
     "$VTTT" lm score --model "$T/lin" --text "$1" --tokenizer "$T/tok.bpe" --context "$2" --threads 1 |
-        awk 'NF == 3 && $1 ~ /^[0-9]+$/ && $1 % 16 { s += $3; n++ } END { printf "%d %.4f\n", n, s / n }'
+        awk 'NF == 3 && $1 ~ /^[0-9]+$/ { print $1, $3 }' | sort -k1,1
 }
 for d in a b; do
-    want="$(mean "$T/$d.txt" 16 | cut -d' ' -f1) $(mean "$T/$d.txt" 16 | cut -d' ' -f2) $(mean "$T/$d.txt" 64 |
-        cut -d' ' -f2) $(mean "$T/$d.txt" 100000000 | cut -d' ' -f2)"
+    score "$T/$d.txt" 16 >"$T/f" && score "$T/$d.txt" 64 >"$T/c" && score "$T/$d.txt" 100000000 >"$T/w" || exit 1
+    want=$(join "$T/f" "$T/c" | join - "$T/w" |
+        awk '{ f += $2; c += $3; w += $4; n++ } END { printf "%d %.4f %.4f %.4f\n", n, f / n, c / n, w / n }')
     got=$(awk -v d="$d" '/^## 3/ { t = 1 } t && $1 == d { print $2, $3, $4, $5 }' "$T/table.txt")
     [ "$got" = "$want" ] || fail "document $d: tokens, fresh, carried, whole are '$got', lm score gives '$want'"
 done

@@ -10,8 +10,9 @@
 #            carried through the window (positions up to K times W);
 #   whole    the whole document as one sequence (the state carried over
 #            all of it).
-# Tables (nats per token, on the tokens every mode predicts, i.e. all but
-# each W-window's first):
+# Tables (nats per token, on the tokens every mode predicts; a token at
+# position p (its index in the document) is read after the tokens of its
+# window before it: window (p-1) div W of the fresh ones):
 #   1. by the position q in the K*W segment, buckets of windows [0,1), [1,2),
 #      [2,4), [4,8), ... [K/2,K) of W: carried, fresh, carried - fresh and
 #      its standard error over the segments (the bucket's mean difference of
@@ -66,12 +67,12 @@ function se(sum, sum2, n,   m, v) {
 {
     d = $1; p = $3; fr = $4; ca = $5; wh = $6
     name[d] = $2; nd[d]++; sf[d] += fr; sc[d] += ca; sw[d] += wh
-    seg = int(p / (K * W)); q = p - seg * K * W
+    seg = int((p - 1) / (K * W)); q = p - 1 - seg * K * W
     b = bucket(int(q / W)); key = d SUBSEP seg SUBSEP b
     n1[b]++; f1[b] += fr; c1[b] += ca
     if (!(key in sn)) segs1[b] = segs1[b] " " key
     sn[key]++; sdiff[key] += ca - fr
-    b2 = bucket(int(p / W)); key2 = d SUBSEP b2
+    b2 = bucket(int((p - 1) / W)); key2 = d SUBSEP b2
     n2[b2]++; f2[b2] += fr; w2[b2] += wh
     if (!(key2 in tn)) segs2[b2] = segs2[b2] " " key2
     tn[key2]++; tdiff[key2] += wh - fr
