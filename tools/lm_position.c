@@ -65,7 +65,7 @@ static void usage(void) {
  * geometric ones over their positions shift..T+shift-1 (each at least
  * one position wide, so there may be fewer than asked). */
 static int buckets_init(lbp_buckets *b, int want, int T, int shift, int log_x) {
-    int P = T, N = want < P ? want : P;
+    int N = want < T ? want : T;
     b->lo = malloc(2 * (size_t)N * sizeof *b->lo);
     b->count = calloc((size_t)N, sizeof *b->count);
     b->mean = calloc(2 * (size_t)N, sizeof *b->mean);
@@ -73,9 +73,9 @@ static int buckets_init(lbp_buckets *b, int want, int T, int shift, int log_x) {
     b->hi = b->lo + N, b->m2 = b->mean + N, b->n = 0;
     int prev = 0;
     for (int k = 1; k <= N; k++) {
-        int64_t v = k == N ? P
+        int64_t v = k == N ? T
                     : log_x ? llround(shift * pow((double)(T + shift) / shift, (double)k / N)) - shift
-                            : (int64_t)k * P / N;
+                            : (int64_t)k * T / N;
         if (v <= prev) continue;
         b->lo[b->n] = prev, b->hi[b->n++] = (int)v, prev = (int)v;
     }
