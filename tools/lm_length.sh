@@ -7,14 +7,17 @@
 #   docs   trained with --docs --seq 4096 --window 256: every sequence is a
 #          book (a piece of 4096 tokens of one) from its start, the TTT
 #          state carried window to window (16 windows of 256);
+#   fresh+docs  the fresh model fine-tuned (--init) with --docs as above,
+#          60 steps of one 4096-token piece at lr 1e-3;
 # then tools/lm_length_eval.sh scores the held-out books with the state
 # carried over 16 training windows (4096 tokens) and over the whole book,
 # against fresh 256-token windows, by position.
 #
 # Usage: bash tools/lm_length.sh [OUT_DIR (lm_length)]
 # Environment: VTTT (default build/vttt), LAYERS ("ttt_linear ttt_mlp"),
-# KINDS ("fresh docs"), TOKENS (training tokens per model, 500000),
-# THREADS (1). Steps already done are reused (delete OUT_DIR to redo).
+# KINDS ("fresh docs fresh+docs"), THREADS (1). fresh and docs see the
+# same training tokens (512000, fewer for docs by the padding after each
+# book's end). Steps already done are reused (delete OUT_DIR to redo).
 # Needs apt-get (bible-kjv, bible-kjv-text: fetched with `apt-get
 # download`, not installed).
 set -euo pipefail
@@ -22,8 +25,7 @@ HERE=$(cd "$(dirname "$0")" && pwd)
 VTTT=${VTTT:-$HERE/../build/vttt}
 OUT=${1:-lm_length}
 LAYERS=${LAYERS:-ttt_linear ttt_mlp}
-KINDS=${KINDS:-fresh docs}
-TOKENS=${TOKENS:-500000}
+KINDS=${KINDS:-fresh docs fresh+docs}
 THREADS=${THREADS:-1}
 W=256 K=16
 HELD="06_Joshua 21_Ecclesiastes 27_Daniel 41_Mark 45_Romans"
@@ -58,13 +60,14 @@ for L in $LAYERS; do
         run=runs/$L-$kind
         [ -e "$run/latest" ] && continue
         case $kind in
-        fresh) opts=(--batch 8 --seq $W --steps $((TOKENS / (8 * W))) --warmup $((TOKENS / (80 * W)))) ;;
-        docs) opts=(--docs --batch 1 --seq $((K * W)) --window $W --steps $((TOKENS / (K * W)))
-                    --warmup $((TOKENS / (10 * K * W)))) ;;
-        *) echo "lm_length: unknown kind $kind (fresh, docs)" >&2; exit 2 ;;
+        fresh) opts=(--layer "$L" --batch 8 --seq $W --steps 250 --warmup 25) ;;
+        docs) opts=(--layer "$L" --docs --batch 1 --seq $((K * W)) --window $W --steps 125 --warmup 12) ;;
+        fresh+docs) opts=(--init "runs/$L-fresh" --docs --batch 1 --seq $((K * W)) --window $W --steps 60 --warmup 6
+                          --lr 1e-3) ;;
+        *) echo "lm_length: unknown kind $kind (fresh, docs, fresh+docs)" >&2; exit 2 ;;
         esac
         echo "== train $run: ${opts[*]}"
-        "$VTTT" train --data data --val heldout/train_000000.bin --out "$run" --layer "$L" "${opts[@]}" \
+        "$VTTT" train --data data --val heldout/train_000000.bin --out "$run" "${opts[@]}" \
             --threads "$THREADS" --ckpt-every 0 --log-every 25 2>&1 | tee "logs/$L-$kind.log" | tail -3
     done
 done
