@@ -53,7 +53,7 @@ int main(int argc, char **argv) {
     printf("# window layer drift  (||W - W_init|| / ||W_init||, mean over heads)\n");
     for (int k = 0; k < N && (k + 1) * W <= n; k++) {
         if (vttt_model_prefill(m, st, ids + (size_t)k * W, W, NULL, 0)) return 1;
-        for (int i = 0; i < m->L; i++) printf("%d %d %.5f\n", k + 1, i, drift(m->layers[i], st->ls[i], init));
+        for (int i = 0; i < m->L; i++) printf("%d %d %.6g\n", k + 1, i, drift(m->layers[i], st->ls[i], init));
     }
     free(init), free(ids);
     vttt_model_state_free(&st);
