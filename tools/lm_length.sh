@@ -7,15 +7,18 @@
 #   docs   trained with --docs --seq 4096 --window 256: every sequence is a
 #          book (a piece of 4096 tokens of one) from its start, the TTT
 #          state carried window to window (16 windows of 256);
-#   fresh+docs  the fresh model fine-tuned (--init) with --docs as above,
-#          60 steps of one 4096-token piece at lr 1e-3;
+#   P+docs, P+60  the model P (fresh, docs, fresh+docs) trained on (--init)
+#          with --docs as above, 60 steps of one 4096-token piece at lr 1e-3
+#          (fresh+docs: the fresh model fine-tuned; docs+60: the docs model
+#          trained 60 steps longer);
 # then tools/lm_length_eval.sh scores the held-out books with the state
 # carried over 16 training windows (4096 tokens) and over the whole book,
 # against fresh 256-token windows, by position.
 #
 # Usage: bash tools/lm_length.sh [OUT_DIR (lm_length)]
 # Environment: VTTT (default build/vttt), LAYERS ("ttt_linear ttt_mlp"),
-# KINDS ("fresh docs fresh+docs"), THREADS (1). fresh and docs see the
+# KINDS (default: "fresh docs fresh+docs docs+60", and fresh+docs+60 for
+# ttt_mlp, the runs of the page), THREADS (1). fresh and docs see the
 # same training tokens (512000, fewer for docs by the padding after each
 # book's end). Steps already done are reused (delete OUT_DIR to redo).
 # Needs apt-get (bible-kjv, bible-kjv-text: fetched with `apt-get
@@ -25,7 +28,6 @@ HERE=$(cd "$(dirname "$0")" && pwd)
 VTTT=${VTTT:-$HERE/../build/vttt}
 OUT=${1:-lm_length}
 LAYERS=${LAYERS:-ttt_linear ttt_mlp}
-KINDS=${KINDS:-fresh docs fresh+docs}
 THREADS=${THREADS:-1}
 W=256 K=16
 HELD="06_Joshua 21_Ecclesiastes 27_Daniel 41_Mark 45_Romans"
@@ -55,16 +57,21 @@ done
 [ -s heldout/meta.json ] || "$VTTT" ingest text --tokenizer tok.bpe --out heldout --val-fraction 0 --quiet held/*.txt
 
 mkdir -p runs logs
+kinds() {   # kinds LAYER
+    if [ -n "${KINDS:-}" ]; then echo "$KINDS"
+    elif [ "$1" = ttt_mlp ]; then echo "fresh docs fresh+docs docs+60 fresh+docs+60"
+    else echo "fresh docs fresh+docs docs+60"; fi
+}
 for L in $LAYERS; do
-    for kind in $KINDS; do
+    for kind in $(kinds "$L"); do
         run=runs/$L-$kind
         [ -e "$run/latest" ] && continue
         case $kind in
         fresh) opts=(--layer "$L" --batch 8 --seq $W --steps 250 --warmup 25) ;;
         docs) opts=(--layer "$L" --docs --batch 1 --seq $((K * W)) --window $W --steps 125 --warmup 12) ;;
-        fresh+docs) opts=(--init "runs/$L-fresh" --docs --batch 1 --seq $((K * W)) --window $W --steps 60 --warmup 6
-                          --lr 1e-3) ;;
-        *) echo "lm_length: unknown kind $kind (fresh, docs, fresh+docs)" >&2; exit 2 ;;
+        *+docs | *+60) opts=(--init "runs/$L-${kind%+*}" --docs --batch 1 --seq $((K * W)) --window $W --steps 60
+                             --warmup 6 --lr 1e-3) ;;
+        *) echo "lm_length: unknown kind $kind (fresh, docs, P+docs, P+60)" >&2; exit 2 ;;
         esac
         echo "== train $run: ${opts[*]}"
         "$VTTT" train --data data --val heldout/train_000000.bin --out "$run" "${opts[@]}" \
@@ -73,7 +80,7 @@ for L in $LAYERS; do
 done
 
 for L in $LAYERS; do
-    for kind in $KINDS; do
+    for kind in $(kinds "$L"); do
         echo
         echo "=== $L, $kind-trained (runs/$L-$kind)"
         VTTT=$VTTT THREADS=$THREADS bash "$HERE/lm_length_eval.sh" "runs/$L-$kind" tok.bpe $W $K held/*.txt
