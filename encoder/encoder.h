@@ -49,6 +49,7 @@ typedef struct vttt_encoder_config {
     int num_groups;                      /* GroupNorm groups */
     int num_levels;                      /* FSQ channels d */
     int levels[VTTT_FSQ_MAX_LEVELS];     /* FSQ levels per channel (8,5,5,5: 1000 codes) */
+    int motion;                          /* DELTA: largest motion in pixels (0: none); see below */
 } vttt_encoder_config;
 
 /* S 64, levels 8,5,5,5 and the default widths (FRAME). */
@@ -67,8 +68,27 @@ typedef struct vttt_encoder vttt_encoder;
 int vttt_encoder_init(vttt_encoder **out, const vttt_encoder_config *cfg, uint64_t seed, const vttt_logger *lg);
 void vttt_encoder_free(vttt_encoder **e);
 const vttt_encoder_config *vttt_encoder_get_config(const vttt_encoder *e);
-int vttt_encoder_tokens_per_frame(const vttt_encoder *e);   /* G*G */
-int vttt_encoder_vocab_size(const vttt_encoder *e);         /* product of the levels */
+int vttt_encoder_tokens_per_frame(const vttt_encoder *e);   /* motion tokens + G*G */
+int vttt_encoder_vocab_size(const vttt_encoder *e);         /* cell vocabulary + motion tokens */
+/* Motion (DELTA with motion R > 0, encoder/motion.c): a frame's tokens
+ * start with 16 motion tokens, one for each region of a 4x4 grid over the
+ * frame (raster order), each a displacement (x, y) in half pixels in
+ * [-R, R]² ((4R + 1)² tokens), followed by its G*G cell tokens; the cells
+ * are coded against the reference moved by that motion field (bilinear,
+ * edges clamped; vttt_encoder_motion_ref), and motion 0 leaves a region as
+ * it is. Encoding chooses each region's motion by a search against the
+ * frame (a nonzero one only where it lowers the region's squared error by
+ * 10%). The number of motion tokens at the start of a frame: 16, or 0. */
+int vttt_encoder_motion_tokens(const vttt_encoder *e);
+/* The cell tokens' vocabulary [0, product of the levels); the motion
+ * tokens are [*lo, *lo + *n) above it (*n 0 without motion); token
+ * lo + (y + 2R)(4R + 1) + x + 2R is the motion (x, y) half pixels. */
+int vttt_encoder_cell_vocab(const vttt_encoder *e);
+void vttt_encoder_motion_token_range(const vttt_encoder *e, int *lo, int *n);
+/* out (S, S, 3) = prev (NULL: mid-grey) moved by the motion field of the
+ * tokens motion[0..15] (ignored without motion): the reference the frame's
+ * cells are coded against. VTTT_EINVAL for a token outside its range. */
+int vttt_encoder_motion_ref(const vttt_encoder *e, const uint8_t *prev, const int32_t *motion, uint8_t *out);
 int vttt_encoder_latent_dim(const vttt_encoder *e);         /* d, the FSQ channels */
 /* DELTA: the "no change" token (every FSQ channel at 0); -1 for FRAME. */
 int vttt_encoder_zero_token(const vttt_encoder *e);
@@ -80,9 +100,10 @@ int vttt_encoder_zero_token(const vttt_encoder *e);
 int vttt_encoder_load(vttt_encoder **out, const char *dir, const vttt_logger *lg);
 int vttt_encoder_save(const vttt_encoder *e, const char *dir);
 
-/* frames (N, S, S, 3) -> tokens (N, G*G). DELTA: frame n is coded
- * against its reference ref[n] (ref (N, S, S, 3); for a video, the true
- * frame before it), every frame against mid-grey (intra, pixel 128) when
+/* frames (N, S, S, 3) -> tokens (N, tokens per frame). DELTA: frame n is
+ * coded against its reference ref[n] (ref (N, S, S, 3); for a video, the
+ * true frame before it; with motion, shifted by the motion chosen for the
+ * frame), every frame against mid-grey (intra, pixel 128, motion 0) when
  * ref is NULL; a cell whose decoding is no closer to the frame than the
  * reference's pixels is coded "no change" (a codec's mode decision).
  * FRAME ignores ref. */
@@ -98,14 +119,18 @@ int vttt_encoder_decode(vttt_encoder *e, const uint8_t *prev, const int32_t *tok
 /* Decodes latents instead of tokens: q (N, d, G*G), any real values (a
  * token's latent has each channel on its FSQ level grid; an expectation
  * over tokens lies between). DELTA: frame n on its own reference ref[n]
- * (N, S, S, 3; NULL: mid-grey), a cell whose latent is all zero keeps the
- * reference's pixels. */
+ * (N, S, S, 3; NULL: mid-grey; with motion, the shifted reference of
+ * vttt_encoder_motion_ref), a cell whose latent is all zero keeps the
+ * reference's pixels. The functions below work on cells (G*G per frame,
+ * cell tokens only). */
 int vttt_encoder_decode_latent(vttt_encoder *e, const uint8_t *ref, const float *q, int N, uint8_t *frames);
-/* The expectation of the latent under the softmax of logits (P, V) with
- * temperature 1: q (d, P). With p_zero (P) (DELTA only): p_zero[p] is the
- * probability of cell p's "no change" token and q the expectation over
- * the other tokens (0 where p_zero is 1). */
-void vttt_encoder_expected_latent(const vttt_encoder *e, const float *logits, int P, float *q, float *p_zero);
+/* The expectation of the latent under the softmax of logits (P rows, ld
+ * floats apart, of which the first cell vocabulary are the cell tokens')
+ * with temperature 1: q (d, P). With p_zero (P) (DELTA only): p_zero[p]
+ * is the probability of cell p's "no change" token and q the expectation
+ * over the other tokens (0 where p_zero is 1). */
+void vttt_encoder_expected_latent(const vttt_encoder *e, const float *logits, int P, int ld, float *q,
+                                  float *p_zero);
 /* DELTA: frames (N, S, S, 3) = p_zero * ref + (1 - p_zero) * frames, cell
  * by cell (p_zero (N, G*G), ref (N, S, S, 3), NULL: mid-grey), rounded:
  * the expected frame when a cell keeps the reference with probability

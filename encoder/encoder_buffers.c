@@ -34,9 +34,10 @@ void enc_buffers_free(vttt_encoder *e) {
     bfree(e, &e->x), bfree(e, &e->q), bfree(e, &e->dq), bfree(e, &e->dx);
     for (int i = 0; i < 3; i++) bfree(e, &e->scr[i]);
     free(e->zeros), free(e->h_img), free(e->h_y), free(e->h_z), free(e->h_q), free(e->h_x), free(e->h_prev);
-    free(e->h_mask);
+    free(e->h_mask), free(e->h_mref), free(e->h_cells);
     e->zeros = e->h_img = e->h_y = e->h_z = e->h_q = e->h_x = e->h_prev = NULL;
-    e->h_mask = NULL;
+    e->h_mask = e->h_mref = NULL;
+    e->h_cells = NULL;
     e->cap = 0;
     e->has_fwd = 0;
 }
@@ -72,8 +73,9 @@ int enc_buffers_reserve(vttt_encoder *e, int N) {
     e->h_img = malloc(img * sizeof(float)), e->h_y = malloc(img * sizeof(float));
     e->h_z = malloc(z * sizeof(float)), e->h_q = malloc(zq * sizeof(float));
     e->h_x = malloc(xin * sizeof(float)), e->h_prev = malloc(img * sizeof(float));
-    e->h_mask = malloc(n * (size_t)e->P);
-    if (err || !e->zeros || !e->h_img || !e->h_y || !e->h_z || !e->h_q || !e->h_x || !e->h_prev || !e->h_mask) {
+    e->h_mask = malloc(n * (size_t)e->P), e->h_mref = malloc(img), e->h_cells = malloc(n * e->P * sizeof(int32_t));
+    if (err || !e->zeros || !e->h_img || !e->h_y || !e->h_z || !e->h_q || !e->h_x || !e->h_prev || !e->h_mask ||
+        !e->h_mref || !e->h_cells) {
         enc_buffers_free(e);
         vttt_log(&e->log, VTTT_LOG_ERROR, "tokenizer: out of memory for the buffers of %d frames (%s)", N,
                  e->be->name);

@@ -64,6 +64,11 @@ int vttt_encoder_config_check(const vttt_encoder_config *c, const vttt_logger *l
         v *= c->levels[i];
         if (v > 65536) return bad(lg, "the product of the FSQ levels (the vocabulary) must be <= 65536 (uint16 tokens)");
     }
+    if (c->motion < 0 || c->motion > c->image_size / 8)
+        return bad(lg, "motion (the largest motion in pixels) must be in [0, image_size / 8]");
+    if (c->motion && c->kind != VTTT_ENCODER_DELTA) return bad(lg, "motion needs a delta tokenizer");
+    if (v + (int64_t)(4 * c->motion + 1) * (4 * c->motion + 1) > 65536)
+        return bad(lg, "the vocabulary with the motion tokens must be <= 65536");
     return VTTT_OK;
 }
 
@@ -128,6 +133,7 @@ static int parse_key(vttt_encoder_config *c, const cJSON *v, int *seen, int *num
                      const vttt_logger *lg) {
     static const char *ints[] = {"image_size", "channels", "num_groups", "num_levels"};
     int *fields[] = {&c->image_size, &c->channels, &c->num_groups, num_levels};
+    int *seen_int[] = {&seen[0], &seen[1], &seen[2], &seen[8]};
     const char *k = v->string;
     if (!strcmp(k, "model_type")) {
         if (seen[5]++) return fail(lg, path, "key given twice:", k);
@@ -146,13 +152,17 @@ static int parse_key(vttt_encoder_config *c, const cJSON *v, int *seen, int *num
         c->kind = strcmp(v->valuestring, "delta") ? VTTT_ENCODER_FRAME : VTTT_ENCODER_DELTA;
         return VTTT_OK;
     }
+    if (!strcmp(k, "motion")) {
+        if (seen[3]++) return fail(lg, path, "key given twice:", k);
+        return get_int(v, 0, 64, &c->motion) ? fail(lg, path, "not an integer in [0, 64]:", k) : VTTT_OK;
+    }
     if (!strcmp(k, "factor")) {
         if (seen[7]++) return fail(lg, path, "key given twice:", k);
         return get_int(v, 1, 64, &c->factor) ? fail(lg, path, "not an integer in [1, 64]:", k) : VTTT_OK;
     }
     for (int i = 0; i < 4; i++) {
         if (strcmp(k, ints[i])) continue;
-        if (seen[i]++) return fail(lg, path, "key given twice:", k);
+        if ((*seen_int[i])++) return fail(lg, path, "key given twice:", k);
         return get_int(v, 0, 1 << 20, fields[i]) ? fail(lg, path, "not a non-negative integer:", k) : VTTT_OK;
     }
     return fail(lg, path, "unknown key", k);
@@ -160,7 +170,9 @@ static int parse_key(vttt_encoder_config *c, const cJSON *v, int *seen, int *num
 
 static int parse_config(vttt_encoder_config *c, const cJSON *root, const char *path, const vttt_logger *lg) {
     if (!cJSON_IsObject(root)) return fail(lg, path, "the top level must be a JSON object", NULL);
-    int seen[8] = {0}, err = VTTT_OK, num_levels = -1; /* [6] kind, [7] factor: optional */
+    /* seen: [0-2] ints, [4] levels, [5] model_type: required; [3] motion, [6] kind, [7] factor, [8]
+     * num_levels: optional */
+    int seen[9] = {0}, err = VTTT_OK, num_levels = -1;
     memset(c, 0, sizeof *c);
     c->factor = -1; /* "kind" (frame) and "factor" (8 for frame, 4 for delta) may be left out */
     for (const cJSON *v = root->child; v && !err; v = v->next) err = parse_key(c, v, seen, &num_levels, path, lg);
@@ -202,5 +214,6 @@ int enc_config_write(const vttt_encoder_config *c, const char *path, const vttt_
     cJSON_AddNumberToObject(j, "num_groups", c->num_groups);
     cJSON_AddNumberToObject(j, "num_levels", c->num_levels);
     cJSON_AddItemToObject(j, "levels", cJSON_CreateIntArray(c->levels, c->num_levels));
+    if (c->motion) cJSON_AddNumberToObject(j, "motion", c->motion); /* left out at 0: older readers load it */
     return vttt_json_file_write(j, path, lg);
 }

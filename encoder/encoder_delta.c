@@ -135,11 +135,12 @@ int enc_delta_dq_to_host(vttt_encoder *e, float *dq, int N) {
     return err;
 }
 
-void vttt_encoder_expected_latent(const vttt_encoder *e, const float *logits, int P, float *q, float *p_zero) {
+void vttt_encoder_expected_latent(const vttt_encoder *e, const float *logits, int P, int ld, float *q,
+                                  float *p_zero) {
     const vttt_encoder_config *c = &e->cfg;
     int d = c->num_levels, V = enc_fsq_vocab(c), zero = p_zero ? vttt_encoder_zero_token(e) : -1;
     for (int p = 0; p < P; p++) {
-        const float *r = logits + (size_t)p * V;
+        const float *r = logits + (size_t)p * ld;
         float mx = r[0];
         for (int v = 1; v < V; v++) mx = r[v] > mx ? r[v] : mx;
         double acc[VTTT_FSQ_MAX_LEVELS] = {0}, sum = 0.0, w0 = 0.0;

@@ -146,8 +146,9 @@ int vttt_encoder_forward(vttt_encoder *e, const uint8_t *prev, const uint8_t *fr
     int S = e->cfg.image_size, err = enc_buffers_reserve(e, N);
     if (err) return err;
     enc_frames_to_img(e->h_img, frames, N, S);
-    if (e->cfg.kind == VTTT_ENCODER_DELTA)
-        enc_delta_set_prev(e, prev, prev ? prev + (size_t)S * S * 3 : NULL, N);
+    if (e->cfg.kind == VTTT_ENCODER_DELTA &&
+        (err = enc_motion_refs(e, prev, prev ? prev + (size_t)S * S * 3 : NULL, frames, NULL, N, NULL)))
+        return err;
     if ((err = enc_forward_f(e, e->h_img, N, loss))) return err;
     /* training: the trainer checks the loss (and says it stops there) */
     if (!train && (err = check_finite(e, e->h_y, (size_t)N * 3 * S * S, "decoder's output"))) return err;
@@ -170,23 +171,32 @@ static int chunks_begin(vttt_encoder *e, int N, int have_buffers) {
  * ref (one frame; NULL: mid-grey). */
 static int encode_chunks(vttt_encoder *e, const uint8_t *ref, int video, const uint8_t *frames, int N,
                          int32_t *tokens) {
-    int S = e->cfg.image_size, P = e->P, err = chunks_begin(e, N, frames && tokens);
+    int S = e->cfg.image_size, P = e->P, M = enc_motion_count(&e->cfg), err = chunks_begin(e, N, frames && tokens);
     size_t fb = (size_t)S * S * 3;
+    int32_t motion[ENC_MOTION_REGIONS * ENC_CHUNK];
     if (err) return err;
     for (int n0 = 0; n0 < N && !err; n0 += ENC_CHUNK) {
         int n = N - n0 < ENC_CHUNK ? N - n0 : ENC_CHUNK;
-        enc_frames_to_img(e->h_img, frames + (size_t)n0 * fb, n, S);
+        const uint8_t *cur = frames + (size_t)n0 * fb;
+        int32_t *cells = M ? e->h_cells : tokens + (size_t)n0 * P;
+        enc_frames_to_img(e->h_img, cur, n, S);
         if (e->cfg.kind == VTTT_ENCODER_DELTA && video)
-            enc_delta_set_prev(e, n0 ? frames + (size_t)(n0 - 1) * fb : ref, frames + (size_t)n0 * fb, n);
+            err = enc_motion_refs(e, n0 ? cur - fb : ref, cur, cur, NULL, n, motion);
         else if (e->cfg.kind == VTTT_ENCODER_DELTA)
-            enc_delta_set_prev(e, ref ? ref + (size_t)n0 * fb : NULL, ref ? ref + (size_t)(n0 + 1) * fb : NULL, n);
-        err = upload(e, n);
+            err = enc_motion_refs(e, ref ? ref + (size_t)n0 * fb : NULL, ref ? ref + (size_t)(n0 + 1) * fb : NULL,
+                                  cur, NULL, n, motion);
+        if (!err) err = upload(e, n);
         if (!err) err = enc_layers_forward(e, 0, e->n_enc, n);
-        if (!err) err = quantize(e, n, tokens + (size_t)n0 * P);
+        if (!err) err = quantize(e, n, cells);
         if (!err && e->cfg.kind == VTTT_ENCODER_DELTA) { /* keep the reference where the code does not beat it */
             err = enc_layers_forward(e, e->n_enc, e->n_layers, n);
             if (!err) err = output(e, n);
-            if (!err && enc_delta_keep_better(e, n, tokens + (size_t)n0 * P) < 0) err = VTTT_ENOMEM;
+            if (!err && enc_delta_keep_better(e, n, cells) < 0) err = VTTT_ENOMEM;
+        }
+        for (int i = 0; i < n && M && !err; i++) { /* each frame's tokens: its motion, then its cells */
+            int32_t *t = tokens + (size_t)(n0 + i) * (M + P);
+            memcpy(t, motion + (size_t)i * M, (size_t)M * sizeof(int32_t));
+            memcpy(t + M, cells + (size_t)i * P, (size_t)P * sizeof(int32_t));
         }
     }
     return err;
@@ -220,14 +230,20 @@ int vttt_encoder_decode(vttt_encoder *e, const uint8_t *prev, const int32_t *tok
     int chunk = e->cfg.kind == VTTT_ENCODER_DELTA ? 1 : ENC_CHUNK;
     float *q = e->cfg.kind == VTTT_ENCODER_DELTA ? e->h_x : e->h_q;
     if (err) return err;
+    int M = enc_motion_count(&e->cfg), T = M + P; /* a frame's tokens: motion, then cells */
     for (int n0 = 0; n0 < N && !err; n0 += chunk) {
         int n = N - n0 < chunk ? N - n0 : chunk;
-        if (enc_fsq_codes_to_q(&e->cfg, q, tokens + (size_t)n0 * P, n, P)) {
-            vttt_log(&e->log, VTTT_LOG_ERROR, "tokenizer decode: a token of frames %d..%d is outside [0, %d) (tokens "
-                     "of another tokenizer?)", n0, n0 + n - 1, enc_fsq_vocab(&e->cfg));
-            return VTTT_EINVAL;
-        }
-        if (e->cfg.kind == VTTT_ENCODER_DELTA) enc_delta_set_prev(e, n0 ? frames + (size_t)(n0 - 1) * fb : prev, NULL, 1);
+        for (int i = 0; i < n; i++)
+            if (enc_fsq_codes_to_q(&e->cfg, q + (size_t)i * e->cfg.num_levels * P, tokens + (size_t)(n0 + i) * T + M,
+                                   1, P)) {
+                vttt_log(&e->log, VTTT_LOG_ERROR, "tokenizer decode: a cell token of frame %d is outside [0, %d) "
+                         "(tokens of another tokenizer?)", n0 + i, enc_fsq_vocab(&e->cfg));
+                return VTTT_EINVAL;
+            }
+        if (e->cfg.kind == VTTT_ENCODER_DELTA &&
+            (err = enc_motion_refs(e, n0 ? frames + (size_t)(n0 - 1) * fb : prev, NULL, NULL, tokens + (size_t)n0 * T,
+                                   1, NULL)))
+            return err;
         err = decode_q(e, q, n, frames + (size_t)n0 * fb);
     }
     return err;

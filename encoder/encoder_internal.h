@@ -80,6 +80,8 @@ struct vttt_encoder {
     float *h_x;                  /* (cap, 6, S, S) host staging of a DELTA input (and of r) */
     float *h_prev;               /* (cap, 3, S, S) host: DELTA's reference frames, pixels - 0.5 */
     uint8_t *h_mask;             /* (cap, G*G) host: DELTA's changed cells */
+    uint8_t *h_mref;             /* (cap, S, S, 3) host: DELTA's references shifted by their motion */
+    int32_t *h_cells;            /* (cap, G*G) host: cell tokens before they join the motion tokens */
     int N;                       /* frames of the last forward */
     int has_fwd;                 /* a training forward is ready for backward */
     /* test hooks */
@@ -135,6 +137,27 @@ int enc_fsq_vocab(const vttt_encoder_config *cfg);
  * distance from the zero level, in level steps before rounding); with dz,
  * also dz += scale * its gradient. */
 double enc_fsq_rate(const vttt_encoder_config *cfg, const float *z, int N, int P, float scale, float *dz);
+
+/* ---- motion.c: the motion field ---- */
+#define ENC_MOTION_GRID 4                                   /* regions per side */
+#define ENC_MOTION_REGIONS (ENC_MOTION_GRID * ENC_MOTION_GRID) /* motion tokens per frame */
+/* Motion tokens per frame of c: 16 (DELTA with motion > 0) or 0. */
+int enc_motion_count(const vttt_encoder_config *c);
+/* dst (S, S, 3) = src moved by the field mv (16 (x, y) pairs in half
+ * pixels, the regions in raster order): bilinear, edges clamped, rounded
+ * half up; a region of motion 0 is copied. src NULL: mid-grey. */
+void enc_motion_warp(const uint8_t *src, int S, const int *mv, uint8_t *dst);
+/* mv (16 pairs): for each region the half-pixel motion in [-2R, 2R] that
+ * best maps ref onto cur (whole pixels, on every other row and column of
+ * regions of 8 pixels and more; then the half pixels around the best), 0
+ * unless it lowers the region's squared error by 10%. ref NULL: all 0. */
+void enc_motion_estimate(const uint8_t *ref, const uint8_t *cur, int S, int R, int *mv);
+/* h_prev of N frames like enc_delta_set_prev, each reference moved by its
+ * motion: from tokens (N, motion + cells; decoding) when given, else
+ * estimated against frames (N, S, S, 3); motion (N, 16) gets the motion
+ * tokens (may be NULL). Without motion: enc_delta_set_prev. */
+int enc_motion_refs(vttt_encoder *e, const uint8_t *ref0, const uint8_t *refs, const uint8_t *frames,
+                    const int32_t *tokens, int N, int32_t *motion);
 
 /* ---- encoder_forward.c / encoder_backward.c ---- */
 /* img (N, 3, S, S) host, pixels in [0,1]. Runs the whole tokenizer; *loss

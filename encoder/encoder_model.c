@@ -203,9 +203,13 @@ void vttt_encoder_free(vttt_encoder **ep) {
 
 const vttt_encoder_config *vttt_encoder_get_config(const vttt_encoder *e) { return &e->cfg; }
 
-int vttt_encoder_tokens_per_frame(const vttt_encoder *e) { return e->P; }
+int vttt_encoder_tokens_per_frame(const vttt_encoder *e) { return enc_motion_count(&e->cfg) + e->P; }
 
-int vttt_encoder_vocab_size(const vttt_encoder *e) { return enc_fsq_vocab(&e->cfg); }
+int vttt_encoder_vocab_size(const vttt_encoder *e) {
+    int lo, n;
+    vttt_encoder_motion_token_range(e, &lo, &n);
+    return lo + n;
+}
 
 int vttt_encoder_latent_dim(const vttt_encoder *e) { return e->cfg.num_levels; }
 

@@ -53,13 +53,12 @@ static int alloc_buffers(predict_run *r) {
     r->recon = malloc(r->fb);
     r->cpred = malloc((size_t)K * K * r->fb);
     r->ctok = malloc((size_t)K * r->P * sizeof(int32_t));
-    r->q = malloc((size_t)vttt_encoder_latent_dim(vttt_predictor_encoder(r->p)) * r->P * sizeof(float));
     r->side = malloc(2 * r->fb);
     r->strip = calloc((size_t)4 * r->pp->strip_frames, r->fb);
     r->roll = calloc((size_t)2 * K, r->fb);
     r->roll_t0 = -1;
     if (!r->hist || !r->pred || !r->tok || !r->ptok || !r->prev_tok || !r->recon || !r->side || !r->strip || !r->roll ||
-        !r->cpred || !r->ctok || !r->q)
+        !r->cpred || !r->ctok)
         return VTTT_ENOMEM;
     return VTTT_OK;
 }
@@ -73,7 +72,7 @@ static int alloc_run(predict_run *r) {
 static void free_run(predict_run *r) {
     vttt_stream_free(&r->stream);
     free(r->hist), free(r->pred), free(r->tok), free(r->ptok), free(r->prev_tok), free(r->recon), free(r->side);
-    free(r->strip), free(r->roll), free(r->cpred), free(r->ctok), free(r->q);
+    free(r->strip), free(r->roll), free(r->cpred), free(r->ctok);
 }
 
 /* Frame t is in the history ring: encode it as the stream would (against
@@ -85,8 +84,7 @@ static int step(predict_run *r, int64_t t) {
     size_t slot = (size_t)(t % r->K) * r->K * r->fb;
     double t0 = now_s();
     int err = vttt_encoder_encode(e, last, rgb, 1, r->tok);
-    if (!err) err = vttt_encoder_token_latent(e, r->tok, 1, r->q);
-    if (!err) err = vttt_encoder_decode_latent(e, last, r->q, 1, r->recon);
+    if (!err) err = vttt_encoder_decode(e, last, r->tok, 1, r->recon);
     double t1 = now_s();
     if (!err && t >= 1) err = predict_score(r, t);
     /* after scoring: the slot of push t is the one push t-K used */

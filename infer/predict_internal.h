@@ -28,7 +28,6 @@ typedef struct predict_run {
     uint8_t *recon;           /* (S, S, 3) the tokenizer's reconstruction of the current frame */
     uint8_t *cpred;           /* (K, K, S, S, 3) copying push t's tokens 1..K times, at [t % K] */
     int32_t *ctok;            /* (K, P) */
-    float *q;                 /* (d, P) */
     uint8_t *side;            /* (S, 2S, 3) side-by-side video frame */
     /* strips */
     uint8_t *strip;           /* (3S, strip_frames*S, 3) */

@@ -80,14 +80,17 @@ int vttt_predictor_open(vttt_predictor **out, const char *model_dir, const char 
     p->P = vttt_encoder_tokens_per_frame(p->e);
     p->V = vttt_encoder_vocab_size(p->e);
     p->fingerprint = model_fingerprint(p->m);
+    p->M = vttt_encoder_motion_tokens(p->e);
+    p->Vc = vttt_encoder_cell_vocab(p->e);
+    vttt_encoder_motion_token_range(p->e, &p->mlo, &p->mn);
     p->decoding = vttt_encoder_zero_token(p->e) >= 0 ? VTTT_DECODE_MIXTURE : VTTT_DECODE_EXPECT; /* AUTO */
     p->q = malloc((size_t)vttt_encoder_latent_dim(p->e) * p->P * sizeof(float));
     p->pz = malloc((size_t)p->P * sizeof(float));
     size_t fb = (size_t)p->S * p->S * 3;
-    p->mix = malloc(fb * sizeof(float)), p->rank_frame = malloc(fb);
+    p->mix = malloc(fb * sizeof(float)), p->rank_frame = malloc(fb), p->mref = malloc(fb);
     p->rank_tok = malloc((size_t)VTTT_DECODE_TOP * p->P * sizeof(int32_t));
     p->rank_p = malloc((size_t)VTTT_DECODE_TOP * p->P * sizeof(float));
-    if (!p->q || !p->pz || !p->mix || !p->rank_frame || !p->rank_tok || !p->rank_p) {
+    if (!p->q || !p->pz || !p->mix || !p->rank_frame || !p->mref || !p->rank_tok || !p->rank_p) {
         vttt_predictor_close(&p);
         return VTTT_ENOMEM;
     }
@@ -107,7 +110,7 @@ void vttt_predictor_close(vttt_predictor **pp) {
     free(p->tok);
     free(p->q);
     free(p->pz);
-    free(p->mix), free(p->rank_frame), free(p->rank_tok), free(p->rank_p);
+    free(p->mix), free(p->rank_frame), free(p->mref), free(p->rank_tok), free(p->rank_p);
     free(p->ref);
     free(p);
     *pp = NULL;
@@ -152,22 +155,31 @@ int infer_scratch_reserve(vttt_predictor *p, size_t rows) {
     return VTTT_OK;
 }
 
-/* Tokens drawn from the softmax of each row, with a uniform number from a
- * hash of (salt, row): the same stream, frame and row draw the same. */
-static void sample_rows(const float *logits, int n, int V, uint64_t salt, int32_t *out) {
+/* The tokens row i of a frame's logits may hold: [*lo, *hi). */
+static void row_range(const vttt_predictor *p, int i, int *lo, int *hi) {
+    if (i % p->P < p->M) *lo = p->mlo, *hi = p->mlo + p->mn;
+    else *lo = 0, *hi = p->Vc;
+}
+
+/* Tokens drawn from the softmax of each row (over its range), with a
+ * uniform number from a hash of (salt, row): the same stream, frame and
+ * row draw the same. */
+static void sample_rows(const vttt_predictor *p, const float *logits, int n, uint64_t salt, int32_t *out) {
     for (int i = 0; i < n; i++) {
-        const float *r = logits + (size_t)i * V;
+        int lo, hi;
+        row_range(p, i, &lo, &hi);
+        const float *r = logits + (size_t)i * p->V;
         uint64_t z = salt * 0x9E3779B97F4A7C15ULL + (uint64_t)i * 0xD1B54A32D192ED03ULL + 1;
         z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
         z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
         double u = (double)((z ^ (z >> 31)) >> 11) * (1.0 / 9007199254740992.0);
-        float mx = r[0];
-        for (int v = 1; v < V; v++) mx = r[v] > mx ? r[v] : mx;
+        float mx = r[lo];
+        for (int v = lo + 1; v < hi; v++) mx = r[v] > mx ? r[v] : mx;
         double sum = 0.0;
-        for (int v = 0; v < V; v++) sum += exp((double)(r[v] - mx));
+        for (int v = lo; v < hi; v++) sum += exp((double)(r[v] - mx));
         double acc = 0.0, target = u * sum;
-        int pick = V - 1;
-        for (int v = 0; v < V; v++) {
+        int pick = hi - 1;
+        for (int v = lo; v < hi; v++) {
             acc += exp((double)(r[v] - mx));
             if (acc > target) {
                 pick = v;
@@ -181,9 +193,9 @@ static void sample_rows(const float *logits, int n, int V, uint64_t salt, int32_
 /* MIXTURE: rank_tok/rank_p (TOP, P) = each cell's most likely tokens other
  * than "no change" and their probabilities; pz = "no change"'s. */
 static void rank_cells(vttt_predictor *p, const float *logits, int zero) {
-    int P = p->P, V = p->V;
+    int P = p->P - p->M, V = p->Vc;
     for (int c = 0; c < P; c++) {
-        const float *r = logits + (size_t)c * V;
+        const float *r = logits + (size_t)c * p->V;
         float mx = r[0];
         for (int v = 1; v < V; v++) mx = r[v] > mx ? r[v] : mx;
         double sum = 0.0;
@@ -203,9 +215,10 @@ static void rank_cells(vttt_predictor *p, const float *logits, int zero) {
     }
 }
 
-/* MIXTURE's frame: (pz * ref + sum_k p_k * decode(rank k)) / (pz + sum_k p_k), cell by cell. */
+/* MIXTURE's frame: (pz * ref + sum_k p_k * decode(rank k)) / (pz + sum_k p_k), cell by cell (logits:
+ * the cells' rows; ref: the shifted reference). */
 static int mixture_frame(vttt_predictor *p, const float *logits, const uint8_t *ref, uint8_t *out) {
-    int S = p->S, P = p->P, f = vttt_encoder_get_config(p->e)->factor, G = S / f;
+    int S = p->S, P = p->P - p->M, f = vttt_encoder_get_config(p->e)->factor, G = S / f;
     size_t fb = (size_t)S * S * 3;
     rank_cells(p, logits, vttt_encoder_zero_token(p->e));
     for (size_t i = 0; i < fb; i++) {
@@ -238,14 +251,21 @@ int infer_next_frame(vttt_predictor *p, const float *logits, uint64_t salt, cons
                      uint8_t *out) {
     int err = infer_argmax(p, logits, p->P, p->decoding == VTTT_DECODE_SAMPLE ? NULL : tokens);
     if (err) return err;
-    if (p->decoding == VTTT_DECODE_SAMPLE) sample_rows(logits, p->P, p->V, salt, tokens);
+    if (p->decoding == VTTT_DECODE_SAMPLE) sample_rows(p, logits, p->P, salt, tokens);
     if (!out) return VTTT_OK;
-    if (p->decoding == VTTT_DECODE_MIXTURE) return mixture_frame(p, logits, ref, out);
+    /* the cells are decoded on the reference shifted by the chosen motion */
+    const float *cl = logits + (size_t)p->M * p->V;
+    if (p->M) {
+        if ((err = vttt_encoder_motion_ref(p->e, ref, tokens, p->mref))) return err;
+        ref = p->mref;
+    }
+    if (p->decoding == VTTT_DECODE_MIXTURE) return mixture_frame(p, cl, ref, out);
     /* EXPECT with a DELTA tokenizer: each cell keeps the reference with the probability of its "no change"
      * token, and takes the decoding of the expected latent of the other tokens otherwise */
     int split = p->decoding == VTTT_DECODE_EXPECT && vttt_encoder_zero_token(p->e) >= 0;
-    if (p->decoding == VTTT_DECODE_EXPECT) vttt_encoder_expected_latent(p->e, logits, p->P, p->q, split ? p->pz : NULL);
-    else err = vttt_encoder_token_latent(p->e, tokens, 1, p->q);
+    if (p->decoding == VTTT_DECODE_EXPECT)
+        vttt_encoder_expected_latent(p->e, cl, p->P - p->M, p->V, p->q, split ? p->pz : NULL);
+    else err = vttt_encoder_token_latent(p->e, tokens + p->M, 1, p->q);
     if (!err) err = vttt_encoder_decode_latent(p->e, ref, p->q, 1, out);
     if (!err && split) vttt_encoder_blend_unchanged(p->e, ref, p->pz, 1, out);
     return err;
@@ -255,15 +275,17 @@ int infer_argmax(const vttt_predictor *p, const float *logits, int n, int32_t *o
     int V = p->V;
     for (int i = 0; i < n; i++) {
         const float *r = logits + (size_t)i * V;
-        int best = 0;
-        for (int v = 0; v < V; v++) {
+        for (int v = 0; v < V; v++)
             if (!isfinite(r[v])) {
                 vttt_log(&p->log, VTTT_LOG_ERROR, "predict: the model's logit %d at token %d of the frame is not finite "
                          "(%g); the model's weights overflow (check the model)", v, i % p->P, (double)r[v]);
                 return VTTT_ENAN;
             }
+        int lo, hi;
+        row_range(p, i, &lo, &hi);
+        int best = lo;
+        for (int v = lo; v < hi; v++)
             if (r[v] > r[best]) best = v;
-        }
         if (out) out[i] = best;
     }
     return VTTT_OK;

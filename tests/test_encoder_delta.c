@@ -5,7 +5,8 @@
  * intra mode to mid-grey); the forward's reconstruction is the decoding of
  * the encoded tokens on the same references; a video's sequence encode is
  * the per-frame encode on the frames before; decode chains frames; the
- * expected latent; configuration checks and a directory round trip.
+ * expected latent; motion (the warp, the search, the tokens); configuration
+ * checks and a directory round trip.
  */
 #include <math.h>
 #include <stdlib.h>
@@ -24,8 +25,9 @@ static vttt_encoder_config delta_cfg(void) {
     return c;
 }
 
-static vttt_encoder *make(uint64_t seed) {
+static vttt_encoder *make_motion(uint64_t seed, int motion) {
     vttt_encoder_config c = delta_cfg();
+    c.motion = motion;
     vttt_encoder *e = NULL;
     ck_assert_int_eq(vttt_encoder_init(&e, &c, seed, NULL), 0);
     /* GroupNorm away from 1/0 and a decoder output that is not tiny */
@@ -38,6 +40,8 @@ static vttt_encoder *make(uint64_t seed) {
             ts[i].data[k] += (strstr(ts[i].name, ".norm.") ? 0.2f : 0.05f) * tu_normal(&r);
     return e;
 }
+
+static vttt_encoder *make(uint64_t seed) { return make_motion(seed, 0); }
 
 /* N frames: a smooth pattern moving by one pixel per frame. */
 static uint8_t *moving(int N, uint64_t seed) {
@@ -232,24 +236,24 @@ START_TEST(expected_latent) {
     /* near one-hot rows: the tokens' latents */
     for (int p = 0; p < P; p++)
         for (int v = 0; v < V; v++) lg[p * V + v] = v == tok[p] ? 60.0f : 0.0f;
-    vttt_encoder_expected_latent(e, lg, P, q, NULL);
+    vttt_encoder_expected_latent(e, lg, P, V, q, NULL);
     ck_assert_int_eq(vttt_encoder_token_latent(e, tok, 1, qt), 0);
     for (int i = 0; i < d * P; i++) ck_assert_msg(fabsf(q[i] - qt[i]) < 1e-6f, "%d: %g vs %g", i, q[i], qt[i]);
     /* uniform rows: the mean of each channel's symmetric level grid, 0 */
     for (int i = 0; i < P * V; i++) lg[i] = 1.5f;
-    vttt_encoder_expected_latent(e, lg, P, q, NULL);
+    vttt_encoder_expected_latent(e, lg, P, V, q, NULL);
     for (int i = 0; i < d * P; i++) ck_assert_msg(fabsf(q[i]) < 1e-6f, "%d: %g", i, q[i]);
     /* two tokens at even odds: the midpoint */
     for (int i = 0; i < P * V; i++) lg[i] = -80.0f;
     lg[0] = lg[1] = 0.0f; /* codes 0 and 1 of row 0: channel 0 at -1 and -0.5 */
-    vttt_encoder_expected_latent(e, lg, 1, q, NULL);
+    vttt_encoder_expected_latent(e, lg, 1, V, q, NULL);
     ck_assert(fabsf(q[0] + 0.75f) < 1e-6f); /* channel 0 of cell 0 (q is (d, 1) for one row) */
     /* split off the "no change" token: its probability, and the expectation over the rest */
     int z = vttt_encoder_zero_token(e);
     float pz[16];
     for (int i = 0; i < P * V; i++) lg[i] = -80.0f;
     lg[z] = logf(3.0f), lg[0] = 0.0f; /* row 0: "no change" 3/4, code 0 1/4 */
-    vttt_encoder_expected_latent(e, lg, 1, q, pz);
+    vttt_encoder_expected_latent(e, lg, 1, V, q, pz);
     ck_assert(fabsf(pz[0] - 0.75f) < 1e-6f);
     ck_assert(fabsf(q[0] + 1.0f) < 1e-6f && fabsf(q[1] + 1.0f) < 1e-6f); /* code 0: every channel at its lowest */
     /* blending: p_zero 1 keeps the reference, 0 the frame, 1/2 the rounded mean, cell by cell */
@@ -273,6 +277,101 @@ START_TEST(expected_latent) {
 }
 END_TEST
 
+/* Motion (encoder/motion.c): the warp (zero motion copies, half pixels
+ * average, edges clamp), the search recovers a known motion field, the
+ * tokens carry it, and a tokenizer with motion codes each frame's cells
+ * exactly as the same weights without motion code the frame against the
+ * moved reference; "no change" with zero motion is the previous frame. */
+START_TEST(motion) {
+    enum { R = 2 };
+    size_t fb = (size_t)S * S * 3;
+    tu_rng r;
+    tu_seed(&r, 21);
+    uint8_t *a = malloc(fb), *b = malloc(fb), *c = malloc(fb);
+    for (size_t i = 0; i < fb; i++) a[i] = (uint8_t)(tu_uniform(&r) * 256.0f);
+    int mv[2 * ENC_MOTION_REGIONS] = {0}, got[2 * ENC_MOTION_REGIONS];
+    enc_motion_warp(a, S, mv, b);
+    ck_assert_mem_eq(a, b, fb);
+    enc_motion_warp(NULL, S, mv, b);
+    for (size_t i = 0; i < fb; i++) ck_assert_int_eq(b[i], 128);
+    /* region 5 (row 1, column 1; pixels 4..7) moved by (+1, -0.5): pixel (y, x) from (y + 0.5, x - 1) */
+    mv[10] = 2, mv[11] = -1;
+    enc_motion_warp(a, S, mv, b);
+    for (int y = 0; y < S; y++)
+        for (int x = 0; x < S; x++)
+            for (int k = 0; k < 3; k++) {
+                size_t i = ((size_t)y * S + x) * 3 + k;
+                int want = a[i];
+                if (y / 4 == 1 && x / 4 == 1)
+                    want = (2 * a[((size_t)y * S + x - 1) * 3 + k] + 2 * a[((size_t)(y + 1) * S + x - 1) * 3 + k] + 2) >> 2;
+                ck_assert_int_eq(b[i], want);
+            }
+    /* edges clamp: the top-left region moved right by 2 repeats column 0 */
+    memset(mv, 0, sizeof mv);
+    mv[0] = 4;
+    enc_motion_warp(a, S, mv, b);
+    for (int y = 0; y < 4; y++) ck_assert_mem_eq(b + (size_t)y * S * 3, a + (size_t)y * S * 3, 3);
+    /* the search finds a random field on a random texture */
+    for (int i = 0; i < 2 * ENC_MOTION_REGIONS; i++) mv[i] = (int)(tu_uniform(&r) * (4 * R + 1)) - 2 * R;
+    enc_motion_warp(a, S, mv, b);
+    enc_motion_estimate(a, b, S, R, got);
+    ck_assert_mem_eq(got, mv, sizeof mv);
+    enc_motion_estimate(a, a, S, R, got); /* no motion */
+    for (int i = 0; i < 2 * ENC_MOTION_REGIONS; i++) ck_assert_int_eq(got[i], 0);
+    /* the tokenizer */
+    vttt_encoder *em = make_motion(5, R), *e0 = make(5);
+    int M = vttt_encoder_motion_tokens(em), P = vttt_encoder_tokens_per_frame(e0), lo, n;
+    vttt_encoder_motion_token_range(em, &lo, &n);
+    ck_assert_int_eq(M, 16);
+    ck_assert_int_eq(vttt_encoder_motion_tokens(e0), 0);
+    ck_assert_int_eq(vttt_encoder_tokens_per_frame(em), 16 + P);
+    ck_assert_int_eq(lo, vttt_encoder_cell_vocab(em));
+    ck_assert_int_eq(n, (4 * R + 1) * (4 * R + 1));
+    ck_assert_int_eq(vttt_encoder_vocab_size(em), lo + n);
+    ck_assert_mem_eq(em->params, e0->params, em->n_params * sizeof(float)); /* the same weights */
+    int N = 4, T = M + P;
+    uint8_t *video = moving(N, 23), *dm = malloc((size_t)N * fb), *d0 = malloc(fb);
+    int32_t *tm = malloc((size_t)N * T * sizeof *tm), *t0 = malloc((size_t)P * sizeof *t0);
+    ck_assert_int_eq(vttt_encoder_encode_video(em, NULL, video, N, tm), 0);
+    ck_assert_int_eq(vttt_encoder_decode(em, NULL, tm, N, dm), 0);
+    int moved = 0;
+    for (int f = 0; f < N; f++) {
+        const int32_t *t = tm + (size_t)f * T;
+        for (int i = 0; i < M; i++) ck_assert(t[i] >= lo && t[i] < lo + n), moved += t[i] != lo + 2 * R * (4 * R + 1) + 2 * R;
+        const uint8_t *prev = f ? video + (size_t)(f - 1) * fb : NULL, *dprev = f ? dm + (size_t)(f - 1) * fb : NULL;
+        ck_assert_int_eq(vttt_encoder_motion_ref(em, prev, t, c), 0);
+        ck_assert_int_eq(vttt_encoder_encode(e0, f ? c : NULL, video + (size_t)f * fb, 1, t0), 0);
+        ck_assert_mem_eq(t0, t + M, (size_t)P * sizeof *t0);
+        ck_assert_int_eq(vttt_encoder_motion_ref(em, dprev, t, c), 0); /* decoding chains on the decoded frames */
+        ck_assert_int_eq(vttt_encoder_decode(e0, f ? c : NULL, t + M, 1, d0), 0);
+        ck_assert_mem_eq(d0, dm + (size_t)f * fb, fb);
+    }
+    ck_assert_msg(moved > 0, "the moving pattern was coded without motion");
+    /* "no change" everywhere: zero motion is the previous frame; a motion is the moved one */
+    int z = vttt_encoder_zero_token(em), still = lo + 2 * R * (4 * R + 1) + 2 * R;
+    for (int i = 0; i < T; i++) tm[i] = i < M ? still : z;
+    ck_assert_int_eq(vttt_encoder_decode(em, a, tm, 1, b), 0);
+    ck_assert_mem_eq(b, a, fb);
+    tm[3] = still + 1; /* region 3 moved by half a pixel to the right */
+    ck_assert_int_eq(vttt_encoder_decode(em, a, tm, 1, b), 0);
+    ck_assert_int_eq(vttt_encoder_motion_ref(em, a, tm, c), 0);
+    ck_assert_mem_eq(b, c, fb);
+    ck_assert(memcmp(b, a, fb) != 0);
+    /* a motion token out of range, or a cell token where a motion token belongs, is refused */
+    tu_log lg;
+    vttt_logger l = tu_log_capture(&lg, VTTT_LOG_ERROR, 0);
+    em->log = l;
+    tm[0] = lo + n;
+    ck_assert_int_eq(vttt_encoder_decode(em, a, tm, 1, b), VTTT_EINVAL);
+    ck_assert_int_eq(vttt_encoder_motion_ref(em, a, tm, c), VTTT_EINVAL);
+    tm[0] = z;
+    ck_assert_int_eq(vttt_encoder_decode(em, a, tm, 1, b), VTTT_EINVAL);
+    ck_assert(strstr(lg.text, "motion token") != NULL);
+    free(a), free(b), free(c), free(video), free(dm), free(d0), free(tm), free(t0);
+    vttt_encoder_free(&em), vttt_encoder_free(&e0);
+}
+END_TEST
+
 START_TEST(config_and_dir) {
     vttt_encoder_config c = delta_cfg();
     tu_log lg;
@@ -293,7 +392,20 @@ START_TEST(config_and_dir) {
     ck_assert_int_eq(vttt_encoder_get_config(b)->kind, VTTT_ENCODER_DELTA);
     ck_assert_int_eq(vttt_encoder_get_config(b)->factor, 4);
     ck_assert_mem_eq(a->params, b->params, a->n_params * sizeof(float));
+    ck_assert_int_eq(vttt_encoder_get_config(b)->motion, 0);
     vttt_encoder_free(&a), vttt_encoder_free(&b);
+    /* motion: saved and loaded; only for DELTA, at most image_size / 8 */
+    a = make_motion(12, 2);
+    ck_assert_int_eq(vttt_encoder_save(a, dir), 0);
+    ck_assert_int_eq(vttt_encoder_load(&b, dir, NULL), 0);
+    ck_assert_int_eq(vttt_encoder_get_config(b)->motion, 2);
+    ck_assert_int_eq(vttt_encoder_tokens_per_frame(b), 16 + (S / 4) * (S / 4));
+    vttt_encoder_free(&a), vttt_encoder_free(&b);
+    c = delta_cfg(), c.motion = S / 8 + 1;
+    ck_assert_int_eq(vttt_encoder_config_check(&c, &l), VTTT_EINVAL);
+    c = vttt_encoder_default_config(), c.motion = 1;
+    ck_assert_int_eq(vttt_encoder_config_check(&c, &l), VTTT_EINVAL);
+    ck_assert(strstr(lg.text, "motion needs a delta") != NULL);
     /* "kind" and "factor" given twice are refused like every other key */
     const char *twice[] = {"{\"model_type\": \"vttt_fsq_tokenizer\", \"kind\": \"delta\", \"kind\": \"frame\", "
                            "\"factor\": 4, \"image_size\": 16, \"channels\": 8, \"num_groups\": 2, \"levels\": [5, 3]}",
@@ -317,6 +429,7 @@ int main(void) {
     tcase_add_test(tc, no_change_token);
     tcase_add_test(tc, encode_decode_consistent);
     tcase_add_test(tc, expected_latent);
+    tcase_add_test(tc, motion);
     tcase_add_test(tc, config_and_dir);
     return tu_run("encoder_delta", tc, CK_FORK_GETENV);
 }

@@ -510,11 +510,11 @@ END_TEST
 
 /* A DELTA tokenizer (vf_save_delta_tokenizer) and a TTT-MLP model for it
  * in f's new directory, opened. */
-static vttt_predictor *open_delta(fixture *f) {
+static vttt_predictor *open_delta(fixture *f, int motion) {
     tu_tmpdir(f->dir, sizeof f->dir, "infer_delta");
     snprintf(f->model, sizeof f->model, "%s/model", f->dir);
     snprintf(f->enc, sizeof f->enc, "%s/enc", f->dir);
-    ck_assert_int_eq(vf_save_delta_tokenizer(f->enc, S, &f->P, &f->V), VTTT_OK);
+    ck_assert_int_eq(vf_save_delta_tokenizer(f->enc, S, motion, &f->P, &f->V), VTTT_OK);
     ck_assert_int_eq(vf_save_model(f->model, f->P, f->V, VTTT_LAYER_TTT_MLP, 0.2f, 100), VTTT_OK);
     vttt_predictor *p = NULL;
     ck_assert_int_eq(vttt_predictor_open(&p, f->model, f->enc, NULL), VTTT_OK);
@@ -528,7 +528,7 @@ static vttt_predictor *open_delta(fixture *f) {
  * pushes. */
 START_TEST(test_delta_stream) {
     fixture f;
-    vttt_predictor *p = open_delta(&f);
+    vttt_predictor *p = open_delta(&f, 0);
     ck_assert_int_eq(vttt_predictor_decoding(p), VTTT_DECODE_MIXTURE); /* AUTO with a DELTA tokenizer */
     ck_assert_int_eq(vttt_predictor_set_decoding(p, VTTT_DECODE_EXPECT), VTTT_OK);
     vttt_encoder *e = vttt_predictor_encoder(p);
@@ -554,7 +554,7 @@ START_TEST(test_delta_stream) {
         ck_assert_mem_eq(vttt_stream_last_frame(s), rgb, fb);
         /* the oracle: the model on the tokens of frame t (coded against frame t-1), the expected latent */
         ck_assert_int_eq(vttt_model_prefill(m, st, tok + (size_t)t * P, P, lg, 1), VTTT_OK);
-        vttt_encoder_expected_latent(e, lg, P, q, pz);
+        vttt_encoder_expected_latent(e, lg, P, vttt_encoder_vocab_size(e), q, pz);
         ck_assert_int_eq(vttt_encoder_decode_latent(e, rgb, q, 1, want), VTTT_OK);
         vttt_encoder_blend_unchanged(e, rgb, pz, 1, want);
         ck_assert_msg(!memcmp(pred, want, fb), "frame %d: the prediction is not the expected latent decoded", t);
@@ -601,34 +601,53 @@ END_TEST
  * renormalized; computed here from the model's logits with the public
  * calls. FRAME tokenizers refuse the mode. */
 START_TEST(test_mixture) {
+    /* _i 1: a tokenizer with motion: the frame's first 16 outputs choose the motion tokens (argmax over their
+     * range), the reference moves by them, and the cells' softmax runs over the cell tokens alone */
     fixture f;
-    vttt_predictor *p = open_delta(&f);
+    vttt_predictor *p = open_delta(&f, _i ? 2 : 0);
     ck_assert_int_eq(vttt_predictor_set_decoding(p, VTTT_DECODE_MIXTURE), VTTT_OK);
     vttt_encoder *e = vttt_predictor_encoder(p);
     int P = f.P, V = f.V, d = vttt_encoder_latent_dim(e), z = vttt_encoder_zero_token(e), T = VTTT_DECODE_TOP;
+    int M = vttt_encoder_motion_tokens(e), Vc = vttt_encoder_cell_vocab(e), C = P - M, mlo, mn;
+    vttt_encoder_motion_token_range(e, &mlo, &mn);
+    ck_assert_int_eq(M, _i ? 16 : 0);
+    ck_assert_int_eq(V, Vc + (_i ? 81 : 0)); /* motion 2: (4*2 + 1)^2 motion tokens */
     size_t fb = (size_t)S * S * 3;
-    uint8_t *video = make_video(3, 9), *pred = malloc(fb), *dec = malloc((size_t)T * fb);
-    int32_t tok[64], rk[VTTT_DECODE_TOP][64];
+    uint8_t *video = make_video(3, 9), *pred = malloc(fb), *dec = malloc((size_t)T * fb), *mref = malloc(fb);
+    int32_t tok[80], rk[VTTT_DECODE_TOP][64], mt[16], pt[80];
     float *lg = malloc((size_t)P * V * sizeof *lg), *q = malloc((size_t)d * P * sizeof *q), pz[64], pr[VTTT_DECODE_TOP][64];
-    ck_assert_int_le(P, 64);
+    ck_assert_int_le(P, 80);
+    ck_assert_int_eq(C, 64);
     vttt_model_state *st = NULL;
     ck_assert_int_eq(vttt_model_state_init(&st, vttt_predictor_model(p), 1, 0), VTTT_OK);
     vttt_stream *s = NULL;
     ck_assert_int_eq(vttt_stream_open(&s, p), VTTT_OK);
+    int moved = 0;
     for (int t = 0; t < 3; t++) {
         const uint8_t *rgb = video + t * fb;
         ck_assert_int_eq(vttt_encoder_encode(e, t ? rgb - fb : NULL, rgb, 1, tok), VTTT_OK);
-        ck_assert_int_eq(vttt_stream_push(s, rgb, 1, pred, NULL), VTTT_OK);
+        for (int i = 0; i < M; i++) {
+            ck_assert(tok[i] >= mlo && tok[i] < mlo + mn);
+            moved += tok[i] != mlo + 4 * 9 + 4; /* motion (0, 0): (y + 4) * 9 + x + 4 */
+        }
+        ck_assert_int_eq(vttt_stream_push(s, rgb, 1, pred, pt), VTTT_OK);
         ck_assert_int_eq(vttt_model_prefill(vttt_predictor_model(p), st, tok, P, lg, 1), VTTT_OK);
-        for (int c = 0; c < P; c++) { /* softmax, "no change", the ranks */
-            const float *r = lg + (size_t)c * V;
+        for (int i = 0; i < M; i++) { /* the motion: argmax over the motion tokens */
+            const float *r = lg + (size_t)i * V;
+            mt[i] = mlo;
+            for (int v = mlo; v < mlo + mn; v++) mt[i] = r[v] > r[mt[i]] ? v : mt[i];
+            ck_assert_int_eq(pt[i], mt[i]);
+        }
+        ck_assert_int_eq(vttt_encoder_motion_ref(e, rgb, mt, mref), VTTT_OK);
+        for (int c = 0; c < C; c++) { /* softmax over the cell tokens, "no change", the ranks */
+            const float *r = lg + (size_t)(M + c) * V;
             double mx = r[0], sum = 0;
-            for (int v = 1; v < V; v++) mx = r[v] > mx ? r[v] : mx;
-            for (int v = 0; v < V; v++) sum += exp(r[v] - mx);
+            for (int v = 1; v < Vc; v++) mx = r[v] > mx ? r[v] : mx;
+            for (int v = 0; v < Vc; v++) sum += exp(r[v] - mx);
             pz[c] = (float)(exp(r[z] - mx) / sum);
             for (int k = 0; k < T; k++) {
                 int b = -1;
-                for (int v = 0; v < V; v++) {
+                for (int v = 0; v < Vc; v++) {
                     int taken = v == z;
                     for (int j = 0; j < k; j++) taken |= rk[j][c] == v;
                     if (!taken && (b < 0 || r[v] > r[b])) b = v;
@@ -638,17 +657,19 @@ START_TEST(test_mixture) {
         }
         for (int k = 0; k < T; k++) {
             ck_assert_int_eq(vttt_encoder_token_latent(e, rk[k], 1, q), VTTT_OK);
-            ck_assert_int_eq(vttt_encoder_decode_latent(e, rgb, q, 1, dec + k * fb), VTTT_OK);
+            ck_assert_int_eq(vttt_encoder_decode_latent(e, mref, q, 1, dec + k * fb), VTTT_OK);
         }
         int off = 0;
         for (size_t i = 0; i < fb; i++) {
             int y = (int)(i / 3 / S), x = (int)(i / 3 % S), c = (y / 4) * (S / 4) + x / 4;
-            double num = pz[c] * rgb[i], den = pz[c];
+            double num = pz[c] * mref[i], den = pz[c];
             for (int k = 0; k < T; k++) num += pr[k][c] * dec[k * fb + i], den += pr[k][c];
             off += abs((int)pred[i] - (int)lrint(num / den)) > 1; /* float summation order: one level at most */
         }
         ck_assert_msg(off == 0, "frame %d: %d pixels differ from the mixture", t, off);
     }
+    if (_i) ck_assert_msg(moved > 0, "the moving pattern was coded without motion");
+    free(mref);
     vttt_stream_free(&s);
     vttt_model_state_free(&st);
     free(video), free(pred), free(dec), free(lg), free(q);
@@ -673,7 +694,7 @@ int main(void) {
     tcase_add_test(tc, test_horizon);
     tcase_add_loop_test(tc, test_push_batch, 0, 2);
     tcase_add_test(tc, test_delta_stream);
-    tcase_add_test(tc, test_mixture);
+    tcase_add_loop_test(tc, test_mixture, 0, 2);
     tcase_add_test(tc, test_snapshot);
     tcase_add_test(tc, test_snapshot_every_byte);
     tcase_add_test(tc, test_snapshot_signed);

@@ -19,9 +19,9 @@ int vf_save_tokenizer(const char *enc_dir, int S, int *P, int *V) {
     return err;
 }
 
-int vf_save_delta_tokenizer(const char *enc_dir, int S, int *P, int *V) {
+int vf_save_delta_tokenizer(const char *enc_dir, int S, int motion, int *P, int *V) {
     vttt_encoder_config ec = vttt_encoder_delta_default_config();
-    ec.image_size = S, ec.channels = 8, ec.num_groups = 4;
+    ec.image_size = S, ec.channels = 8, ec.num_groups = 4, ec.motion = motion;
     vttt_encoder *e = NULL;
     int err = vttt_encoder_levels_parse(&ec, "5,3,3", NULL), n = 0;
     if (!err) err = vttt_encoder_init(&e, &ec, 7, NULL);

@@ -15,7 +15,7 @@ int vf_save_tokenizer(const char *enc_dir, int S, int *P, int *V);
 /* The same for a DELTA tokenizer (factor 4, 8 channels, levels 5,3,3:
  * vocabulary 45, (S/4)^2 tokens per frame; weights from seed 7, the last
  * conv scaled up so that decoded changes are not tiny). */
-int vf_save_delta_tokenizer(const char *enc_dir, int S, int *P, int *V);
+int vf_save_delta_tokenizer(const char *enc_dir, int S, int motion, int *P, int *V);
 /* Saves to model_dir a video model of the "test" preset for that tokenizer:
  * vocabulary V, P tokens per frame, TTT mini-batch 8, sequence layer kind,
  * attention KV caches of 4096 tokens, initializer_range init (<= 0: the

@@ -42,6 +42,8 @@ static void train_usage(FILE *f) {
             "  --factor F (delta: 4 or 8)  pixels per grid cell side\n"
             "  --rate W (0)     weight of the rate term: pulls small changes to the \"no change\" token\n"
             "  --init DIR       start from this tokenizer (fine-tuning; any frame size) instead of the seed\n"
+            "  --motion R (delta) a motion field (4x4 regions) up to R pixels in half-pixel steps, 16 tokens at the\n"
+            "                   start of each frame (0: none; default: 0, or --init's)\n"
             "  --channels C (32)  --groups G GroupNorm groups (8)  --levels L,L,... FSQ levels (8,5,5,5)\n"
             "batch and optimizer (AdamW, warmup then cosine):\n"
             "  --steps N (2000)  --batch B frames (16)  --lr X (2e-3)  --min-lr X (1e-5)  --warmup N (100)\n"
@@ -144,6 +146,7 @@ static int apply(vttt_encoder_train_params *p, train_extra *x, const char *a, co
     }
     if (IS("--factor")) NUM(4, 8, p->model.factor, int);
     if (IS("--rate")) NUM(0, 100, p->rate_weight, float);
+    if (IS("--motion")) NUM(0, 64, p->motion, int);
     if (IS("--init")) {
         if (!v) return -1;
         p->init = v;

@@ -64,22 +64,21 @@ static void add_frame(eval_acc *a, const uint8_t *orig, const uint8_t *rec) {
  * the forward's), and encode(reconstruction) against tokens. */
 static int eval_range(vttt_encoder *e, vttt_frame_shard *s, int64_t first, int64_t count, eval_acc *a) {
     size_t fb = (size_t)a->S * a->S * 3, P = (size_t)vttt_encoder_tokens_per_frame(e);
-    int d = vttt_encoder_latent_dim(e);
     /* ref: each frame's reference, the true frame before it (a DELTA
      * tokenizer's; the shard's first frame is intra, mid-grey) */
     uint8_t *in = malloc(CHUNK * fb), *out = malloc(CHUNK * fb), *ref = malloc((CHUNK + 1) * fb);
     int32_t *t1 = malloc(CHUNK * P * sizeof *t1), *t2 = malloc(CHUNK * P * sizeof *t2);
-    float *q = malloc(CHUNK * P * d * sizeof *q);
-    int err = in && out && ref && t1 && t2 && q ? VTTT_OK : VTTT_ENOMEM;
+    int err = in && out && ref && t1 && t2 ? VTTT_OK : VTTT_ENOMEM;
     memset(ref, 128, fb);
     if (!err && first > 0) err = vttt_frame_shard_read(s, first - 1, 1, ref);
     for (int64_t i = 0; i < count && !err; i += CHUNK) {
         int k = (int)(count - i < CHUNK ? count - i : CHUNK);
         if ((err = vttt_frame_shard_read(s, first + i, k, in))) break;
         memcpy(ref + fb, in, (size_t)(k - 1) * fb);
-        if (!(err = vttt_encoder_encode(e, ref, in, k, t1)) && !(err = vttt_encoder_token_latent(e, t1, k, q)) &&
-            !(err = vttt_encoder_decode_latent(e, ref, q, k, out)))
-            err = vttt_encoder_encode(e, ref, out, k, t2);
+        err = vttt_encoder_encode(e, ref, in, k, t1);
+        for (int j = 0; j < k && !err; j++) /* each frame on its own reference */
+            err = vttt_encoder_decode(e, ref + j * fb, t1 + j * P, 1, out + j * fb);
+        if (!err) err = vttt_encoder_encode(e, ref, out, k, t2);
         for (size_t j = 0; j < (size_t)k * P && !err; j++) a->tok_same += t1[j] == t2[j];
         a->tok_all += (int64_t)k * (int64_t)P;
         for (int j = 0; j < k && !err; j++) {
@@ -91,7 +90,7 @@ static int eval_range(vttt_encoder *e, vttt_frame_shard *s, int64_t first, int64
         }
         memcpy(ref, in + (size_t)(k - 1) * fb, fb);
     }
-    free(in), free(out), free(ref), free(t1), free(t2), free(q);
+    free(in), free(out), free(ref), free(t1), free(t2);
     return err;
 }
 

@@ -19,6 +19,7 @@ vttt_encoder_train_params vttt_encoder_train_default_params(void) {
     p.steps = 2000, p.batch = 16;
     p.lr = 2e-3f, p.min_lr = 1e-5f, p.warmup = 100;
     p.weight_decay = 0.0f, p.beta1 = 0.9f, p.beta2 = 0.99f, p.eps = 1e-8f, p.grad_clip = 1.0f;
+    p.motion = -1;
     p.ckpt_every = 200, p.keep = 2;
     p.handle_signals = 1;
     return p;
@@ -112,6 +113,7 @@ static int setup_new(enc_train_ctx *c) {
     if (!err && c->p.init) err = vttt_encoder_load_any(&from, c->p.init, NULL, 0, &c->log);
     if (from) cfg = *vttt_encoder_get_config(from);
     cfg.image_size = c->data.S;
+    if (c->p.motion >= 0) cfg.motion = c->p.motion;
     if (!err) err = vttt_encoder_init(&c->enc, &cfg, c->p.seed, &c->log);
     if (!err && from) { /* the same layers (convolutions) at any frame size: copy every tensor */
         int n = 0, m = 0;

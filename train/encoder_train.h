@@ -51,6 +51,8 @@ typedef struct vttt_encoder_train_params {
                                      * training run or checkpoint; any frame size: the layers are
                                      * convolutions) instead of model; NULL: from the seed */
     float rate_weight;              /* vttt_encoder_set_rate_weight during training (0: off) */
+    int motion;                     /* a new run's global motion range (vttt_encoder_config.motion); -1
+                                     * (default): model's, or init's when starting from one */
     /* batch and optimizer */
     int64_t steps;                  /* optimizer steps */
     int batch;                      /* frames per step */
