@@ -71,22 +71,23 @@ const vttt_encoder_config *vttt_encoder_get_config(const vttt_encoder *e);
 int vttt_encoder_tokens_per_frame(const vttt_encoder *e);   /* motion tokens + G*G */
 int vttt_encoder_vocab_size(const vttt_encoder *e);         /* cell vocabulary + motion tokens */
 /* Motion (DELTA with motion R > 0, encoder/motion.c): a frame's tokens
- * start with 16 motion tokens, one for each region of a 4x4 grid over the
- * frame (raster order), each a displacement (x, y) in half pixels in
- * [-R, R]² ((4R + 1)² tokens), followed by its G*G cell tokens; the cells
- * are coded against the reference moved by that motion field (bilinear,
- * edges clamped; vttt_encoder_motion_ref), and motion 0 leaves a region as
- * it is. Encoding chooses each region's motion by a search against the
- * frame (a nonzero one only where it lowers the region's squared error by
- * 10%). The number of motion tokens at the start of a frame: 16, or 0. */
+ * start with 32 motion tokens, the displacement x then y of each region of
+ * a 4x4 grid over the frame (raster order), each in half pixels in [-R, R]
+ * (4R + 1 tokens per axis), followed by its G*G cell tokens; the cells are
+ * coded against the reference moved by that motion field (bilinear, edges
+ * clamped; vttt_encoder_motion_ref), and motion 0 leaves a region as it
+ * is. Encoding chooses each region's motion by a search against the frame
+ * (encoder/README.md). The number of motion tokens at the start of a
+ * frame: 32, or 0 without motion. */
+#define VTTT_ENCODER_MOTION_GRID 4 /* regions per side of the motion field */
 int vttt_encoder_motion_tokens(const vttt_encoder *e);
 /* The cell tokens' vocabulary [0, product of the levels); the motion
- * tokens are [*lo, *lo + *n) above it (*n 0 without motion); token
- * lo + (y + 2R)(4R + 1) + x + 2R is the motion (x, y) half pixels. */
+ * tokens of axis 0 (x) and 1 (y) are [*lo, *lo + *n) above it (*n 0
+ * without motion); token lo + h + 2R is the displacement h half pixels. */
 int vttt_encoder_cell_vocab(const vttt_encoder *e);
-void vttt_encoder_motion_token_range(const vttt_encoder *e, int *lo, int *n);
+void vttt_encoder_motion_token_range(const vttt_encoder *e, int axis, int *lo, int *n);
 /* out (S, S, 3) = prev (NULL: mid-grey) moved by the motion field of the
- * tokens motion[0..15] (ignored without motion): the reference the frame's
+ * tokens motion[0..31] (ignored without motion): the reference the frame's
  * cells are coded against. VTTT_EINVAL for a token outside its range. */
 int vttt_encoder_motion_ref(const vttt_encoder *e, const uint8_t *prev, const int32_t *motion, uint8_t *out);
 int vttt_encoder_latent_dim(const vttt_encoder *e);         /* d, the FSQ channels */

@@ -67,7 +67,7 @@ int vttt_encoder_config_check(const vttt_encoder_config *c, const vttt_logger *l
     if (c->motion < 0 || c->motion > c->image_size / 8)
         return bad(lg, "motion (the largest motion in pixels) must be in [0, image_size / 8]");
     if (c->motion && c->kind != VTTT_ENCODER_DELTA) return bad(lg, "motion needs a delta tokenizer");
-    if (v + (int64_t)(4 * c->motion + 1) * (4 * c->motion + 1) > 65536)
+    if (v + 2 * (4 * c->motion + 1) > 65536)
         return bad(lg, "the vocabulary with the motion tokens must be <= 65536");
     return VTTT_OK;
 }

@@ -173,7 +173,7 @@ static int encode_chunks(vttt_encoder *e, const uint8_t *ref, int video, const u
                          int32_t *tokens) {
     int S = e->cfg.image_size, P = e->P, M = enc_motion_count(&e->cfg), err = chunks_begin(e, N, frames && tokens);
     size_t fb = (size_t)S * S * 3;
-    int32_t motion[ENC_MOTION_REGIONS * ENC_CHUNK];
+    int32_t motion[2 * ENC_MOTION_REGIONS * ENC_CHUNK];
     if (err) return err;
     for (int n0 = 0; n0 < N && !err; n0 += ENC_CHUNK) {
         int n = N - n0 < ENC_CHUNK ? N - n0 : ENC_CHUNK;

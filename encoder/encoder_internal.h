@@ -139,22 +139,24 @@ int enc_fsq_vocab(const vttt_encoder_config *cfg);
 double enc_fsq_rate(const vttt_encoder_config *cfg, const float *z, int N, int P, float scale, float *dz);
 
 /* ---- motion.c: the motion field ---- */
-#define ENC_MOTION_GRID 4                                   /* regions per side */
-#define ENC_MOTION_REGIONS (ENC_MOTION_GRID * ENC_MOTION_GRID) /* motion tokens per frame */
-/* Motion tokens per frame of c: 16 (DELTA with motion > 0) or 0. */
+#define ENC_MOTION_GRID VTTT_ENCODER_MOTION_GRID           /* regions per side */
+#define ENC_MOTION_REGIONS (ENC_MOTION_GRID * ENC_MOTION_GRID) /* regions of the field */
+/* Motion tokens per frame of c: 32 (x, y of each region; DELTA with
+ * motion > 0) or 0. */
 int enc_motion_count(const vttt_encoder_config *c);
 /* dst (S, S, 3) = src moved by the field mv (16 (x, y) pairs in half
  * pixels, the regions in raster order): bilinear, edges clamped, rounded
  * half up; a region of motion 0 is copied. src NULL: mid-grey. */
 void enc_motion_warp(const uint8_t *src, int S, const int *mv, uint8_t *dst);
-/* mv (16 pairs): for each region the half-pixel motion in [-2R, 2R] that
- * best maps ref onto cur (whole pixels, on every other row and column of
- * regions of 8 pixels and more; then the half pixels around the best), 0
- * unless it lowers the region's squared error by 10%. ref NULL: all 0. */
+/* mv (16 pairs): each region's half-pixel motion in [-2R, 2R] that maps
+ * ref onto cur: 0; or the frame's best motion where it lowers the region's
+ * squared error by 10%; or the region's own best where it lowers it by 10%
+ * more (whole pixels on every other row and column of squares of 8 pixels
+ * and more, then the half pixels around the best). ref NULL: all 0. */
 void enc_motion_estimate(const uint8_t *ref, const uint8_t *cur, int S, int R, int *mv);
 /* h_prev of N frames like enc_delta_set_prev, each reference moved by its
  * motion: from tokens (N, motion + cells; decoding) when given, else
- * estimated against frames (N, S, S, 3); motion (N, 16) gets the motion
+ * estimated against frames (N, S, S, 3); motion (N, 32) gets the motion
  * tokens (may be NULL). Without motion: enc_delta_set_prev. */
 int enc_motion_refs(vttt_encoder *e, const uint8_t *ref0, const uint8_t *refs, const uint8_t *frames,
                     const int32_t *tokens, int N, int32_t *motion);

@@ -207,7 +207,7 @@ int vttt_encoder_tokens_per_frame(const vttt_encoder *e) { return enc_motion_cou
 
 int vttt_encoder_vocab_size(const vttt_encoder *e) {
     int lo, n;
-    vttt_encoder_motion_token_range(e, &lo, &n);
+    vttt_encoder_motion_token_range(e, 1, &lo, &n);
     return lo + n;
 }
 

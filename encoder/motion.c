@@ -16,9 +16,11 @@
 
 #include "encoder_internal.h"
 
-/* A nonzero motion must lower the squared error of its region by this
- * fraction, else the region keeps motion 0: a static region's motion token
- * stays at 0 instead of following noise (a predictable token stream). */
+/* A motion must lower the squared error of its region by this fraction
+ * against the one it replaces (0, then the frame's motion), else the
+ * region keeps that one: a static region's motion token stays at 0 instead
+ * of following noise, a region moving with the camera keeps the camera's
+ * motion (a predictable token stream). */
 #define MOTION_GAIN 0.9
 
 static inline int clampi(int v, int hi) { return v < 0 ? 0 : v > hi ? hi : v; }
@@ -51,13 +53,13 @@ void enc_motion_warp(const uint8_t *src, int S, const int *mv, uint8_t *dst) {
 }
 
 /* Squared error between cur and ref moved by (hx, hy) half pixels over
- * region (by, bx) of side bs, on every step-th row and column. */
-static double region_sse(const uint8_t *ref, const uint8_t *cur, int S, int bs, int by, int bx, int hx, int hy,
-                         int step) {
+ * the square of side n at (y0, x0), on every step-th row and column. */
+static double rect_sse(const uint8_t *ref, const uint8_t *cur, int S, int y0, int x0, int n, int hx, int hy,
+                       int step) {
     int64_t s = 0;
     uint8_t o[3];
-    for (int y = by * bs; y < (by + 1) * bs; y += step)
-        for (int x = bx * bs; x < (bx + 1) * bs; x += step) {
+    for (int y = y0; y < y0 + n; y += step)
+        for (int x = x0; x < x0 + n; x += step) {
             const uint8_t *c = cur + ((size_t)y * S + x) * 3;
             if (!(hx & 1) && !(hy & 1)) { /* whole pixels: no averaging */
                 const uint8_t *r = ref + ((size_t)clampi(y - hy / 2, S - 1) * S + clampi(x - hx / 2, S - 1)) * 3;
@@ -70,59 +72,75 @@ static double region_sse(const uint8_t *ref, const uint8_t *cur, int S, int bs, 
     return (double)s;
 }
 
+/* The best motion (*hx, *hy) of the square (y0, x0, n) and its error:
+ * every whole pixel in [-R, R]² on a quarter of the pixels (every other
+ * row and column; squares of 8 pixels and more), then the best and the
+ * half pixels around it on all of them. */
+static double search(const uint8_t *ref, const uint8_t *cur, int S, int y0, int x0, int n, int R, int *hx, int *hy) {
+    int sub = n >= 8 ? 2 : 1, bx = 0, by = 0;
+    double best = rect_sse(ref, cur, S, y0, x0, n, 0, 0, sub);
+    for (int dy = -R; dy <= R; dy++)
+        for (int dx = -R; dx <= R; dx++) {
+            if (!dx && !dy) continue;
+            double e = rect_sse(ref, cur, S, y0, x0, n, 2 * dx, 2 * dy, sub);
+            if (e < best) best = e, bx = 2 * dx, by = 2 * dy;
+        }
+    int cx = bx, cy = by;
+    best = rect_sse(ref, cur, S, y0, x0, n, cx, cy, 1);
+    for (int dy = -1; dy <= 1; dy++)
+        for (int dx = -1; dx <= 1; dx++) {
+            int x = cx + dx, y = cy + dy;
+            if ((!dx && !dy) || x < -2 * R || x > 2 * R || y < -2 * R || y > 2 * R) continue;
+            double e = rect_sse(ref, cur, S, y0, x0, n, x, y, 1);
+            if (e < best) best = e, bx = x, by = y;
+        }
+    *hx = bx, *hy = by;
+    return best;
+}
+
 void enc_motion_estimate(const uint8_t *ref, const uint8_t *cur, int S, int R, int *mv) {
     memset(mv, 0, 2 * ENC_MOTION_REGIONS * sizeof *mv);
     if (!ref || R <= 0) return;
-    int bs = S / ENC_MOTION_GRID;
+    /* the frame's own motion (the camera's) first; a region keeps it, or 0, unless its own best is clearly
+     * better: a field that is one vector where the camera moves is a token stream the model can follow */
+    int gx, gy, bs = S / ENC_MOTION_GRID;
+    search(ref, cur, S, 0, 0, S, R, &gx, &gy);
     for (int by = 0; by < ENC_MOTION_GRID; by++)
         for (int bx = 0; bx < ENC_MOTION_GRID; bx++) {
-            /* whole pixels on a quarter of the pixels (every other row and column; regions of 8 pixels and
-             * more), then the best and the half pixels around it on all of them */
-            int sub = bs >= 8 ? 2 : 1, hx = 0, hy = 0;
-            double best = region_sse(ref, cur, S, bs, by, bx, 0, 0, sub);
-            for (int dy = -R; dy <= R; dy++)
-                for (int dx = -R; dx <= R; dx++) {
-                    if (!dx && !dy) continue;
-                    double e = region_sse(ref, cur, S, bs, by, bx, 2 * dx, 2 * dy, sub);
-                    if (e < best) best = e, hx = 2 * dx, hy = 2 * dy;
-                }
-            double e0 = region_sse(ref, cur, S, bs, by, bx, 0, 0, 1);
-            int cx = hx, cy = hy;
-            best = cx || cy ? region_sse(ref, cur, S, bs, by, bx, cx, cy, 1) : e0;
-            for (int dy = -1; dy <= 1; dy++) /* the half pixels around the best */
-                for (int dx = -1; dx <= 1; dx++) {
-                    int x = cx + dx, y = cy + dy;
-                    if ((!dx && !dy) || (!x && !y) || x < -2 * R || x > 2 * R || y < -2 * R || y > 2 * R) continue;
-                    double e = region_sse(ref, cur, S, bs, by, bx, x, y, 1);
-                    if (e < best) best = e, hx = x, hy = y;
-                }
-            int *m = mv + 2 * (by * ENC_MOTION_GRID + bx);
-            if (best < MOTION_GAIN * e0) m[0] = hx, m[1] = hy;
+            int y0 = by * bs, x0 = bx * bs, hx, hy, *m = mv + 2 * (by * ENC_MOTION_GRID + bx);
+            double e = rect_sse(ref, cur, S, y0, x0, bs, 0, 0, 1);
+            if (gx || gy) {
+                double eg = rect_sse(ref, cur, S, y0, x0, bs, gx, gy, 1);
+                if (eg < MOTION_GAIN * e) e = eg, m[0] = gx, m[1] = gy;
+            }
+            double eb = search(ref, cur, S, y0, x0, bs, R, &hx, &hy);
+            if (eb < MOTION_GAIN * e) m[0] = hx, m[1] = hy;
         }
 }
 
 int enc_motion_count(const vttt_encoder_config *c) {
-    return c->kind == VTTT_ENCODER_DELTA && c->motion > 0 ? ENC_MOTION_REGIONS : 0;
+    return c->kind == VTTT_ENCODER_DELTA && c->motion > 0 ? 2 * ENC_MOTION_REGIONS : 0;
 }
 
 int vttt_encoder_motion_tokens(const vttt_encoder *e) { return enc_motion_count(&e->cfg); }
 
 int vttt_encoder_cell_vocab(const vttt_encoder *e) { return enc_fsq_vocab(&e->cfg); }
 
-void vttt_encoder_motion_token_range(const vttt_encoder *e, int *lo, int *n) {
-    int k = 4 * e->cfg.motion + 1;
-    *lo = enc_fsq_vocab(&e->cfg);
-    *n = enc_motion_count(&e->cfg) ? k * k : 0;
+void vttt_encoder_motion_token_range(const vttt_encoder *e, int axis, int *lo, int *n) {
+    int k = enc_motion_count(&e->cfg) ? 4 * e->cfg.motion + 1 : 0;
+    *lo = enc_fsq_vocab(&e->cfg) + (axis ? k : 0);
+    *n = k;
 }
 
-/* The motion field mv (16 half-pixel pairs) of a frame's motion tokens;
- * -1 when one is outside the range. */
+/* The motion field mv (16 half-pixel pairs) of a frame's motion tokens
+ * (x, y of each region); -1 when one is outside its range. */
 static int motion_of_tokens(const vttt_encoder *e, const int32_t *t, int *mv) {
-    int lo, n, R = e->cfg.motion, k = 4 * R + 1;
-    vttt_encoder_motion_token_range(e, &lo, &n);
-    for (int i = 0; i < ENC_MOTION_REGIONS; i++) {
-        if (t[i] < lo || t[i] >= lo + n) return -1;
-        mv[2 * i] = (t[i] - lo) % k - 2 * R, mv[2 * i + 1] = (t[i] - lo) / k - 2 * R;
+    int lo[2], n;
+    vttt_encoder_motion_token_range(e, 0, &lo[0], &n);
+    vttt_encoder_motion_token_range(e, 1, &lo[1], &n);
+    for (int i = 0; i < 2 * ENC_MOTION_REGIONS; i++) {
+        if (t[i] < lo[i & 1] || t[i] >= lo[i & 1] + n) return -1;
+        mv[i] = t[i] - lo[i & 1] - 2 * e->cfg.motion;
     }
     return 0;
 }
@@ -142,13 +160,14 @@ int vttt_encoder_motion_ref(const vttt_encoder *e, const uint8_t *prev, const in
 
 int enc_motion_refs(vttt_encoder *e, const uint8_t *ref0, const uint8_t *refs, const uint8_t *frames,
                     const int32_t *tokens, int N, int32_t *motion) {
-    int S = e->cfg.image_size, M = enc_motion_count(&e->cfg), R = e->cfg.motion, k = 4 * R + 1, lo, n_tok;
+    int S = e->cfg.image_size, M = enc_motion_count(&e->cfg), R = e->cfg.motion, lo[2], n_tok;
     size_t fb = (size_t)S * S * 3;
     if (!M) {
         enc_delta_set_prev(e, ref0, refs, N);
         return VTTT_OK;
     }
-    vttt_encoder_motion_token_range(e, &lo, &n_tok);
+    vttt_encoder_motion_token_range(e, 0, &lo[0], &n_tok);
+    vttt_encoder_motion_token_range(e, 1, &lo[1], &n_tok);
     for (int n = 0; n < N; n++) {
         const uint8_t *r = n == 0 ? ref0 : refs ? refs + (size_t)(n - 1) * fb : NULL;
         int mv[2 * ENC_MOTION_REGIONS] = {0};
@@ -162,7 +181,7 @@ int enc_motion_refs(vttt_encoder *e, const uint8_t *ref0, const uint8_t *refs, c
             enc_motion_estimate(r, frames + (size_t)n * fb, S, R, mv);
         }
         enc_motion_warp(r, S, mv, e->h_mref + (size_t)n * fb);
-        for (int i = 0; motion && i < M; i++) motion[(size_t)n * M + i] = lo + (mv[2 * i + 1] + 2 * R) * k + mv[2 * i] + 2 * R;
+        for (int i = 0; motion && i < M; i++) motion[(size_t)n * M + i] = lo[i & 1] + mv[i] + 2 * R;
     }
     enc_delta_set_prev(e, e->h_mref, e->h_mref + fb, N);
     return VTTT_OK;

@@ -58,6 +58,13 @@ enum { VTTT_DECODE_AUTO = -1, VTTT_DECODE_EXPECT = 0, VTTT_DECODE_ARGMAX = 1, VT
  * time (VTTT_DECODE_TOP decodes) and averaged pixel by pixel with their
  * renormalized probabilities. */
 #define VTTT_DECODE_TOP 3
+/* With a tokenizer with motion (encoder.h), the cells are decoded on the
+ * last frame moved by the predicted motion field: by the motion tokens
+ * chosen in ARGMAX and SAMPLE; in MIXTURE and EXPECT by the expected
+ * reference, each region moved by the 4 combinations of the two likeliest
+ * displacements of each axis and averaged with the products of their
+ * probabilities, renormalized (an unsure model blends the candidate
+ * motions instead of betting on one). */
 /* Parses "auto", "expect", "argmax", "sample", "mixture"; -2 otherwise. */
 int vttt_decoding_parse(const char *s);
 

@@ -16,7 +16,7 @@ struct vttt_predictor {
     int M;                  /* motion tokens at the start of a frame (0 or 2) */
     int V;                  /* vocabulary (the logits' row length) */
     int Vc;                 /* the cells' vocabulary [0, Vc) */
-    int mlo, mn;            /* motion tokens: [mlo, mlo + mn) */
+    int mlo[2], mn;         /* motion tokens of axis a (x 0, y 1): [mlo[a], mlo[a] + mn) */
     uint64_t fingerprint;   /* of the model's configuration and weights (snapshots) */
     uint8_t *key;           /* (key_n) snapshot signing key, or NULL: unsigned snapshots */
     size_t key_n;
@@ -32,7 +32,9 @@ struct vttt_predictor {
     float *pz;              /* (P): DELTA: each cell's probability of "no change" */
     float *mix;             /* (S*S*3): MIXTURE's weighted sum */
     uint8_t *rank_frame;    /* (S*S*3): MIXTURE: the decoding of one rank */
-    uint8_t *mref;          /* (S*S*3): the reference shifted by the predicted motion */
+    uint8_t *mref;          /* (S*S*3): the reference moved by the predicted motion */
+    int32_t *mtok;          /* (4, M): MIXTURE/EXPECT: the motion tokens of each combination */
+    float *mp;              /* (2, M): the probability of the likeliest and second token of each axis */
     int32_t *rank_tok;      /* (TOP, P) MIXTURE: each cell's ranked tokens */
     float *rank_p;          /* (TOP, P) their probabilities */
     uint8_t *ref;           /* (cap_frames, S, S, 3): push_batch's reference frames */

@@ -82,15 +82,18 @@ int vttt_predictor_open(vttt_predictor **out, const char *model_dir, const char 
     p->fingerprint = model_fingerprint(p->m);
     p->M = vttt_encoder_motion_tokens(p->e);
     p->Vc = vttt_encoder_cell_vocab(p->e);
-    vttt_encoder_motion_token_range(p->e, &p->mlo, &p->mn);
+    vttt_encoder_motion_token_range(p->e, 0, &p->mlo[0], &p->mn);
+    vttt_encoder_motion_token_range(p->e, 1, &p->mlo[1], &p->mn);
     p->decoding = vttt_encoder_zero_token(p->e) >= 0 ? VTTT_DECODE_MIXTURE : VTTT_DECODE_EXPECT; /* AUTO */
     p->q = malloc((size_t)vttt_encoder_latent_dim(p->e) * p->P * sizeof(float));
     p->pz = malloc((size_t)p->P * sizeof(float));
     size_t fb = (size_t)p->S * p->S * 3;
     p->mix = malloc(fb * sizeof(float)), p->rank_frame = malloc(fb), p->mref = malloc(fb);
+    p->mtok = malloc((size_t)4 * (p->M + 1) * sizeof(int32_t));
+    p->mp = malloc((size_t)2 * (p->M + 1) * sizeof(float));
     p->rank_tok = malloc((size_t)VTTT_DECODE_TOP * p->P * sizeof(int32_t));
     p->rank_p = malloc((size_t)VTTT_DECODE_TOP * p->P * sizeof(float));
-    if (!p->q || !p->pz || !p->mix || !p->rank_frame || !p->mref || !p->rank_tok || !p->rank_p) {
+    if (!p->q || !p->pz || !p->mix || !p->rank_frame || !p->mref || !p->mtok || !p->mp || !p->rank_tok || !p->rank_p) {
         vttt_predictor_close(&p);
         return VTTT_ENOMEM;
     }
@@ -111,6 +114,7 @@ void vttt_predictor_close(vttt_predictor **pp) {
     free(p->q);
     free(p->pz);
     free(p->mix), free(p->rank_frame), free(p->mref), free(p->rank_tok), free(p->rank_p);
+    free(p->mtok), free(p->mp);
     free(p->ref);
     free(p);
     *pp = NULL;
@@ -157,7 +161,8 @@ int infer_scratch_reserve(vttt_predictor *p, size_t rows) {
 
 /* The tokens row i of a frame's logits may hold: [*lo, *hi). */
 static void row_range(const vttt_predictor *p, int i, int *lo, int *hi) {
-    if (i % p->P < p->M) *lo = p->mlo, *hi = p->mlo + p->mn;
+    int a = i % p->P;
+    if (a < p->M) *lo = p->mlo[a & 1], *hi = p->mlo[a & 1] + p->mn;
     else *lo = 0, *hi = p->Vc;
 }
 
@@ -215,6 +220,51 @@ static void rank_cells(vttt_predictor *p, const float *logits, int zero) {
     }
 }
 
+/* The expected reference of MIXTURE and EXPECT, into p->mref: each region
+ * of ref moved by the 4 combinations of the two likeliest displacements of
+ * each axis (the softmax of each motion row over its axis's tokens), and
+ * averaged with the products of their probabilities, renormalized. */
+static int expected_ref(vttt_predictor *p, const float *logits, const uint8_t *ref) {
+    int S = p->S, M = p->M, bs = S / VTTT_ENCODER_MOTION_GRID;
+    size_t fb = (size_t)S * S * 3;
+    for (int i = 0; i < M; i++) { /* row i: axis i & 1 of region i / 2 */
+        const float *row = logits + (size_t)i * p->V;
+        int lo = p->mlo[i & 1], hi = lo + p->mn, b0 = lo, b1 = -1;
+        for (int v = lo; v < hi; v++) b0 = row[v] > row[b0] ? v : b0;
+        for (int v = lo; v < hi; v++)
+            if (v != b0 && (b1 < 0 || row[v] > row[b1])) b1 = v;
+        if (b1 < 0) b1 = b0; /* one token on this axis: the same twice, weights still sum right */
+        double sum = 0.0;
+        for (int v = lo; v < hi; v++) sum += exp((double)(row[v] - row[b0]));
+        p->mtok[i] = b0, p->mtok[(size_t)M + i] = b1; /* ranks 0 and 1 of the row; combined below */
+        p->mp[i] = (float)(1.0 / sum), p->mp[(size_t)M + i] = b1 == b0 ? 0.0f : (float)(exp((double)(row[b1] - row[b0])) / sum);
+    }
+    for (size_t i = 0; i < fb; i++) p->mix[i] = 0.0f;
+    int32_t *combo = p->mtok + (size_t)2 * M;
+    for (int c = 0; c < 4; c++) { /* c bit 0: rank of x, bit 1: rank of y */
+        for (int r = 0; r < M / 2; r++) {
+            combo[2 * r] = p->mtok[(size_t)(c & 1) * M + 2 * r];
+            combo[2 * r + 1] = p->mtok[(size_t)(c >> 1) * M + 2 * r + 1];
+        }
+        int err = vttt_encoder_motion_ref(p->e, ref, combo, p->rank_frame);
+        if (err) return err;
+        for (size_t i = 0; i < fb; i++) {
+            size_t px = i / 3;
+            int r = (int)(px / S / bs) * VTTT_ENCODER_MOTION_GRID + (int)(px % S) / bs;
+            p->mix[i] += p->mp[(size_t)(c & 1) * M + 2 * r] * p->mp[(size_t)(c >> 1) * M + 2 * r + 1] *
+                         (float)p->rank_frame[i];
+        }
+    }
+    for (size_t i = 0; i < fb; i++) {
+        size_t px = i / 3;
+        int r = (int)(px / S / bs) * VTTT_ENCODER_MOTION_GRID + (int)(px % S) / bs;
+        float w = (p->mp[2 * r] + p->mp[(size_t)M + 2 * r]) * (p->mp[2 * r + 1] + p->mp[(size_t)M + 2 * r + 1]);
+        float v = rintf(p->mix[i] / w);
+        p->mref[i] = (uint8_t)(v < 0.0f ? 0.0f : v > 255.0f ? 255.0f : v);
+    }
+    return VTTT_OK;
+}
+
 /* MIXTURE's frame: (pz * ref + sum_k p_k * decode(rank k)) / (pz + sum_k p_k), cell by cell (logits:
  * the cells' rows; ref: the shifted reference). */
 static int mixture_frame(vttt_predictor *p, const float *logits, const uint8_t *ref, uint8_t *out) {
@@ -253,10 +303,13 @@ int infer_next_frame(vttt_predictor *p, const float *logits, uint64_t salt, cons
     if (err) return err;
     if (p->decoding == VTTT_DECODE_SAMPLE) sample_rows(p, logits, p->P, salt, tokens);
     if (!out) return VTTT_OK;
-    /* the cells are decoded on the reference shifted by the chosen motion */
+    /* the cells are decoded on the reference moved by the predicted motion: by the tokens chosen (ARGMAX,
+     * SAMPLE), or the expectation over each region's likeliest motions (MIXTURE, EXPECT) */
     const float *cl = logits + (size_t)p->M * p->V;
     if (p->M) {
-        if ((err = vttt_encoder_motion_ref(p->e, ref, tokens, p->mref))) return err;
+        if (p->decoding == VTTT_DECODE_MIXTURE || p->decoding == VTTT_DECODE_EXPECT) err = expected_ref(p, logits, ref);
+        else err = vttt_encoder_motion_ref(p->e, ref, tokens, p->mref);
+        if (err) return err;
         ref = p->mref;
     }
     if (p->decoding == VTTT_DECODE_MIXTURE) return mixture_frame(p, cl, ref, out);

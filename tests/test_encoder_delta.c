@@ -320,14 +320,16 @@ START_TEST(motion) {
     for (int i = 0; i < 2 * ENC_MOTION_REGIONS; i++) ck_assert_int_eq(got[i], 0);
     /* the tokenizer */
     vttt_encoder *em = make_motion(5, R), *e0 = make(5);
-    int M = vttt_encoder_motion_tokens(em), P = vttt_encoder_tokens_per_frame(e0), lo, n;
-    vttt_encoder_motion_token_range(em, &lo, &n);
-    ck_assert_int_eq(M, 16);
+    int M = vttt_encoder_motion_tokens(em), P = vttt_encoder_tokens_per_frame(e0), lo, n, loy;
+    vttt_encoder_motion_token_range(em, 0, &lo, &n);
+    vttt_encoder_motion_token_range(em, 1, &loy, &n);
+    ck_assert_int_eq(M, 32);
     ck_assert_int_eq(vttt_encoder_motion_tokens(e0), 0);
-    ck_assert_int_eq(vttt_encoder_tokens_per_frame(em), 16 + P);
+    ck_assert_int_eq(vttt_encoder_tokens_per_frame(em), 32 + P);
     ck_assert_int_eq(lo, vttt_encoder_cell_vocab(em));
-    ck_assert_int_eq(n, (4 * R + 1) * (4 * R + 1));
-    ck_assert_int_eq(vttt_encoder_vocab_size(em), lo + n);
+    ck_assert_int_eq(n, 4 * R + 1);
+    ck_assert_int_eq(loy, lo + n);
+    ck_assert_int_eq(vttt_encoder_vocab_size(em), lo + 2 * n);
     ck_assert_mem_eq(em->params, e0->params, em->n_params * sizeof(float)); /* the same weights */
     int N = 4, T = M + P;
     uint8_t *video = moving(N, 23), *dm = malloc((size_t)N * fb), *d0 = malloc(fb);
@@ -337,7 +339,11 @@ START_TEST(motion) {
     int moved = 0;
     for (int f = 0; f < N; f++) {
         const int32_t *t = tm + (size_t)f * T;
-        for (int i = 0; i < M; i++) ck_assert(t[i] >= lo && t[i] < lo + n), moved += t[i] != lo + 2 * R * (4 * R + 1) + 2 * R;
+        for (int i = 0; i < M; i++) {
+            int l = i & 1 ? loy : lo; /* x, y of each region */
+            ck_assert(t[i] >= l && t[i] < l + n);
+            moved += t[i] != l + 2 * R;
+        }
         const uint8_t *prev = f ? video + (size_t)(f - 1) * fb : NULL, *dprev = f ? dm + (size_t)(f - 1) * fb : NULL;
         ck_assert_int_eq(vttt_encoder_motion_ref(em, prev, t, c), 0);
         ck_assert_int_eq(vttt_encoder_encode(e0, f ? c : NULL, video + (size_t)f * fb, 1, t0), 0);
@@ -348,11 +354,11 @@ START_TEST(motion) {
     }
     ck_assert_msg(moved > 0, "the moving pattern was coded without motion");
     /* "no change" everywhere: zero motion is the previous frame; a motion is the moved one */
-    int z = vttt_encoder_zero_token(em), still = lo + 2 * R * (4 * R + 1) + 2 * R;
-    for (int i = 0; i < T; i++) tm[i] = i < M ? still : z;
+    int z = vttt_encoder_zero_token(em);
+    for (int i = 0; i < T; i++) tm[i] = i < M ? (i & 1 ? loy : lo) + 2 * R : z;
     ck_assert_int_eq(vttt_encoder_decode(em, a, tm, 1, b), 0);
     ck_assert_mem_eq(b, a, fb);
-    tm[3] = still + 1; /* region 3 moved by half a pixel to the right */
+    tm[6] += 1; /* region 3 moved by half a pixel to the right */
     ck_assert_int_eq(vttt_encoder_decode(em, a, tm, 1, b), 0);
     ck_assert_int_eq(vttt_encoder_motion_ref(em, a, tm, c), 0);
     ck_assert_mem_eq(b, c, fb);
@@ -361,7 +367,7 @@ START_TEST(motion) {
     tu_log lg;
     vttt_logger l = tu_log_capture(&lg, VTTT_LOG_ERROR, 0);
     em->log = l;
-    tm[0] = lo + n;
+    tm[0] = loy; /* a y token where x belongs */
     ck_assert_int_eq(vttt_encoder_decode(em, a, tm, 1, b), VTTT_EINVAL);
     ck_assert_int_eq(vttt_encoder_motion_ref(em, a, tm, c), VTTT_EINVAL);
     tm[0] = z;
@@ -399,7 +405,7 @@ START_TEST(config_and_dir) {
     ck_assert_int_eq(vttt_encoder_save(a, dir), 0);
     ck_assert_int_eq(vttt_encoder_load(&b, dir, NULL), 0);
     ck_assert_int_eq(vttt_encoder_get_config(b)->motion, 2);
-    ck_assert_int_eq(vttt_encoder_tokens_per_frame(b), 16 + (S / 4) * (S / 4));
+    ck_assert_int_eq(vttt_encoder_tokens_per_frame(b), 32 + (S / 4) * (S / 4));
     vttt_encoder_free(&a), vttt_encoder_free(&b);
     c = delta_cfg(), c.motion = S / 8 + 1;
     ck_assert_int_eq(vttt_encoder_config_check(&c, &l), VTTT_EINVAL);

@@ -602,21 +602,21 @@ END_TEST
  * calls. FRAME tokenizers refuse the mode. */
 START_TEST(test_mixture) {
     /* _i 1: a tokenizer with motion: the frame's first 16 outputs choose the motion tokens (argmax over their
-     * range), the reference moves by them, and the cells' softmax runs over the cell tokens alone */
+     * range), the reference is the expectation over each region's likeliest motions, and the cells' softmax
+     * runs over the cell tokens alone */
     fixture f;
     vttt_predictor *p = open_delta(&f, _i ? 2 : 0);
     ck_assert_int_eq(vttt_predictor_set_decoding(p, VTTT_DECODE_MIXTURE), VTTT_OK);
     vttt_encoder *e = vttt_predictor_encoder(p);
     int P = f.P, V = f.V, d = vttt_encoder_latent_dim(e), z = vttt_encoder_zero_token(e), T = VTTT_DECODE_TOP;
-    int M = vttt_encoder_motion_tokens(e), Vc = vttt_encoder_cell_vocab(e), C = P - M, mlo, mn;
-    vttt_encoder_motion_token_range(e, &mlo, &mn);
-    ck_assert_int_eq(M, _i ? 16 : 0);
-    ck_assert_int_eq(V, Vc + (_i ? 81 : 0)); /* motion 2: (4*2 + 1)^2 motion tokens */
+    int M = vttt_encoder_motion_tokens(e), Vc = vttt_encoder_cell_vocab(e), C = P - M;
+    ck_assert_int_eq(M, _i ? 32 : 0);
+    ck_assert_int_eq(V, Vc + (_i ? 18 : 0)); /* motion 2: 4*2 + 1 motion tokens per axis */
     size_t fb = (size_t)S * S * 3;
     uint8_t *video = make_video(3, 9), *pred = malloc(fb), *dec = malloc((size_t)T * fb), *mref = malloc(fb);
-    int32_t tok[80], rk[VTTT_DECODE_TOP][64], mt[16], pt[80];
+    int32_t tok[96], rk[VTTT_DECODE_TOP][64], mt[32], pt[96];
     float *lg = malloc((size_t)P * V * sizeof *lg), *q = malloc((size_t)d * P * sizeof *q), pz[64], pr[VTTT_DECODE_TOP][64];
-    ck_assert_int_le(P, 80);
+    ck_assert_int_le(P, 96);
     ck_assert_int_eq(C, 64);
     vttt_model_state *st = NULL;
     ck_assert_int_eq(vttt_model_state_init(&st, vttt_predictor_model(p), 1, 0), VTTT_OK);
@@ -627,18 +627,47 @@ START_TEST(test_mixture) {
         const uint8_t *rgb = video + t * fb;
         ck_assert_int_eq(vttt_encoder_encode(e, t ? rgb - fb : NULL, rgb, 1, tok), VTTT_OK);
         for (int i = 0; i < M; i++) {
-            ck_assert(tok[i] >= mlo && tok[i] < mlo + mn);
-            moved += tok[i] != mlo + 4 * 9 + 4; /* motion (0, 0): (y + 4) * 9 + x + 4 */
+            int l0, n0;
+            vttt_encoder_motion_token_range(e, i & 1, &l0, &n0);
+            ck_assert(tok[i] >= l0 && tok[i] < l0 + n0);
+            moved += tok[i] != l0 + 4; /* motion 0: 2R half pixels above the axis's first token */
         }
         ck_assert_int_eq(vttt_stream_push(s, rgb, 1, pred, pt), VTTT_OK);
         ck_assert_int_eq(vttt_model_prefill(vttt_predictor_model(p), st, tok, P, lg, 1), VTTT_OK);
-        for (int i = 0; i < M; i++) { /* the motion: argmax over the motion tokens */
+        /* the motion: the tokens handed back are the argmax over each axis's motion tokens; the reference is
+         * each region moved by the 4 combinations of the two likeliest of each axis, averaged with the
+         * products of their probabilities */
+        int bs = S / VTTT_ENCODER_MOTION_GRID, mlo[2], mn;
+        vttt_encoder_motion_token_range(e, 0, &mlo[0], &mn);
+        vttt_encoder_motion_token_range(e, 1, &mlo[1], &mn);
+        int32_t rk2[2][32], combo[32];
+        double wk[2][32], acc[S * S * 3] = {0};
+        for (int i = 0; i < M; i++) {
             const float *r = lg + (size_t)i * V;
-            mt[i] = mlo;
-            for (int v = mlo; v < mlo + mn; v++) mt[i] = r[v] > r[mt[i]] ? v : mt[i];
+            int l = mlo[i & 1];
+            mt[i] = l;
+            for (int v = l; v < l + mn; v++) mt[i] = r[v] > r[mt[i]] ? v : mt[i];
             ck_assert_int_eq(pt[i], mt[i]);
+            int b1 = -1;
+            for (int v = l; v < l + mn; v++)
+                if (v != mt[i] && (b1 < 0 || r[v] > r[b1])) b1 = v;
+            double sum = 0;
+            for (int v = l; v < l + mn; v++) sum += exp(r[v] - r[mt[i]]);
+            rk2[0][i] = mt[i], rk2[1][i] = b1, wk[0][i] = 1.0 / sum, wk[1][i] = exp(r[b1] - r[mt[i]]) / sum;
         }
-        ck_assert_int_eq(vttt_encoder_motion_ref(e, rgb, mt, mref), VTTT_OK);
+        for (int c = 0; c < 4 && M; c++) {
+            for (int q2 = 0; q2 < 16; q2++) combo[2 * q2] = rk2[c & 1][2 * q2], combo[2 * q2 + 1] = rk2[c >> 1][2 * q2 + 1];
+            ck_assert_int_eq(vttt_encoder_motion_ref(e, rgb, combo, mref), VTTT_OK);
+            for (size_t i = 0; i < fb; i++) {
+                int g = (int)((i / 3 / S / bs) * 4 + (i / 3 % S) / bs);
+                acc[i] += wk[c & 1][2 * g] * wk[c >> 1][2 * g + 1] * mref[i];
+            }
+        }
+        for (size_t i = 0; i < fb && M; i++) {
+            int g = (int)((i / 3 / S / bs) * 4 + (i / 3 % S) / bs);
+            mref[i] = (uint8_t)lrint(acc[i] / ((wk[0][2 * g] + wk[1][2 * g]) * (wk[0][2 * g + 1] + wk[1][2 * g + 1])));
+        }
+        if (!M) memcpy(mref, rgb, fb);
         for (int c = 0; c < C; c++) { /* softmax over the cell tokens, "no change", the ranks */
             const float *r = lg + (size_t)(M + c) * V;
             double mx = r[0], sum = 0;
