@@ -21,8 +21,8 @@ THREADS=${THREADS:-2}
 export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-passive}
 # the settings of the committed models (models/README.md)
 case "$SIZE" in
-64) FACTOR=4 D_ENC=4000 D_RATE=1500 D_MODEL=600 ;;   # 16x16 cells of 4x4 pixels: 256 tokens per frame
-128) FACTOR=8 D_ENC=2500 D_RATE=800 D_MODEL=500 ;;   # 16x16 cells of 8x8 pixels: the same 256 tokens
+64) FACTOR=4 MOTION=4 D_ENC=4000 D_RATE=1500 D_MODEL=600 ;;  # 16x16 cells of 4x4 pixels, motion up to 4 pixels
+128) FACTOR=8 MOTION=8 D_ENC=2500 D_RATE=800 D_MODEL=500 ;;  # 16x16 cells of 8x8 pixels, motion up to 8 pixels
 *) echo "SIZE must be 64 or 128" >&2; exit 2 ;;
 esac
 ENC_STEPS=${ENC_STEPS:-$D_ENC}
@@ -44,11 +44,25 @@ E="$WORK/enc$SIZE"
 [ -d "$E/b/latest" ] || "$VTTT" encoder train --init "$E/a" --rate 0.002 --frames "$F/train" --out "$E/b" \
     --val-frames 4 --steps "$ENC_RATE_STEPS" --batch 16 --lr 1e-3 --warmup 50 --eval-every 500 --ckpt-every 500 \
     --log-every 100 --threads "$THREADS"
+# 1c. motion on (encoder/README.md): the same weights; each frame gets a
+#     motion field of 16 regions (32 tokens: 288 tokens per frame) and its
+#     cells are coded against the previous frame moved by it
+C="$WORK/enc$SIZE/c"
+if [ ! -f "$C/config.json" ]; then
+    mkdir -p "$C"
+    cp "$E/b/latest/model.safetensors" "$C/"
+    python3 - "$E/b/latest/config.json" "$C/config.json" "$MOTION" <<'PY'
+import json, sys
+c = json.load(open(sys.argv[1]))
+c["motion"] = int(sys.argv[3])
+json.dump(c, open(sys.argv[2], "w"), indent=1)
+PY
+fi
 # 2. token shards of the training clips (the last 8 frames of each clip for validation)
 T="$WORK/tok$SIZE"
-[ -f "$T/meta.json" ] || "$VTTT" encoder encode --encoder "$E/b" --out "$T" --val-frames 8 --threads "$THREADS" "$F/train"
+[ -f "$T/meta.json" ] || "$VTTT" encoder encode --encoder "$C" --out "$T" --val-frames 8 --threads "$THREADS" "$F/train"
 # 3. the video model: TTT-MLP, width 64, 2 layers; 32-frame sequences in
-#    4-frame windows with the TTT state carried
+#    4-frame windows with the TTT state carried (P = 288 tokens per frame)
 V=$(python3 -c "import json; print(json.load(open('$T/meta.json'))['vocab_size'])")
 P=$(python3 -c "import json; print(json.load(open('$T/meta.json'))['tokens_per_frame'])")
 cat >"$WORK/model$SIZE.json" <<EOF
@@ -66,7 +80,7 @@ OUT="$WORK/video-$SIZE"
 rm -rf "$OUT.tmp"
 mkdir -p "$OUT.tmp/encoder"
 cp "$M/latest/config.json" "$M/latest/model.safetensors" "$OUT.tmp/"
-cp "$E/b/latest/config.json" "$E/b/latest/model.safetensors" "$OUT.tmp/encoder/"
+cp "$C/config.json" "$C/model.safetensors" "$OUT.tmp/encoder/"
 rm -rf "$OUT"
 mv "$OUT.tmp" "$OUT"
 # 5. held-out figures: every held-out clip, horizon 4
