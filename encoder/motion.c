@@ -53,12 +53,16 @@ void enc_motion_warp(const uint8_t *src, int S, const int *mv, uint8_t *dst) {
 }
 
 /* Squared error between cur and ref moved by (hx, hy) half pixels over
- * the square of side n at (y0, x0), on every step-th row and column. */
-static double rect_sse(const uint8_t *ref, const uint8_t *cur, int S, int y0, int x0, int n, int hx, int hy,
-                       int step) {
+ * the square of side n at (y0, x0), on every step-th row and column; once
+ * a row's end passes limit it stops there (a sum >= limit: a candidate
+ * that cannot win a strict comparison against limit, the same choice
+ * sooner). */
+static double rect_sse_below(const uint8_t *ref, const uint8_t *cur, int S, int y0, int x0, int n, int hx, int hy,
+                             int step, double limit) {
     int64_t s = 0;
     uint8_t o[3];
-    for (int y = y0; y < y0 + n; y += step)
+    for (int y = y0; y < y0 + n; y += step) {
+        if ((double)s >= limit) break;
         for (int x = x0; x < x0 + n; x += step) {
             const uint8_t *c = cur + ((size_t)y * S + x) * 3;
             if (!(hx & 1) && !(hy & 1)) { /* whole pixels: no averaging */
@@ -69,7 +73,13 @@ static double rect_sse(const uint8_t *ref, const uint8_t *cur, int S, int y0, in
             }
             for (int k = 0; k < 3; k++) s += ((int)c[k] - o[k]) * ((int)c[k] - o[k]);
         }
+    }
     return (double)s;
+}
+
+static double rect_sse(const uint8_t *ref, const uint8_t *cur, int S, int y0, int x0, int n, int hx, int hy,
+                       int step) {
+    return rect_sse_below(ref, cur, S, y0, x0, n, hx, hy, step, HUGE_VAL);
 }
 
 /* The best motion (*hx, *hy) of the square (y0, x0, n) and its error:
@@ -82,7 +92,7 @@ static double search(const uint8_t *ref, const uint8_t *cur, int S, int y0, int 
     for (int dy = -R; dy <= R; dy++)
         for (int dx = -R; dx <= R; dx++) {
             if (!dx && !dy) continue;
-            double e = rect_sse(ref, cur, S, y0, x0, n, 2 * dx, 2 * dy, sub);
+            double e = rect_sse_below(ref, cur, S, y0, x0, n, 2 * dx, 2 * dy, sub, best);
             if (e < best) best = e, bx = 2 * dx, by = 2 * dy;
         }
     int cx = bx, cy = by;
@@ -91,7 +101,7 @@ static double search(const uint8_t *ref, const uint8_t *cur, int S, int y0, int 
         for (int dx = -1; dx <= 1; dx++) {
             int x = cx + dx, y = cy + dy;
             if ((!dx && !dy) || x < -2 * R || x > 2 * R || y < -2 * R || y > 2 * R) continue;
-            double e = rect_sse(ref, cur, S, y0, x0, n, x, y, 1);
+            double e = rect_sse_below(ref, cur, S, y0, x0, n, x, y, 1, best);
             if (e < best) best = e, bx = x, by = y;
         }
     *hx = bx, *hy = by;
