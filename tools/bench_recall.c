@@ -24,7 +24,7 @@ static void usage(FILE *f) {
     fprintf(f,
             "usage: vttt bench recall [--quick] [--layers LIST (attention,ttt_linear,ttt_mlp)]\n"
             "         [--widths LIST (64,128,256)] [--lens LIST (64,128,256,512)] [--kv LIST]\n"
-            "         [--steps N (1000)] [--batch N (32)] [--lr LIST (3e-3)] [--warmup N (50)] [--seed N (0)]\n"
+            "         [--steps N (2000)] [--batch N (64)] [--lr LIST (1e-3)] [--warmup N (50)] [--seed N (0)]\n"
             "         [--vocab V (8192)] [--test N (512)] [--heads N (1)] [--mlp-mult N (2)]\n"
             "         [--backbone transformer|mamba] [--ttt-base-lr X] [--mini-batch N (16)]\n"
             "         [--power-a A (0.01)] [--filler zero|random] [--eval-every N (0)] [--stop-at ACC]\n"
@@ -34,7 +34,8 @@ static void usage(FILE *f) {
             "  pairs per length (one value, or one per --lens entry; default Zoology's: 64:4 128:8 256:16\n"
             "  512:64, else length/16). --lr with several values trains each and keeps the best\n"
             "  (Zoology sweeps 4). --stop-at ends a run once held-out accuracy reaches it (scored every\n"
-            "  --eval-every steps). --quick: length 64, 4 pairs, width 64, 300 steps, 256 test examples.\n");
+            "  --eval-every steps). --quick: length 64, 4 pairs, width 64, vocabulary 128, stop at 0.99\n"
+            "  (scored every 100 steps), 256 test examples.\n");
 }
 
 typedef struct opts {
@@ -105,7 +106,7 @@ static void set_quick(opts *o) {
     snprintf(o->widths, sizeof o->widths, "64");
     snprintf(o->lens, sizeof o->lens, "64");
     snprintf(o->kv, sizeof o->kv, "4");
-    o->run.train.steps = 300, o->run.test_examples = 256;
+    o->run.test_examples = 256, o->run.task.vocab_size = 128, o->run.eval_every = 100, o->run.stop_at = 0.99;
 }
 
 /* 0: run; 1: help; 2: bad usage (message printed). */
@@ -280,7 +281,7 @@ int cli_bench_recall(int argc, char **argv) {
     snprintf(o.layers, sizeof o.layers, "attention,ttt_linear,ttt_mlp");
     snprintf(o.widths, sizeof o.widths, "64,128,256");
     snprintf(o.lens, sizeof o.lens, "64,128,256,512");
-    snprintf(o.lrs, sizeof o.lrs, "3e-3");
+    snprintf(o.lrs, sizeof o.lrs, "1e-3");
     snprintf(o.out, sizeof o.out, "mqar");
     int r = parse(&o, argc, argv);
     if (r) return usage(r == 1 ? stdout : stderr), r == 1 ? 0 : 2;

@@ -80,8 +80,9 @@ typedef struct vttt_mqar_run {
 } vttt_mqar_run;
 
 /* Two transformer blocks, width 64, 1 head, SwiGLU 2 D, mini-batch 16;
- * 1000 steps of 32, lr 3e-3 (min 1e-5), warmup 50, weight decay 0.1,
- * clip 1; 512 held-out examples, stop at accuracy 1 (never earlier). */
+ * 2000 steps of 64, lr 1e-3 (min 1e-5), warmup 50, weight decay 0.1,
+ * clip 1; 512 held-out examples, stop at accuracy 1 (never earlier).
+ * (lr 3e-3 or batch 32 leave attention at 1/K: docs/mqar.md.) */
 vttt_mqar_run vttt_mqar_default_run(void);
 
 typedef struct vttt_mqar_result {

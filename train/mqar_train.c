@@ -23,7 +23,7 @@ vttt_mqar_run vttt_mqar_default_run(void) {
     snprintf(r.backbone, sizeof r.backbone, "transformer");
     r.width = 64, r.layers = 2, r.heads = 1, r.mlp_mult = 2, r.mini_batch = 16;
     r.train = vttt_train_default_params();
-    r.train.steps = 1000, r.train.batch = 32, r.train.warmup = 50;
+    r.train.steps = 2000, r.train.batch = 64, r.train.warmup = 50, r.train.lr = 1e-3f;
     r.test_examples = 512;
     r.stop_at = 2.0;
     return r;
